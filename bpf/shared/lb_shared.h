@@ -1,0 +1,215 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause) */
+/* The one definition of every map key, value, enum and constant that the BPF
+ * programs and the C++ daemon share. Plain fixed-width C with explicit padding;
+ * the C++ side static_asserts every size (lb/datapath/layout.h). Bump
+ * LB_LAYOUT_VERSION whenever anything here changes meaning or size: a daemon
+ * that finds pinned maps of another version replaces them (contract 4).
+ */
+#ifndef XDPLB_BPF_SHARED_LB_SHARED_H
+#define XDPLB_BPF_SHARED_LB_SHARED_H
+
+#include <linux/types.h>
+
+#define LB_LAYOUT_VERSION 1
+
+#define LB_FAMILY_V4 4
+#define LB_FAMILY_V6 6
+
+/* Backend id 0 and VIP id 0 mean "none": an uninitialised ring slot or map
+ * entry can never forward (learned from Katran). */
+#define LB_ID_NONE 0
+
+/* lb_rings is an ARRAY_OF_MAPS indexed by VIP id; each inner map is an ARRAY
+ * of __u32 (BPF_F_INNER_MAP, so sizes may differ per VIP) that holds
+ * LB_RING_HEADER_SLOTS header slots followed by the ring itself: slot 0 is the
+ * ring size M, slot 1 the ring generation, slots 2..M+1 backend ids. Keeping M
+ * inside the swapped map makes a size change atomic with the ring
+ * (contract 2); keeping the generation there lets a restarted daemon continue
+ * counting (contract 4). Slot of a flow: LB_RING_HEADER_SLOTS + hash % M. */
+#define LB_RING_SIZE_SLOT 0
+#define LB_RING_GEN_SLOT 1
+#define LB_RING_HEADER_SLOTS 2
+
+/* A per-CPU next-hop cache entry older than this is refreshed through
+ * bpf_fib_lookup, so routes and neighbours changes are followed within 1 s. */
+#define LB_NEXTHOP_MAX_AGE_NS (500ULL * 1000 * 1000)
+
+/* UDP flow entries idle for longer than this are treated as misses. */
+#define LB_UDP_FLOW_TIMEOUT_NS (30ULL * 1000 * 1000 * 1000)
+/* A flow entry's last_seen is rewritten at most this often (less cache-line
+ * bouncing between CPUs on busy flows). */
+#define LB_FLOW_REFRESH_NS (1ULL * 1000 * 1000 * 1000)
+
+/* Outer header constants of the encapsulation. */
+#define LB_OUTER_TTL 64
+
+/* ---- map sizes --------------------------------------------------------------
+ * Sizes are set by the daemon at load time (bpf_map__set_max_entries) from its
+ * configuration, never fixed here: memory grows with what is configured.
+ *   lb_vips          2 * max_vips   (each VIP plus its address's port-0 entry)
+ *   lb_rings         max_vips + 1   (index = VIP id; 0 unused)
+ *   lb_vip_stats     max_vips + 1
+ *   lb_backends      max_backends + 1 (index = backend id; 0 unused)
+ *   lb_nexthops      max_backends + 1
+ *   lb_backend_stats max_backends + 1
+ *   lb_flows         flow_table_size
+ *   lb_tx_ports      DEVMAP_HASH ifindex -> ifindex, 64 entries
+ *   lb_config        1
+ *   lb_reason_stats  LB_REASON_MAX
+ */
+
+/* ---- addresses ---------------------------------------------------------- */
+
+/* An IPv4 address is stored in the first 4 bytes of addr[16], rest zero. */
+
+/* ---- lb_vips: HASH lb_vip_key -> lb_vip_value ------------------------------
+ * Every VIP address+protocol has a port-0 entry. It is either a real
+ * every-port VIP or, flagged LB_VIP_F_ALIAS, a marker that only says "this
+ * address has VIPs of this protocol". The datapath looks up the port-0 entry
+ * first, so a packet to a non-VIP address costs one lookup. */
+struct lb_vip_key {
+	__u8 addr[16];
+	__u16 port;   /* network byte order; 0 = every port */
+	__u8 proto;   /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 family;  /* LB_FAMILY_V4 or LB_FAMILY_V6 */
+};
+
+#define LB_VIP_F_ALIAS     0x1 /* port-0 entry that is not itself a VIP */
+#define LB_VIP_F_HAS_PORTS 0x2 /* port-0 entry: VIPs with a port exist for this address+proto */
+
+struct lb_vip_value {
+	__u32 vip_id;      /* index into lb_rings and lb_vip_stats; 0 on an alias */
+	__u32 flags;       /* LB_VIP_F_* */
+	__u32 frag_vip_id; /* port-0 entries: VIP receiving IPv4 fragments of this
+			    * address+proto; 0 = drop them (counted) */
+	__u32 pad;
+};
+
+/* ---- lb_backends: ARRAY backend id -> lb_backend --------------------------- */
+enum lb_backend_state {
+	LB_BACKEND_NONE = 0,     /* unused id */
+	LB_BACKEND_UP = 1,       /* in rings, keeps its flows */
+	LB_BACKEND_DRAINING = 2, /* not in rings, keeps its flows */
+	LB_BACKEND_DOWN = 3,     /* not in rings, its flows rehash */
+};
+
+/* A backend is one address within one VIP (health and counters are per VIP):
+ * the same address in two VIPs has two ids. vip_id lets a restarted daemon
+ * map ids back to its config. */
+struct lb_backend {
+	__u8 addr[16];
+	__u32 vip_id;
+	__u8 family; /* LB_FAMILY_V4 or LB_FAMILY_V6 */
+	__u8 state;  /* enum lb_backend_state */
+	__u8 pad[2];
+};
+
+/* ---- lb_flows: LRU_HASH lb_flow_key -> lb_flow_value ----------------------- */
+struct lb_flow_key {
+	__u8 src[16];
+	__u8 dst[16];
+	__u16 sport; /* network byte order; 0 for IPv4 fragments */
+	__u16 dport; /* network byte order; 0 for IPv4 fragments */
+	__u8 proto;
+	__u8 family;
+	__u16 pad;   /* always 0: the key is hashed whole */
+};
+
+struct lb_flow_value {
+	__u32 backend_id;
+	__u32 vip_id;
+	__u64 last_seen_ns; /* bpf_ktime_get_ns() */
+};
+
+/* ---- lb_config: ARRAY[1] of lb_config ------------------------------------- */
+#define LB_CFG_F_TUNNEL_V4 0x1 /* tunnel_src_v4 is set: IPv4 backends usable */
+#define LB_CFG_F_TUNNEL_V6 0x2 /* tunnel_src_v6 is set: IPv6 backends usable */
+
+struct lb_config {
+	__u32 layout_version; /* LB_LAYOUT_VERSION of the daemon that wrote it */
+	__u32 hash_seed;
+	__u32 flags; /* LB_CFG_F_* */
+	__u8 tunnel_src_v4[4];
+	__u8 tunnel_src_v6[16];
+};
+
+/* ---- lb_nexthops: PERCPU_ARRAY backend id -> lb_nexthop ---------------------
+ * Filled by the program itself from bpf_fib_lookup; per CPU so entries are
+ * never read torn. */
+struct lb_nexthop {
+	__u8 dmac[6];
+	__u8 smac[6];
+	__u32 ifindex;     /* egress interface */
+	__u32 fib_status;  /* last BPF_FIB_LKUP_RET_* */
+	__u64 resolved_ns; /* bpf_ktime_get_ns() of the lookup; 0 = never */
+	__u32 pad;
+};
+
+/* ---- counters --------------------------------------------------------------
+ * Every exit of xdp_balancer names one reason; lb_reason_stats (PERCPU_ARRAY,
+ * LB_REASON_MAX entries of lb_counter) counts packets and bytes per reason. */
+enum lb_reason {
+	LB_R_PASS_NOT_IP = 0,     /* not IPv4/IPv6 (ARP, LLDP, ...) */
+	LB_R_PASS_NOT_VIP,        /* IP, but no VIP matches address/port/protocol */
+	LB_R_PASS_OTHER_PROTO,    /* to a VIP address, but neither TCP nor UDP */
+	LB_R_PASS_NO_NEIGH,       /* encapsulated, no neighbour yet: the kernel forwards it */
+	LB_R_DROP_MALFORMED,      /* truncated header or a length field that lies */
+	LB_R_DROP_NO_BACKEND,     /* the VIP's ring is empty */
+	LB_R_DROP_FRAGMENT,       /* IPv4 fragment to an address whose VIPs are ambiguous */
+	LB_R_DROP_FIB,            /* no route to the backend, forwarding disabled, ... */
+	LB_R_DROP_ENCAP,          /* the packet could not be grown for the outer header */
+	LB_R_DROP_NO_TUNNEL,      /* no tunnel source configured for the backend's family */
+	LB_R_DROP_INTERNAL,       /* a map entry that the daemon must have written is missing */
+	LB_R_TX,                  /* forwarded out of the ingress interface */
+	LB_R_REDIRECT,            /* forwarded out of another interface (devmap) */
+	LB_REASON_MAX,
+};
+
+/* Names for the reasons, in enum order; used for logs and metric labels. */
+#define LB_REASON_NAMES                                                        \
+	{ "not_ip", "not_vip", "other_proto", "no_neigh", "malformed",        \
+	  "no_backend", "fragment", "fib", "encap", "no_tunnel", "internal",  \
+	  "tx", "redirect" }
+
+struct lb_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* lb_vip_stats: PERCPU_ARRAY vip id -> lb_vip_stats */
+struct lb_vip_stats {
+	__u64 packets;
+	__u64 bytes;
+	__u64 new_flows; /* packets that took the ring (flow-table miss or SYN) */
+	__u64 pad;
+};
+
+/* lb_backend_stats: PERCPU_ARRAY backend id -> lb_counter */
+
+/* ---- xdp_decap ------------------------------------------------------------- */
+/* lb_decap_addrs: HASH lb_addr -> __u32 (1): the host's addresses; only
+ * tunnel packets whose outer destination is one of them are decapsulated. */
+struct lb_addr {
+	__u8 addr[16];
+	__u8 family;
+	__u8 pad[3];
+};
+
+enum lb_decap_reason {
+	LB_D_PASS_NOT_TUNNEL = 0, /* not 4in4, 6in6 or 4in6: untouched */
+	LB_D_PASS_NOT_LOCAL,      /* tunnel packet, but not to one of our addresses */
+	LB_D_DECAP_4IN4,
+	LB_D_DECAP_6IN6,
+	LB_D_DECAP_4IN6,
+	LB_D_DROP_MALFORMED,      /* truncated or lying outer or inner header */
+	LB_D_DROP_INTERNAL,       /* bpf_xdp_adjust_head failed */
+	LB_DECAP_REASON_MAX,
+};
+
+#define LB_DECAP_REASON_NAMES                                                  \
+	{ "not_tunnel", "not_local", "decap_4in4", "decap_6in6", "decap_4in6", \
+	  "malformed", "internal" }
+
+/* lb_decap_stats: PERCPU_ARRAY[LB_DECAP_REASON_MAX] of lb_counter */
+
+#endif

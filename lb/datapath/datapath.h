@@ -1,0 +1,104 @@
+// The Datapath interface: everything the rest of the daemon may ask of the
+// BPF side. Only lb/datapath/ implements it with bpf_* calls; the reconciler
+// is unit-tested against a fake and datapath-tested against BpfDatapath.
+#pragma once
+
+#include <array>
+#include <compare>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "lb/common/ip.h"
+#include "lb/common/result.h"
+#include "lb_shared.h"
+
+namespace xdplb::datapath {
+
+enum class BackendState : uint8_t {
+  Up = LB_BACKEND_UP,              // in rings, keeps its flows
+  Draining = LB_BACKEND_DRAINING,  // out of rings, keeps its flows
+  Down = LB_BACKEND_DOWN,          // out of rings, its flows rehash
+};
+
+struct VipKey {
+  IpAddr addr;
+  uint16_t port = 0;  // host byte order; 0 = every port
+  uint8_t proto = 0;  // IPPROTO_TCP or IPPROTO_UDP
+  auto operator<=>(const VipKey&) const = default;
+};
+
+struct GlobalConfig {
+  uint32_t hashSeed = 0;
+  std::optional<IpAddr> tunnelSourceV4;
+  std::optional<IpAddr> tunnelSourceV6;
+};
+
+struct BackendEntry {
+  IpAddr addr;
+  uint32_t vipId = 0;
+  BackendState state = BackendState::Down;
+};
+
+struct Counter {
+  uint64_t packets = 0;
+  uint64_t bytes = 0;
+};
+struct VipCounter {
+  uint64_t packets = 0;
+  uint64_t bytes = 0;
+  uint64_t newFlows = 0;
+};
+
+// Counters summed over CPUs. vips and backends are indexed by id (index 0 is
+// the unused id 0).
+struct CounterSnapshot {
+  std::array<Counter, LB_REASON_MAX> reasons{};
+  std::vector<VipCounter> vips;
+  std::vector<Counter> backends;
+};
+
+struct Ring {
+  uint64_t generation = 0;
+  std::vector<uint32_t> slots;  // backend ids, size M
+};
+
+class Datapath {
+ public:
+  virtual ~Datapath() = default;
+
+  // Hash seed and tunnel sources (lb_config).
+  [[nodiscard]] virtual Result<> setConfig(const GlobalConfig& config) = 0;
+
+  // Adds or updates a VIP (lb_vips), keeping the address's port-0 entry and
+  // fragment target consistent. vipId is in 1..max_vips.
+  [[nodiscard]] virtual Result<> putVip(const VipKey& key, uint32_t vipId) = 0;
+  [[nodiscard]] virtual Result<> removeVip(const VipKey& key) = 0;
+  // Every VIP in lb_vips (aliases excluded): what a restarted daemon adopts.
+  [[nodiscard]] virtual Result<std::map<VipKey, uint32_t>> listVips() = 0;
+
+  // lb_backends[id]; id is in 1..max_backends.
+  [[nodiscard]] virtual Result<> putBackend(uint32_t id, const BackendEntry& backend) = 0;
+  // Marks the id unused (state NONE); counters of the id are zeroed.
+  [[nodiscard]] virtual Result<> removeBackend(uint32_t id) = 0;
+  [[nodiscard]] virtual Result<std::map<uint32_t, BackendEntry>> listBackends() = 0;
+
+  // Builds a new inner ring map off to the side, fills it (size, generation,
+  // slots) and swaps it in with one update of lb_rings (contract 2).
+  [[nodiscard]] virtual Result<> swapRing(uint32_t vipId, const Ring& ring) = 0;
+  [[nodiscard]] virtual Result<> removeRing(uint32_t vipId) = 0;
+  // The live ring of a VIP; nullopt when it has none.
+  [[nodiscard]] virtual Result<std::optional<Ring>> readRing(uint32_t vipId) = 0;
+
+  [[nodiscard]] virtual Result<CounterSnapshot> readCounters() = 0;
+
+  // Backend ids that some flow-table entry still names (contract 3: an id is
+  // not reused while a flow may name it).
+  [[nodiscard]] virtual Result<std::unordered_set<uint32_t>> backendIdsInFlows() = 0;
+};
+
+}  // namespace xdplb::datapath

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs every build, test and demo dependency of xdplb from Debian 12
+# packages. Idempotent and non-interactive; run as root.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config git
+  clang-14 llvm bpftool libbpf-dev libxdp-dev xdp-tools libelf-dev zlib1g-dev
+  linux-libc-dev
+  libspdlog-dev libtomlplusplus-dev libboost-dev
+  libgtest-dev libgmock-dev googletest libbenchmark-dev
+  iproute2 iputils-ping curl ethtool procps psmisc
+  prometheus systemd python3
+)
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "install-deps: must run as root (apt-get install)" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "install-deps: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# The prometheus package would start its own server under systemd; we only
+# want promtool and a binary the tests start themselves.
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-deps: done"
