@@ -1,0 +1,505 @@
+#include "lb/control/daemon.h"
+
+#include <linux/capability.h>
+#include <sys/inotify.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <boost/asio.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <mutex>
+
+#include "lb/common/sd_notify.h"
+#include "lb/config/config.h"
+#include "lb/control/lookup.h"
+#include "lb/control/reconciler.h"
+#include "lb/control/status_json.h"
+#include "lb/control/telemetry.h"
+#include "lb/datapath/bpf_datapath.h"
+#include "lb/health/checker.h"
+#include "lb/metrics/http_server.h"
+#include "lb/metrics/registry.h"
+
+namespace xdplb::control {
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+
+namespace {
+
+bool haveCap(int cap) {
+  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2]{};
+  if (syscall(SYS_capget, &hdr, data) != 0) return false;
+  return (data[cap / 32].effective & (1u << (cap % 32))) != 0;
+}
+
+// Start-up refuses early, naming the capability, rather than failing deep in
+// libbpf with EPERM.
+std::string missingCapabilities() {
+  std::string missing;
+  if (!haveCap(CAP_BPF) && !haveCap(CAP_SYS_ADMIN)) missing += " CAP_BPF";
+  if (!haveCap(CAP_NET_ADMIN)) missing += " CAP_NET_ADMIN";
+  if (!haveCap(CAP_PERFMON) && !haveCap(CAP_SYS_ADMIN)) missing += " CAP_PERFMON";
+  return missing;
+}
+
+health::CheckType checkType(config::CheckType t) {
+  switch (t) {
+    case config::CheckType::Tcp:
+      return health::CheckType::Tcp;
+    case config::CheckType::Http:
+      return health::CheckType::Http;
+    case config::CheckType::None:
+      break;
+  }
+  return health::CheckType::None;
+}
+
+datapath::XdpMode xdpMode(config::XdpMode m) {
+  switch (m) {
+    case config::XdpMode::Native:
+      return datapath::XdpMode::Native;
+    case config::XdpMode::Generic:
+      return datapath::XdpMode::Generic;
+    case config::XdpMode::Auto:
+      break;
+  }
+  return datapath::XdpMode::Auto;
+}
+
+bool sameSpec(const health::CheckSpec& a, const health::CheckSpec& b) {
+  return a.type == b.type && a.address == b.address && a.port == b.port && a.path == b.path &&
+         a.host == b.host && a.expect == b.expect && a.interval == b.interval &&
+         a.timeout == b.timeout && a.rise == b.rise && a.fall == b.fall && a.source == b.source;
+}
+
+double unixNow() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+class Daemon {
+ public:
+  explicit Daemon(DaemonOptions options) : options_(std::move(options)) {}
+
+  int run() {
+    auto loaded = config::loadFile(options_.configPath);
+    if (!loaded) {
+      for (const auto& e : loaded.error()) spdlog::error("{}", e.toString());
+      spdlog::error("{}: {} error(s); not starting", options_.configPath, loaded.error().size());
+      return 1;
+    }
+    cfg_ = std::move(*loaded);
+    if (auto missing = missingCapabilities(); !missing.empty()) {
+      spdlog::error("xdplb run needs the capabilities{} (run as root or from the systemd unit)",
+                    missing);
+      return 1;
+    }
+
+    auto dp = datapath::BpfDatapath::open({.pinPath = cfg_.daemon.pinPath,
+                                           .maxVips = cfg_.daemon.maxVips,
+                                           .maxBackends = cfg_.daemon.maxBackends,
+                                           .flowTableSize = cfg_.daemon.flowTableSize});
+    if (!dp) {
+      spdlog::error("datapath: {}", dp.error().message());
+      return 1;
+    }
+    dp_ = std::move(*dp);
+    reconciler_ = std::make_unique<Reconciler>(
+        *dp_, Reconciler::Options{cfg_.daemon.maxVips, cfg_.daemon.maxBackends});
+    if (auto r = reconciler_->adopt(); !r) {
+      spdlog::error("adopting pinned state: {}", r.error().message());
+      return 1;
+    }
+    telemetry_ = std::make_unique<Telemetry>(registry_, dp_.get(), [this] { return snapshot(); });
+    reconciler_->onRingSwap([this](const RingEvent& ev) { telemetry_->ringSwapped(ev); });
+
+    // Rings first, then attach: the program never sees a VIP without its ring.
+    if (auto r = reconciler_->apply(cfg_); !r) {
+      spdlog::error("applying {}: {}", cfg_.path, r.error().message());
+      return 1;
+    }
+    publish();
+    if (auto r = dp_->attach(cfg_.daemon.interfaces, xdpMode(cfg_.daemon.xdpMode)); !r) {
+      spdlog::error("attach: {}", r.error().message());
+      return 1;
+    }
+    attached_ = true;
+    telemetry_->configReload(true);
+    lastReload_ = unixNow();
+
+    checker_ = std::make_unique<health::HealthChecker>(
+        io_, [this](const health::Event& ev) { onHealthEvent(ev); });
+    syncChecks();
+
+    if (auto r = startHttp(); !r) {
+      spdlog::error("metrics: {}", r.error().message());
+      return 1;
+    }
+
+    startSignals();
+    if (options_.watchConfig) startWatch();
+    startGarbageCollection();
+    notifier_ = Notifier::fromEnvironment();
+    if (notifier_.watchdogInterval())
+      pinger_ = std::make_unique<WatchdogPinger>(io_, notifier_, [this] { return !wedged_; });
+    notifier_.ready(statusLine());
+    spdlog::info("xdplb {} running: {}", XDPLB_VERSION, statusLine());
+
+    io_.run();
+
+    notifier_.stopping();
+    if (http_) http_->stop();
+    spdlog::info("stopped; xdp_balancer stays attached and its maps pinned under {} (fail static); "
+                 "`xdplb detach --config {}` removes them",
+                 cfg_.daemon.pinPath, cfg_.path);
+    return 0;
+  }
+
+ private:
+  std::shared_ptr<const StatusSnapshot> snapshot() const {
+    std::lock_guard lock(snapshotMutex_);
+    return snapshot_;
+  }
+
+  void publish() {
+    auto s = std::make_shared<const StatusSnapshot>(reconciler_->status());
+    std::lock_guard lock(snapshotMutex_);
+    snapshot_ = std::move(s);
+  }
+
+  std::string statusLine() const {
+    auto s = snapshot();
+    size_t up = 0, total = 0;
+    uint64_t generation = 0;
+    for (const auto& v : s->vips) {
+      generation += v.generation;
+      for (const auto& b : v.backends) {
+        if (!b.inConfig) continue;
+        ++total;
+        up += b.inRing;
+      }
+    }
+    return fmt::format("{} VIPs, {}/{} backends in rings, ring generations {}", s->vips.size(), up,
+                       total, generation);
+  }
+
+  // ---- health ----
+  health::CheckSpec specFor(const config::Vip& vip, const config::Backend& b) const {
+    health::CheckSpec spec;
+    spec.type = checkType(vip.health.type);
+    spec.address = b.address;
+    spec.port = vip.health.port ? vip.health.port : vip.port;
+    spec.path = vip.health.path;
+    spec.host = b.address.isV6() ? "[" + b.address.toString() + "]" : b.address.toString();
+    spec.expect = vip.health.expect;
+    spec.interval = vip.health.interval;
+    spec.timeout = vip.health.timeout;
+    spec.rise = vip.health.rise;
+    spec.fall = vip.health.fall;
+    spec.source = b.address.isV4() ? cfg_.health.sourceV4 : cfg_.health.sourceV6;
+    return spec;
+  }
+
+  void syncChecks() {
+    std::map<std::pair<std::string, IpAddr>, health::CheckSpec> wanted;
+    for (const auto& v : cfg_.vips) {
+      if (v.health.type == config::CheckType::None) continue;
+      for (const auto& b : v.backends) wanted[{v.name, b.address}] = specFor(v, b);
+    }
+    for (auto it = checks_.begin(); it != checks_.end();) {
+      auto w = wanted.find(it->first);
+      if (w == wanted.end()) {
+        checker_->remove(it->second.id);
+        byId_.erase(it->second.id);
+        it = checks_.erase(it);
+        continue;
+      }
+      if (!sameSpec(it->second.spec, w->second)) {
+        checker_->update(it->second.id, w->second);
+        it->second.spec = w->second;
+      }
+      wanted.erase(w);
+      ++it;
+    }
+    for (auto& [key, spec] : wanted) {
+      const health::CheckId id = checker_->add(spec);
+      checks_[key] = {id, spec};
+      byId_[id] = key;
+    }
+  }
+
+  void onHealthEvent(const health::Event& ev) {
+    auto it = byId_.find(ev.id);
+    if (it == byId_.end()) return;
+    const auto& [vip, addr] = it->second;
+    const std::string backend = addr.toString();
+    telemetry_->probe(vip, backend, ev.result.ok, ev.result.reason, ev.result.duration);
+    if (!ev.transition) {
+      reconciler_->setLastResult(vip, addr, ev.result.reason);
+      publishThrottled();
+      return;
+    }
+    telemetry_->transition(vip, backend, health::toString(ev.transition->to));
+    if (auto r = reconciler_->setHealth(vip, addr, ev.transition->to, ev.result.reason); !r)
+      spdlog::error("health {} {}: {}", vip, backend, r.error().message());
+    publish();
+    notifier_.status(statusLine());
+  }
+
+  // Probe results without transitions only refresh "last check" in status:
+  // republish at most once a second.
+  void publishThrottled() {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - lastPublish_ < 1s) return;
+    lastPublish_ = now;
+    publish();
+  }
+
+  // ---- reload ----
+  void reload(const char* why) {
+    spdlog::info("reloading {} ({})", options_.configPath, why);
+    notifier_.reloading();
+    auto loaded = config::loadFile(options_.configPath);
+    if (!loaded) {
+      for (const auto& e : loaded.error()) spdlog::error("{}", e.toString());
+      spdlog::error("reload refused: {} error(s) in {}; the running configuration stays in force",
+                    loaded.error().size(), options_.configPath);
+      telemetry_->configReload(false);
+      notifier_.ready(statusLine());
+      return;
+    }
+    config::Config next = std::move(*loaded);
+    keepRestartOnly(next);
+    if (auto r = reconciler_->apply(next); !r) {
+      spdlog::error("reload: applying failed: {}; will retry on the next reload",
+                    r.error().message());
+      telemetry_->configReload(false);
+      publish();
+      notifier_.ready(statusLine());
+      return;
+    }
+    cfg_ = std::move(next);
+    syncChecks();
+    publish();
+    telemetry_->configReload(true);
+    lastReload_ = unixNow();
+    spdlog::info("reload accepted: {}", statusLine());
+    notifier_.ready(statusLine());
+  }
+
+  // Keys that size or place the datapath need a restart; a reload keeps the
+  // running values and says so.
+  void keepRestartOnly(config::Config& next) {
+    auto keep = [&](auto& field, const auto& running, const char* key) {
+      if (field != running) {
+        spdlog::warn("reload: {} changed; it takes effect on restart (keeping the running value)",
+                     key);
+        field = running;
+      }
+    };
+    keep(next.daemon.interfaces, cfg_.daemon.interfaces, "daemon.interfaces");
+    keep(next.daemon.xdpMode, cfg_.daemon.xdpMode, "daemon.xdp_mode");
+    keep(next.daemon.pinPath, cfg_.daemon.pinPath, "daemon.pin_path");
+    keep(next.daemon.flowTableSize, cfg_.daemon.flowTableSize, "daemon.flow_table_size");
+    keep(next.daemon.maxVips, cfg_.daemon.maxVips, "daemon.max_vips");
+    keep(next.daemon.maxBackends, cfg_.daemon.maxBackends, "daemon.max_backends");
+    keep(next.metrics.listen, cfg_.metrics.listen, "metrics.listen");
+  }
+
+  void startSignals() {
+    signals_.add(SIGHUP);
+    signals_.add(SIGTERM);
+    signals_.add(SIGINT);
+    waitSignal();
+  }
+
+  void waitSignal() {
+    signals_.async_wait([this](boost::system::error_code ec, int sig) {
+      if (ec) return;
+      if (sig == SIGHUP) {
+        reload("SIGHUP");
+        waitSignal();
+        return;
+      }
+      spdlog::info("signal {}: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+      stop();
+    });
+  }
+
+  void stop() {
+    stopping_ = true;
+    signals_.cancel();
+    gcTimer_.cancel();
+    debounce_.cancel();
+    if (inotify_.is_open()) inotify_.close();
+    if (checker_) checker_->stop();
+    if (pinger_) pinger_.reset();
+    io_.stop();
+  }
+
+  // inotify on the directory: editors replace files (rename), and a watch on
+  // the file itself would follow the old inode.
+  void startWatch() {
+    const std::filesystem::path p = std::filesystem::absolute(options_.configPath);
+    const int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (fd < 0) {
+      spdlog::warn("inotify unavailable ({}); reload with SIGHUP", std::strerror(errno));
+      return;
+    }
+    if (inotify_add_watch(fd, p.parent_path().c_str(),
+                          IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE) < 0) {
+      spdlog::warn("cannot watch {} ({}); reload with SIGHUP", p.parent_path().string(),
+                   std::strerror(errno));
+      ::close(fd);
+      return;
+    }
+    watchedName_ = p.filename().string();
+    inotify_.assign(fd);
+    readWatch();
+  }
+
+  void readWatch() {
+    inotify_.async_read_some(asio::buffer(watchBuf_), [this](boost::system::error_code ec,
+                                                             size_t n) {
+      if (ec) return;
+      bool ours = false;
+      for (size_t off = 0; off + sizeof(inotify_event) <= n;) {
+        auto* ev = reinterpret_cast<const inotify_event*>(watchBuf_.data() + off);
+        if (ev->len && watchedName_ == ev->name) ours = true;
+        off += sizeof(inotify_event) + ev->len;
+      }
+      if (ours) {
+        debounce_.expires_after(300ms);
+        debounce_.async_wait([this](boost::system::error_code e) {
+          if (!e) reload("file changed");
+        });
+      }
+      readWatch();
+    });
+  }
+
+  void startGarbageCollection() {
+    gcTimer_.expires_after(10s);
+    gcTimer_.async_wait([this](boost::system::error_code ec) {
+      if (ec) return;
+      auto freed = reconciler_->collectGarbage();
+      if (!freed) spdlog::warn("freeing drained backends: {}", freed.error().message());
+      else if (*freed) publish();
+      startGarbageCollection();
+    });
+  }
+
+  // ---- HTTP ----
+  Result<> startHttp() {
+    std::map<std::string, metrics::Handler> routes;
+    routes["/metrics"] = [this](const metrics::HttpRequest&) {
+      metrics::HttpResponse r;
+      r.contentType = "text/plain; version=0.0.4; charset=utf-8";
+      r.body = registry_.render();
+      return r;
+    };
+    routes["/healthz"] = [this](const metrics::HttpRequest&) {
+      metrics::HttpResponse r;
+      const bool ok = attached_ && snapshot() != nullptr;
+      r.status = ok ? 200 : 503;
+      r.body = ok ? "ok\n" : "not ready\n";
+      return r;
+    };
+    routes["/api/v1/status"] = [this](const metrics::HttpRequest&) {
+      metrics::HttpResponse r;
+      r.contentType = "application/json";
+      auto counters = dp_->readCounters();
+      r.body = statusJson(*snapshot(), counters ? &*counters : nullptr,
+                          {XDPLB_VERSION, cfg_.path, lastReload_, attached_, ""});
+      return r;
+    };
+    routes["/api/v1/lookup"] = [this](const metrics::HttpRequest& req) {
+      return lookupHandler(req);
+    };
+    auto server = metrics::HttpServer::start({.listen = cfg_.metrics.listen}, std::move(routes));
+    if (!server) return std::unexpected(server.error());
+    http_ = std::move(*server);
+    spdlog::info("HTTP on {}: /metrics /healthz /api/v1/status /api/v1/lookup",
+                 cfg_.metrics.listen);
+    return {};
+  }
+
+  metrics::HttpResponse lookupHandler(const metrics::HttpRequest& req) {
+    metrics::HttpResponse r;
+    r.contentType = "application/json";
+    auto param = [&](const char* k) -> std::string {
+      auto it = req.params.find(k);
+      return it == req.params.end() ? "" : it->second;
+    };
+    auto fail = [&](unsigned status, const std::string& msg) {
+      r.status = status;
+      r.body = nlohmann::json{{"error", msg}}.dump() + "\n";
+      return r;
+    };
+    FlowQuery q;
+    const std::string vip = param("vip");
+    auto src = IpAddr::parse(param("src"));
+    if (vip.empty() || !src) return fail(400, "need vip= and src= (an IP address)");
+    q.src = *src;
+    try {
+      q.srcPort = static_cast<uint16_t>(std::stoul(param("sport")));
+      if (!param("dport").empty()) q.dstPort = static_cast<uint16_t>(std::stoul(param("dport")));
+    } catch (const std::exception&) {
+      return fail(400, "sport= and dport= must be port numbers");
+    }
+    auto found = lookupLive(*snapshot(), *dp_, vip, q);
+    if (!found) return fail(404, found.error().message());
+    r.body = nlohmann::json{{"vip", vip},
+                            {"backend", *found ? (*found)->toString() : ""},
+                            {"found", found->has_value()}}
+                 .dump() +
+             "\n";
+    return r;
+  }
+
+  DaemonOptions options_;
+  config::Config cfg_;
+  asio::io_context io_;
+  asio::signal_set signals_{io_};
+  asio::steady_timer gcTimer_{io_};
+  asio::steady_timer debounce_{io_};
+  asio::posix::stream_descriptor inotify_{io_};
+  std::array<char, 4096> watchBuf_{};
+  std::string watchedName_;
+  std::unique_ptr<datapath::BpfDatapath> dp_;
+  std::unique_ptr<Reconciler> reconciler_;
+  metrics::Registry registry_;
+  std::unique_ptr<Telemetry> telemetry_;
+  std::unique_ptr<health::HealthChecker> checker_;
+  struct Check {
+    health::CheckId id;
+    health::CheckSpec spec;
+  };
+  std::map<std::pair<std::string, IpAddr>, Check> checks_;
+  std::map<health::CheckId, std::pair<std::string, IpAddr>> byId_;
+  std::unique_ptr<metrics::HttpServer> http_;
+  Notifier notifier_;
+  std::unique_ptr<WatchdogPinger> pinger_;
+  mutable std::mutex snapshotMutex_;
+  std::shared_ptr<const StatusSnapshot> snapshot_;
+  std::chrono::steady_clock::time_point lastPublish_{};
+  std::atomic<bool> attached_{false};
+  std::atomic<bool> wedged_{false};
+  bool stopping_ = false;
+  double lastReload_ = 0;
+};
+
+}  // namespace
+
+int runDaemon(const DaemonOptions& options) {
+  Daemon d(options);
+  return d.run();
+}
+
+}  // namespace xdplb::control

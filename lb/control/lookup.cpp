@@ -1,0 +1,84 @@
+#include "lb/control/lookup.h"
+
+#include "lb/control/flow.h"
+#include "lb/maglev/maglev.h"
+
+namespace xdplb::control {
+namespace {
+
+Result<uint16_t> resolvePort(const std::string& name, uint16_t vipPort,
+                             std::optional<uint16_t> given) {
+  if (given) return *given;
+  if (vipPort == 0)
+    return makeError("VIP " + name + " serves every port: give the destination port");
+  return vipPort;
+}
+
+Result<> checkFamily(const IpAddr& src, const IpAddr& vip) {
+  if (src.family() != vip.family())
+    return makeError("source " + src.toString() + " is not of the family of VIP address " +
+                     vip.toString());
+  return {};
+}
+
+}  // namespace
+
+const VipStatus* findVip(const StatusSnapshot& s, const std::string& vip) {
+  for (const auto& v : s.vips)
+    if (v.name == vip) return &v;
+  if (auto addr = IpAddr::parse(vip))
+    for (const auto& v : s.vips)
+      if (v.key.addr == *addr) return &v;
+  return nullptr;
+}
+
+Result<std::optional<IpAddr>> lookupLive(const StatusSnapshot& s, datapath::Datapath& dp,
+                                         const std::string& vipName, const FlowQuery& q) {
+  const VipStatus* vip = findVip(s, vipName);
+  if (!vip) return makeError("no VIP named '" + vipName + "'");
+  if (auto r = checkFamily(q.src, vip->key.addr); !r) return std::unexpected(r.error());
+  auto port = resolvePort(vip->name, vip->key.port, q.dstPort);
+  if (!port) return std::unexpected(port.error());
+  auto ring = dp.readRing(vip->id);
+  if (!ring) return std::unexpected(ring.error());
+  if (!*ring) return std::optional<IpAddr>{};
+  const uint32_t id = ringPick(
+      (*ring)->slots, flowHash(q.src, q.srcPort, vip->key.addr, *port, vip->key.proto, s.hashSeed));
+  for (const auto& b : vip->backends)
+    if (b.id == id) return std::optional<IpAddr>{b.address};
+  return std::optional<IpAddr>{};
+}
+
+Result<std::optional<IpAddr>> OfflineLookup::lookup(const std::string& vipName,
+                                                    const FlowQuery& q) {
+  auto it = rings_.find(vipName);
+  if (it == rings_.end()) {
+    const config::Vip* vip = nullptr;
+    for (const auto& v : cfg_.vips)
+      if (v.name == vipName) vip = &v;
+    if (!vip)
+      if (auto addr = IpAddr::parse(vipName))
+        for (const auto& v : cfg_.vips)
+          if (!vip && v.address == *addr) vip = &v;
+    if (!vip) return makeError("no VIP named '" + vipName + "' in " + cfg_.path);
+    std::vector<maglev::Member> members;
+    for (size_t i = 0; i < vip->backends.size(); ++i)
+      if (vip->backends[i].weight > 0)
+        members.push_back({vip->backends[i].address.bytes(), static_cast<uint32_t>(i + 1),
+                           vip->backends[i].weight});
+    it = rings_.emplace(vipName, Built{vip, maglev::build(members, vip->ringSize,
+                                                          cfg_.daemon.hashSeed)})
+             .first;
+  }
+  const config::Vip& vip = *it->second.vip;
+  if (auto r = checkFamily(q.src, vip.address); !r) return std::unexpected(r.error());
+  auto port = resolvePort(vip.name, vip.port, q.dstPort);
+  if (!port) return std::unexpected(port.error());
+  const uint32_t idx =
+      ringPick(it->second.slots,
+               flowHash(q.src, q.srcPort, vip.address, *port, vip.protocol, cfg_.daemon.hashSeed));
+  if (idx == 0) return std::optional<IpAddr>{};
+  return std::optional<IpAddr>{vip.backends[idx - 1].address};
+}
+
+}  // namespace xdplb::control

@@ -1,0 +1,48 @@
+// `xdplb lookup`: the backend a new flow reaches. Live: from the daemon's
+// status snapshot and the ring in the datapath. Offline (--config): from rings
+// built here with every backend of weight > 0 up — the same Maglev builder,
+// seed and flow hash as the daemon and the datapath (contract 1).
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "lb/common/ip.h"
+#include "lb/common/result.h"
+#include "lb/config/config.h"
+#include "lb/control/reconciler.h"
+#include "lb/datapath/datapath.h"
+
+namespace xdplb::control {
+
+struct FlowQuery {
+  IpAddr src;
+  uint16_t srcPort = 0;
+  std::optional<uint16_t> dstPort;  // defaults to the VIP's port
+};
+
+// VIP named by its name, or by its address (first VIP with that address).
+const VipStatus* findVip(const StatusSnapshot& s, const std::string& vip);
+
+[[nodiscard]] Result<std::optional<IpAddr>> lookupLive(const StatusSnapshot& s,
+                                                       datapath::Datapath& dp,
+                                                       const std::string& vip,
+                                                       const FlowQuery& q);
+
+class OfflineLookup {
+ public:
+  explicit OfflineLookup(const config::Config& cfg) : cfg_(cfg) {}
+  [[nodiscard]] Result<std::optional<IpAddr>> lookup(const std::string& vip, const FlowQuery& q);
+
+ private:
+  struct Built {
+    const config::Vip* vip;
+    std::vector<uint32_t> slots;  // index into vip->backends + 1
+  };
+  const config::Config& cfg_;
+  std::map<std::string, Built> rings_;
+};
+
+}  // namespace xdplb::control

@@ -1,0 +1,111 @@
+#include "lb/control/status_json.h"
+
+#include <nlohmann/json.hpp>
+#include <spdlog/fmt/fmt.h>
+
+#include <sstream>
+
+#include "lb/health/state.h"
+
+namespace xdplb::control {
+namespace {
+
+const char* dpState(datapath::BackendState s) {
+  switch (s) {
+    case datapath::BackendState::Up:
+      return "up";
+    case datapath::BackendState::Draining:
+      return "draining";
+    case datapath::BackendState::Down:
+      return "down";
+  }
+  return "?";
+}
+
+}  // namespace
+
+std::string statusJson(const StatusSnapshot& s, const datapath::CounterSnapshot* counters,
+                       const DaemonInfo& info) {
+  using nlohmann::json;
+  json root;
+  root["version"] = info.version;
+  root["config"] = info.configPath;
+  root["last_reload_unix"] = info.lastReloadUnix;
+  root["attached"] = info.attached;
+  root["attach_mode"] = info.attachMode;
+  root["hash_seed"] = s.hashSeed;
+  json vips = json::array();
+  for (const auto& v : s.vips) {
+    json jv;
+    jv["name"] = v.name;
+    jv["address"] = v.key.addr.toString();
+    jv["port"] = v.key.port;
+    jv["protocol"] = v.key.proto == 17 ? "udp" : "tcp";
+    jv["id"] = v.id;
+    jv["ring_size"] = v.ringSize;
+    jv["generation"] = v.generation;
+    jv["all_down"] = v.allDown;
+    jv["all_down_policy"] = v.failOpen ? "fail_open" : "drop";
+    if (counters && v.id < counters->vips.size()) {
+      const auto& c = counters->vips[v.id];
+      jv["counters"] = {{"packets", c.packets}, {"bytes", c.bytes}, {"new_flows", c.newFlows}};
+    }
+    json backends = json::array();
+    for (const auto& b : v.backends) {
+      json jb;
+      jb["address"] = b.address.toString();
+      jb["id"] = b.id;
+      jb["weight"] = b.weight;
+      jb["in_config"] = b.inConfig;
+      jb["health"] = std::string(health::toString(b.health));
+      jb["state"] = dpState(b.state);
+      jb["in_ring"] = b.inRing;
+      jb["last_result"] = b.lastResult;
+      if (counters && b.id < counters->backends.size()) {
+        const auto& c = counters->backends[b.id];
+        jb["counters"] = {{"packets", c.packets}, {"bytes", c.bytes}};
+      }
+      backends.push_back(std::move(jb));
+    }
+    jv["backends"] = std::move(backends);
+    vips.push_back(std::move(jv));
+  }
+  root["vips"] = std::move(vips);
+  return root.dump(2) + "\n";
+}
+
+std::string statusTable(const std::string& text) {
+  using nlohmann::json;
+  json root = json::parse(text, nullptr, false);
+  if (root.is_discarded() || !root.contains("vips"))
+    return "error: the daemon's answer is not a status document\n";
+  std::ostringstream out;
+  out << fmt::format("xdplb {}  config {}  datapath {}{}\n", root.value("version", "?"),
+                     root.value("config", "?"), root.value("attached", false) ? "attached" : "DETACHED",
+                     root.value("attach_mode", "").empty() ? ""
+                                                           : " (" + root.value("attach_mode", "") + ")");
+  for (const auto& v : root["vips"]) {
+    const auto& c = v.contains("counters") ? v["counters"] : json::object();
+    out << fmt::format("\nVIP {}  {}:{}/{}  ring {} gen {}{}  packets {}  new flows {}\n",
+                       v.value("name", "?"), v.value("address", "?"), v.value("port", 0),
+                       v.value("protocol", "?"), v.value("ring_size", 0), v.value("generation", 0),
+                       v.value("all_down", false)
+                           ? "  ALL DOWN (" + v.value("all_down_policy", "") + ")"
+                           : "",
+                       c.value("packets", 0), c.value("new_flows", 0));
+    out << fmt::format("  {:<40} {:>6} {:>8} {:>9} {:>5} {:>12} {:>14}  {}\n", "BACKEND", "WEIGHT",
+                       "HEALTH", "STATE", "RING", "PACKETS", "BYTES", "LAST CHECK");
+    for (const auto& b : v["backends"]) {
+      const auto& bc = b.contains("counters") ? b["counters"] : json::object();
+      std::string addr = b.value("address", "?");
+      if (!b.value("in_config", true)) addr += " (removed)";
+      out << fmt::format("  {:<40} {:>6} {:>8} {:>9} {:>5} {:>12} {:>14}  {}\n", addr,
+                         b.value("weight", 0), b.value("health", "?"), b.value("state", "?"),
+                         b.value("in_ring", false) ? "yes" : "no", bc.value("packets", 0),
+                         bc.value("bytes", 0), b.value("last_result", ""));
+    }
+  }
+  return out.str();
+}
+
+}  // namespace xdplb::control

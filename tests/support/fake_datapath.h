@@ -1,0 +1,77 @@
+// An in-memory Datapath for unit tests of the reconciler. It also checks an
+// invariant of contract 3 on every swap: each backend a new ring names is
+// already usable (up) in the backend table.
+#pragma once
+
+#include <map>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "lb/datapath/datapath.h"
+
+namespace xdplb::testing {
+
+class FakeDatapath : public datapath::Datapath {
+ public:
+  Result<> setConfig(const datapath::GlobalConfig& c) override {
+    config = c;
+    ++setConfigCalls;
+    return {};
+  }
+  Result<> putVip(const datapath::VipKey& key, uint32_t id) override {
+    vips[key] = id;
+    return {};
+  }
+  Result<> removeVip(const datapath::VipKey& key) override {
+    vips.erase(key);
+    return {};
+  }
+  Result<std::map<datapath::VipKey, uint32_t>> listVips() override { return vips; }
+  Result<> putBackend(uint32_t id, const datapath::BackendEntry& b) override {
+    backends[id] = b;
+    return {};
+  }
+  Result<> removeBackend(uint32_t id) override {
+    backends.erase(id);
+    removedBackends.push_back(id);
+    return {};
+  }
+  Result<std::map<uint32_t, datapath::BackendEntry>> listBackends() override { return backends; }
+  Result<> swapRing(uint32_t vipId, const datapath::Ring& ring) override {
+    for (uint32_t id : ring.slots) {
+      if (id == 0) continue;
+      auto it = backends.find(id);
+      if (it == backends.end() || it->second.state != datapath::BackendState::Up)
+        invariantViolations.push_back("ring of VIP " + std::to_string(vipId) + " names backend " +
+                                      std::to_string(id) + " that is not up");
+    }
+    rings[vipId] = ring;
+    ++swaps[vipId];
+    return {};
+  }
+  Result<> removeRing(uint32_t vipId) override {
+    rings.erase(vipId);
+    return {};
+  }
+  Result<std::optional<datapath::Ring>> readRing(uint32_t vipId) override {
+    auto it = rings.find(vipId);
+    if (it == rings.end()) return std::optional<datapath::Ring>{};
+    return std::optional<datapath::Ring>{it->second};
+  }
+  Result<datapath::CounterSnapshot> readCounters() override { return counters; }
+  Result<std::unordered_set<uint32_t>> backendIdsInFlows() override { return flowBackends; }
+
+  datapath::GlobalConfig config;
+  int setConfigCalls = 0;
+  std::map<datapath::VipKey, uint32_t> vips;
+  std::map<uint32_t, datapath::BackendEntry> backends;
+  std::map<uint32_t, datapath::Ring> rings;
+  std::map<uint32_t, int> swaps;
+  std::vector<uint32_t> removedBackends;
+  std::unordered_set<uint32_t> flowBackends;
+  datapath::CounterSnapshot counters;
+  std::vector<std::string> invariantViolations;
+};
+
+}  // namespace xdplb::testing

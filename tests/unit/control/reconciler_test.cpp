@@ -1,0 +1,278 @@
+// The reconciler against a fake Datapath: what is swapped when, ids stable and
+// not reused early, drain/down semantics, all-down policy, adoption.
+#include "lb/control/reconciler.h"
+
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <set>
+
+#include "support/fake_datapath.h"
+
+namespace xdplb::control {
+namespace {
+
+using datapath::BackendState;
+using health::State;
+using testing::FakeDatapath;
+
+IpAddr ip(const char* s) { return *IpAddr::parse(s); }
+
+config::Vip makeVip(std::string name, const char* addr, std::vector<std::pair<const char*, uint32_t>> backends,
+                    config::CheckType check = config::CheckType::None) {
+  config::Vip v;
+  v.name = std::move(name);
+  v.address = ip(addr);
+  v.port = 80;
+  v.protocol = IPPROTO_TCP;
+  v.ringSize = 251;
+  v.health.type = check;
+  for (auto [a, w] : backends) {
+    config::Backend b;
+    b.address = ip(a);
+    b.weight = w;
+    v.backends.push_back(b);
+  }
+  return v;
+}
+
+config::Config makeConfig(std::vector<config::Vip> vips) {
+  config::Config c;
+  c.daemon.hashSeed = 7;
+  c.daemon.tunnelSourceV4 = ip("192.0.2.1");
+  c.vips = std::move(vips);
+  return c;
+}
+
+std::set<uint32_t> ringMembers(const datapath::Ring& r) {
+  return {r.slots.begin(), r.slots.end()};
+}
+
+class ReconcilerTest : public ::testing::Test {
+ protected:
+  void TearDown() override { EXPECT_TRUE(dp.invariantViolations.empty()) << dp.invariantViolations[0]; }
+  uint32_t vipId(const std::string& name) {
+    for (const auto& v : rec.status().vips)
+      if (v.name == name) return v.id;
+    ADD_FAILURE() << "no VIP " << name;
+    return 0;
+  }
+  const BackendStatus* backend(const std::string& vip, const char* addr) {
+    snapshot = rec.status();
+    for (const auto& v : snapshot.vips)
+      if (v.name == vip)
+        for (const auto& b : v.backends)
+          if (b.address == ip(addr)) return &b;
+    return nullptr;
+  }
+
+  FakeDatapath dp;
+  Reconciler rec{dp, {.maxVips = 8, .maxBackends = 64}};
+  StatusSnapshot snapshot;
+};
+
+TEST_F(ReconcilerTest, FirstApplyWritesVipsBackendsAndOneRingPerVip) {
+  ASSERT_TRUE(rec.apply(makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}, {"10.0.0.2", 100}}),
+                                    makeVip("dns", "198.51.100.11", {{"10.0.0.3", 100}})})));
+  EXPECT_EQ(dp.vips.size(), 2u);
+  EXPECT_EQ(dp.config.hashSeed, 7u);
+  ASSERT_EQ(dp.rings.size(), 2u);
+  const auto& ring = dp.rings.at(vipId("web"));
+  EXPECT_EQ(ring.slots.size(), 251u);
+  EXPECT_EQ(ring.generation, 1u);
+  EXPECT_EQ(ringMembers(ring).size(), 2u);
+  EXPECT_FALSE(ringMembers(ring).count(0));
+  for (const auto& [id, b] : dp.backends) EXPECT_EQ(b.state, BackendState::Up) << id;
+}
+
+TEST_F(ReconcilerTest, UnchangedConfigSwapsNothingAndChangedVipSwapsOnlyItself) {
+  auto cfg = makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}, {"10.0.0.2", 100}}),
+                         makeVip("dns", "198.51.100.11", {{"10.0.0.3", 100}})});
+  ASSERT_TRUE(rec.apply(cfg));
+  ASSERT_TRUE(rec.apply(cfg));
+  EXPECT_EQ(dp.swaps[vipId("web")], 1);
+  EXPECT_EQ(dp.swaps[vipId("dns")], 1);
+  EXPECT_EQ(dp.setConfigCalls, 1);
+
+  cfg.vips[1].backends.push_back({*IpAddr::parse("10.0.0.4"), 100, {}});
+  ASSERT_TRUE(rec.apply(cfg));
+  EXPECT_EQ(dp.swaps[vipId("web")], 1);
+  EXPECT_EQ(dp.swaps[vipId("dns")], 2);
+  EXPECT_EQ(dp.rings.at(vipId("dns")).generation, 2u);
+}
+
+TEST_F(ReconcilerTest, BackendIdsAreStableAcrossReloads) {
+  auto cfg = makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}, {"10.0.0.2", 100}})});
+  ASSERT_TRUE(rec.apply(cfg));
+  const uint32_t id1 = backend("web", "10.0.0.1")->id;
+  const uint32_t id2 = backend("web", "10.0.0.2")->id;
+  EXPECT_NE(id1, id2);
+  cfg.vips[0].backends[1].weight = 50;
+  cfg.vips[0].backends.insert(cfg.vips[0].backends.begin(), {*IpAddr::parse("10.0.0.9"), 100, {}});
+  ASSERT_TRUE(rec.apply(cfg));
+  EXPECT_EQ(backend("web", "10.0.0.1")->id, id1);
+  EXPECT_EQ(backend("web", "10.0.0.2")->id, id2);
+}
+
+TEST_F(ReconcilerTest, WeightZeroDrainsKeepsFlowsAndLeavesTheRing) {
+  auto cfg = makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}, {"10.0.0.2", 100}})});
+  ASSERT_TRUE(rec.apply(cfg));
+  const uint32_t id2 = backend("web", "10.0.0.2")->id;
+  cfg.vips[0].backends[1].weight = 0;
+  ASSERT_TRUE(rec.apply(cfg));
+  EXPECT_EQ(dp.backends.at(id2).state, BackendState::Draining);
+  EXPECT_FALSE(ringMembers(dp.rings.at(vipId("web"))).count(id2));
+}
+
+TEST_F(ReconcilerTest, RemovedBackendDrainsAndItsIdIsNotReusedWhileFlowsNameIt) {
+  auto cfg = makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}, {"10.0.0.2", 100}})});
+  ASSERT_TRUE(rec.apply(cfg));
+  const uint32_t id2 = backend("web", "10.0.0.2")->id;
+  cfg.vips[0].backends.pop_back();
+  ASSERT_TRUE(rec.apply(cfg));
+  EXPECT_EQ(dp.backends.at(id2).state, BackendState::Draining);
+  EXPECT_FALSE(ringMembers(dp.rings.at(vipId("web"))).count(id2));
+
+  // A flow still names it: garbage collection keeps it, a new backend gets another id.
+  dp.flowBackends = {id2};
+  ASSERT_EQ(rec.collectGarbage().value(), 0u);
+  cfg.vips[0].backends.push_back({*IpAddr::parse("10.0.0.3"), 100, {}});
+  ASSERT_TRUE(rec.apply(cfg));
+  EXPECT_NE(backend("web", "10.0.0.3")->id, id2);
+  EXPECT_TRUE(dp.backends.count(id2));
+
+  // No flow names it any more: freed, and only then reusable.
+  dp.flowBackends.clear();
+  ASSERT_EQ(rec.collectGarbage().value(), 1u);
+  EXPECT_FALSE(dp.backends.count(id2));
+  EXPECT_EQ(dp.removedBackends, std::vector<uint32_t>{id2});
+  cfg.vips[0].backends.push_back({*IpAddr::parse("10.0.0.4"), 100, {}});
+  ASSERT_TRUE(rec.apply(cfg));
+  EXPECT_EQ(backend("web", "10.0.0.4")->id, id2);
+}
+
+TEST_F(ReconcilerTest, ReAddedBackendKeepsItsIdAndRejoins) {
+  auto cfg = makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}, {"10.0.0.2", 100}})});
+  ASSERT_TRUE(rec.apply(cfg));
+  const uint32_t id2 = backend("web", "10.0.0.2")->id;
+  auto removed = cfg;
+  removed.vips[0].backends.pop_back();
+  ASSERT_TRUE(rec.apply(removed));
+  ASSERT_TRUE(rec.apply(cfg));
+  EXPECT_EQ(backend("web", "10.0.0.2")->id, id2);
+  EXPECT_EQ(dp.backends.at(id2).state, BackendState::Up);
+  EXPECT_TRUE(ringMembers(dp.rings.at(vipId("web"))).count(id2));
+}
+
+TEST_F(ReconcilerTest, NewBackendWithChecksWaitsForItsFirstSuccess) {
+  auto cfg = makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}, {"10.0.0.2", 100}},
+                                 config::CheckType::Tcp)});
+  ASSERT_TRUE(rec.apply(cfg));
+  ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.1"), State::Up, "ok"));
+  ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.2"), State::Up, "ok"));
+  cfg.vips[0].backends.push_back({*IpAddr::parse("10.0.0.3"), 100, {}});
+  ASSERT_TRUE(rec.apply(cfg));
+  const uint32_t id3 = backend("web", "10.0.0.3")->id;
+  EXPECT_EQ(backend("web", "10.0.0.3")->health, State::Unknown);
+  EXPECT_FALSE(ringMembers(dp.rings.at(vipId("web"))).count(id3));
+  ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.3"), State::Up, "ok"));
+  EXPECT_TRUE(ringMembers(dp.rings.at(vipId("web"))).count(id3));
+  EXPECT_EQ(dp.backends.at(id3).state, BackendState::Up);
+}
+
+TEST_F(ReconcilerTest, DownBackendLosesFlowsAndOnlyItsVipIsSwapped) {
+  auto cfg = makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}, {"10.0.0.2", 100}},
+                                 config::CheckType::Tcp),
+                         makeVip("dns", "198.51.100.11", {{"10.0.0.3", 100}})});
+  ASSERT_TRUE(rec.apply(cfg));
+  ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.1"), State::Up));
+  ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.2"), State::Up));
+  const int webSwaps = dp.swaps[vipId("web")], dnsSwaps = dp.swaps[vipId("dns")];
+  const uint32_t id2 = backend("web", "10.0.0.2")->id;
+  ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.2"), State::Down, "refused"));
+  EXPECT_EQ(dp.backends.at(id2).state, BackendState::Down);
+  EXPECT_EQ(dp.swaps[vipId("web")], webSwaps + 1);
+  EXPECT_EQ(dp.swaps[vipId("dns")], dnsSwaps);
+  EXPECT_EQ(ringMembers(dp.rings.at(vipId("web"))), std::set<uint32_t>{backend("web", "10.0.0.1")->id});
+  EXPECT_EQ(backend("web", "10.0.0.2")->lastResult, "refused");
+  // It comes back: it rejoins the ring.
+  ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.2"), State::Up, "ok"));
+  EXPECT_TRUE(ringMembers(dp.rings.at(vipId("web"))).count(id2));
+  EXPECT_EQ(dp.backends.at(id2).state, BackendState::Up);
+}
+
+TEST_F(ReconcilerTest, AllDownFailsOpenByDefaultAndDropsWhenAsked) {
+  auto vip = makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}, {"10.0.0.2", 100}, {"10.0.0.3", 0}},
+                     config::CheckType::Tcp);
+  auto dropVip = makeVip("strict", "198.51.100.12", {{"10.0.0.5", 100}}, config::CheckType::Tcp);
+  dropVip.allDown = config::AllDownPolicy::Drop;
+  ASSERT_TRUE(rec.apply(makeConfig({vip, dropVip})));
+  for (const char* a : {"10.0.0.1", "10.0.0.2", "10.0.0.3"})
+    ASSERT_TRUE(rec.setHealth("web", ip(a), State::Down, "timeout"));
+  ASSERT_TRUE(rec.setHealth("strict", ip("10.0.0.5"), State::Down, "timeout"));
+
+  const auto web = dp.rings.at(vipId("web"));
+  EXPECT_EQ(ringMembers(web), (std::set<uint32_t>{backend("web", "10.0.0.1")->id,
+                                                   backend("web", "10.0.0.2")->id}));
+  bool allDown = false;
+  for (const auto& v : rec.status().vips)
+    if (v.name == "web") allDown = v.allDown;
+  EXPECT_TRUE(allDown);
+  EXPECT_EQ(ringMembers(dp.rings.at(vipId("strict"))), std::set<uint32_t>{0});
+}
+
+TEST_F(ReconcilerTest, RemovedVipLeavesTheDatapath) {
+  auto cfg = makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}}),
+                         makeVip("dns", "198.51.100.11", {{"10.0.0.3", 100}})});
+  ASSERT_TRUE(rec.apply(cfg));
+  const uint32_t dnsId = vipId("dns");
+  cfg.vips.pop_back();
+  ASSERT_TRUE(rec.apply(cfg));
+  EXPECT_EQ(dp.vips.size(), 1u);
+  EXPECT_FALSE(dp.rings.count(dnsId));
+  EXPECT_EQ(rec.status().vips.size(), 1u);
+}
+
+TEST_F(ReconcilerTest, HashSeedChangeRebuildsEveryRing) {
+  auto cfg = makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}, {"10.0.0.2", 100}})});
+  ASSERT_TRUE(rec.apply(cfg));
+  cfg.daemon.hashSeed = 8;
+  ASSERT_TRUE(rec.apply(cfg));
+  EXPECT_EQ(dp.swaps[vipId("web")], 2);
+  EXPECT_EQ(dp.config.hashSeed, 8u);
+}
+
+TEST_F(ReconcilerTest, TooManyBackendsIsAnErrorNamingTheLimit) {
+  Reconciler small{dp, {.maxVips = 2, .maxBackends = 1}};
+  auto r = small.apply(makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}, {"10.0.0.2", 100}})}));
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().what.find("max_backends"), std::string::npos) << r.error().what;
+}
+
+TEST_F(ReconcilerTest, RestartAdoptsIdsAndContinuesGenerations) {
+  auto cfg = makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}, {"10.0.0.2", 100}}),
+                         makeVip("old", "198.51.100.13", {{"10.0.0.7", 100}})});
+  ASSERT_TRUE(rec.apply(cfg));
+  cfg.vips[0].backends[0].weight = 50;
+  ASSERT_TRUE(rec.apply(cfg));  // generation 2 for web
+  const auto before = rec.status();
+
+  // A new daemon over the same (pinned) datapath, with "old" gone from the file.
+  Reconciler second{dp, {.maxVips = 8, .maxBackends = 64}};
+  ASSERT_TRUE(second.adopt());
+  cfg.vips.pop_back();
+  ASSERT_TRUE(second.apply(cfg));
+  const auto after = second.status();
+  ASSERT_EQ(after.vips.size(), 1u);
+  EXPECT_EQ(after.vips[0].id, before.vips[1].id);  // status is sorted by name: old, web
+  EXPECT_EQ(after.vips[0].generation, 3u);
+  for (size_t i = 0; i < 2; ++i) EXPECT_EQ(after.vips[0].backends[i].id, before.vips[1].backends[i].id);
+  EXPECT_EQ(dp.vips.size(), 1u);
+  // The adopted backend of the removed VIP drains until no flow names it.
+  dp.flowBackends.clear();
+  EXPECT_EQ(second.collectGarbage().value(), 1u);
+}
+
+}  // namespace
+}  // namespace xdplb::control
