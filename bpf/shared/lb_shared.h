@@ -162,6 +162,7 @@ enum lb_reason {
 	LB_R_DROP_INTERNAL,       /* a map entry that the daemon must have written is missing */
 	LB_R_TX,                  /* forwarded out of the ingress interface */
 	LB_R_REDIRECT,            /* forwarded out of another interface (devmap) */
+	LB_R_PASS_NO_TXPORT,      /* encapsulated, egress not in lb_tx_ports: the kernel forwards it */
 	LB_REASON_MAX,
 };
 
@@ -169,7 +170,7 @@ enum lb_reason {
 #define LB_REASON_NAMES                                                        \
 	{ "not_ip", "not_vip", "other_proto", "no_neigh", "malformed",        \
 	  "no_backend", "fragment", "fib", "encap", "no_tunnel", "internal",  \
-	  "tx", "redirect" }
+	  "tx", "redirect", "no_txport" }
 
 struct lb_counter {
 	__u64 packets;

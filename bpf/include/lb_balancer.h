@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* The balancer's steps, as one inline function so the benchmark wrapper
+ * (bpf/bench_wrapper.bpf.c) runs exactly the same code. */
+#ifndef XDPLB_BPF_LB_BALANCER_H
+#define XDPLB_BPF_LB_BALANCER_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "lb_counters.h"
+#include "lb_encap.h"
+#include "lb_hash.h"
+#include "lb_maps.h"
+#include "lb_nexthop.h"
+#include "lb_parsing.h"
+#include "lb_shared.h"
+
+/* VIP of the packet (contract: see lb_vips in lb_shared.h): the port-0 entry
+ * of the address+protocol first, so traffic to other addresses costs one
+ * lookup; then the exact port when the address has port VIPs. IPv4
+ * fragments, first and later, go to the port-0 entry's fragment VIP and hash
+ * with ports 0, so every fragment of a datagram reaches the same backend. */
+static __always_inline int lb_match_vip(void *data, void *data_end, struct lb_pkt *p,
+					__u32 *vip_id)
+{
+	struct lb_vip_key k = {};
+	struct lb_vip_value *v0, *v;
+	int rc;
+
+	__builtin_memcpy(k.addr, p->key.dst, 16);
+	k.proto = p->key.proto;
+	k.family = p->key.family;
+	v0 = bpf_map_lookup_elem(&lb_vips, &k);
+	if (!v0)
+		return LB_R_PASS_NOT_VIP;
+	if (p->is_frag) {
+		*vip_id = v0->frag_vip_id;
+		return *vip_id ? -1 : LB_R_DROP_FRAGMENT;
+	}
+	rc = lb_parse_l4(data, data_end, p);
+	if (rc >= 0)
+		return rc;
+	if (v0->flags & LB_VIP_F_HAS_PORTS) {
+		k.port = p->key.dport;
+		v = bpf_map_lookup_elem(&lb_vips, &k);
+		if (v) {
+			*vip_id = v->vip_id;
+			return -1;
+		}
+	}
+	if (v0->flags & LB_VIP_F_ALIAS)
+		return LB_R_PASS_NOT_VIP;
+	*vip_id = v0->vip_id;
+	return -1;
+}
+
+static __always_inline int lb_usable(const struct lb_backend *be)
+{
+	return be->state == LB_BACKEND_UP || be->state == LB_BACKEND_DRAINING;
+}
+
+static __always_inline int lb_balance(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct lb_pkt p = {};
+	struct lb_config *cfg;
+	struct lb_backend *be = 0;
+	struct lb_flow_value *fv;
+	struct lb_nexthop *nh = 0;
+	struct lb_vip_stats *vs;
+	__u32 vip_id = 0, backend_id = 0, hash, zero = 0;
+	__u64 now = 0, bytes;
+	int rc, new_flow = 0;
+
+	p.frame_len = data_end - data;
+	bytes = p.frame_len;
+	rc = lb_parse_l3(data, data_end, &p);
+	if (rc >= 0)
+		return lb_exit(rc, bytes, rc == LB_R_DROP_MALFORMED ? XDP_DROP : XDP_PASS);
+	rc = lb_match_vip(data, data_end, &p, &vip_id);
+	if (rc >= 0)
+		return lb_exit(rc, bytes, rc == LB_R_PASS_NOT_VIP ? XDP_PASS : XDP_DROP);
+
+	cfg = bpf_map_lookup_elem(&lb_config, &zero);
+	if (!cfg)
+		return lb_exit(LB_R_DROP_INTERNAL, bytes, XDP_DROP);
+	hash = lb_flow_hash(&p.key, cfg->hash_seed);
+
+	/* A SYN is always a new flow: it takes the ring. */
+	if (!p.syn) {
+		fv = bpf_map_lookup_elem(&lb_flows, &p.key);
+		if (fv) {
+			now = bpf_ktime_get_coarse_ns();
+			be = bpf_map_lookup_elem(&lb_backends, &fv->backend_id);
+			if (be && lb_usable(be) &&
+			    (p.key.proto != IPPROTO_UDP ||
+			     now - fv->last_seen_ns < LB_UDP_FLOW_TIMEOUT_NS)) {
+				backend_id = fv->backend_id;
+				if (now - fv->last_seen_ns > LB_FLOW_REFRESH_NS)
+					fv->last_seen_ns = now;
+			}
+		}
+	}
+	if (!backend_id) {
+		void *ring = bpf_map_lookup_elem(&lb_rings, &vip_id);
+		__u32 slot = LB_RING_SIZE_SLOT, *m, *id;
+
+		if (!ring)
+			return lb_exit(LB_R_DROP_NO_BACKEND, bytes, XDP_DROP);
+		m = bpf_map_lookup_elem(ring, &slot);
+		if (!m || *m == 0)
+			return lb_exit(LB_R_DROP_NO_BACKEND, bytes, XDP_DROP);
+		slot = LB_RING_HEADER_SLOTS + hash % *m;
+		id = bpf_map_lookup_elem(ring, &slot);
+		if (!id || *id == LB_ID_NONE)
+			return lb_exit(LB_R_DROP_NO_BACKEND, bytes, XDP_DROP);
+		backend_id = *id;
+		be = bpf_map_lookup_elem(&lb_backends, &backend_id);
+		if (!be || be->state != LB_BACKEND_UP)
+			return lb_exit(LB_R_DROP_NO_BACKEND, bytes, XDP_DROP);
+		if (!now)
+			now = bpf_ktime_get_coarse_ns();
+		struct lb_flow_value nv = {.backend_id = backend_id, .vip_id = vip_id,
+					   .last_seen_ns = now};
+		bpf_map_update_elem(&lb_flows, &p.key, &nv, BPF_ANY);
+		new_flow = 1;
+	}
+	if (!be)
+		return lb_exit(LB_R_DROP_INTERNAL, bytes, XDP_DROP);
+
+	/* The outer family follows the backend; an IPv6 packet cannot ride IPv4. */
+	if (be->family == LB_FAMILY_V4) {
+		if (p.key.family != LB_FAMILY_V4)
+			return lb_exit(LB_R_DROP_NO_TUNNEL, bytes, XDP_DROP);
+		if (!(cfg->flags & LB_CFG_F_TUNNEL_V4))
+			return lb_exit(LB_R_DROP_NO_TUNNEL, bytes, XDP_DROP);
+	} else if (!(cfg->flags & LB_CFG_F_TUNNEL_V6)) {
+		return lb_exit(LB_R_DROP_NO_TUNNEL, bytes, XDP_DROP);
+	}
+
+	if (!now)
+		now = bpf_ktime_get_coarse_ns();
+	rc = lb_nexthop(ctx, backend_id, be, cfg,
+			p.ip_len + (be->family == LB_FAMILY_V4 ? sizeof(struct iphdr)
+							      : sizeof(struct ipv6hdr)),
+			now, &nh);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
+		return lb_exit(LB_R_DROP_FIB, bytes, XDP_DROP);
+
+	/* Trailing bytes past the IP length (Ethernet padding) are not part of
+	 * the inner packet. */
+	if (p.l2_len + p.ip_len < p.frame_len) {
+		if (bpf_xdp_adjust_tail(ctx, (int)(p.l2_len + p.ip_len) - (int)p.frame_len))
+			return lb_exit(LB_R_DROP_ENCAP, bytes, XDP_DROP);
+	}
+	if (be->family == LB_FAMILY_V4)
+		rc = lb_encap_v4(ctx, &p, be, cfg);
+	else
+		rc = lb_encap_v6(ctx, &p, be, cfg, hash);
+	if (rc)
+		return lb_exit(LB_R_DROP_ENCAP, bytes, XDP_DROP);
+
+	vs = bpf_map_lookup_elem(&lb_vip_stats, &vip_id);
+	if (vs) {
+		vs->packets++;
+		vs->bytes += bytes;
+		vs->new_flows += new_flow;
+	}
+	lb_count(&lb_backend_stats, backend_id, bytes);
+
+	/* No neighbour entry yet: the kernel forwards the encapsulated packet,
+	 * resolving the neighbour on the way; later packets take the fast path. */
+	if (!nh)
+		return lb_exit(LB_R_PASS_NO_NEIGH, bytes, XDP_PASS);
+
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	if (data + sizeof(struct ethhdr) > data_end)
+		return lb_exit(LB_R_DROP_INTERNAL, bytes, XDP_DROP);
+	__builtin_memcpy(((struct ethhdr *)data)->h_dest, nh->dmac, 6);
+	__builtin_memcpy(((struct ethhdr *)data)->h_source, nh->smac, 6);
+	if (nh->ifindex == ctx->ingress_ifindex)
+		return lb_exit(LB_R_TX, bytes, XDP_TX);
+	rc = bpf_redirect_map(&lb_tx_ports, nh->ifindex, XDP_PASS);
+	if (rc == XDP_REDIRECT)
+		return lb_exit(LB_R_REDIRECT, bytes, XDP_REDIRECT);
+	return lb_exit(LB_R_PASS_NO_TXPORT, bytes, XDP_PASS);
+}
+
+#endif

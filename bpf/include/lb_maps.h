@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* The maps of xdp_balancer. Layouts come from bpf/shared/lb_shared.h; the
+ * max_entries here are placeholders that the daemon overrides at load time
+ * (lb/datapath) from its configuration. */
+#ifndef XDPLB_BPF_LB_MAPS_H
+#define XDPLB_BPF_LB_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "lb_shared.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 512);
+	__type(key, struct lb_vip_key);
+	__type(value, struct lb_vip_value);
+} lb_vips SEC(".maps");
+
+/* Template of a ring: the daemon creates one inner map per VIP, sized
+ * LB_RING_HEADER_SLOTS + M (BPF_F_INNER_MAP lets sizes differ). */
+struct lb_ring_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_INNER_MAP);
+	__uint(max_entries, LB_RING_HEADER_SLOTS + 1);
+	__type(key, __u32);
+	__type(value, __u32);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 257);
+	__type(key, __u32);
+	__array(values, struct lb_ring_inner);
+} lb_rings SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 4097);
+	__type(key, __u32);
+	__type(value, struct lb_backend);
+} lb_backends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct lb_flow_key);
+	__type(value, struct lb_flow_value);
+} lb_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lb_config);
+} lb_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 4097);
+	__type(key, __u32);
+	__type(value, struct lb_nexthop);
+} lb_nexthops SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u32);
+} lb_tx_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LB_REASON_MAX);
+	__type(key, __u32);
+	__type(value, struct lb_counter);
+} lb_reason_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 257);
+	__type(key, __u32);
+	__type(value, struct lb_vip_stats);
+} lb_vip_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 4097);
+	__type(key, __u32);
+	__type(value, struct lb_counter);
+} lb_backend_stats SEC(".maps");
+
+#endif

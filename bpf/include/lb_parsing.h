@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Packet parsing for xdp_balancer: small helpers that share one cursor
+ * (struct lb_pkt) and bounds-check every header before reading it.
+ *
+ * Contract: lb_parse_l3() returns -1 when the packet is IPv4 or IPv6 and its
+ * network header is sound, filling p; otherwise the reason to exit with
+ * (LB_R_PASS_NOT_IP, LB_R_DROP_MALFORMED, LB_R_PASS_OTHER_PROTO).
+ * lb_parse_l4() likewise for the TCP/UDP ports and flags.
+ *
+ * Not walked: IPv6 extension headers (an IPv6 packet whose next header is not
+ * TCP or UDP is "other_proto" and passes to the kernel).
+ */
+#ifndef XDPLB_BPF_LB_PARSING_H
+#define XDPLB_BPF_LB_PARSING_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "lb_shared.h"
+
+#define LB_ETH_P_8021Q 0x8100
+#define LB_ETH_P_8021AD 0x88A8
+#define LB_IP_MF 0x2000
+#define LB_IP_OFFSET 0x1FFF
+#define LB_IP_DF 0x4000
+
+struct lb_vlan_hdr {
+	__be16 tci;
+	__be16 proto;
+};
+
+struct lb_pkt {
+	struct lb_flow_key key; /* zero-filled; ports 0 until lb_parse_l4 */
+	__u32 frame_len;        /* bytes received */
+	__u16 l2_len;           /* 14, or 18 with an 802.1Q tag */
+	__u16 ip_len;           /* IP total length (header + payload) */
+	__u16 l3_hdr_len;       /* IPv4 header length with options; 40 for IPv6 */
+	__u8 tos;               /* IPv4 TOS or IPv6 traffic class */
+	__u8 df;                /* inner IPv4 has DF */
+	__u8 is_frag;           /* IPv4 fragment, first or later */
+	__u8 later_frag;        /* IPv4 fragment with offset > 0: no L4 header */
+	__u8 syn;               /* TCP SYN without ACK */
+	__u8 pad;
+};
+
+static __always_inline int lb_parse_l3(void *data, void *data_end, struct lb_pkt *p)
+{
+	struct ethhdr *eth = data;
+	__u16 proto;
+
+	if ((void *)(eth + 1) > data_end)
+		return LB_R_DROP_MALFORMED;
+	proto = eth->h_proto;
+	p->l2_len = sizeof(*eth);
+	if (proto == bpf_htons(LB_ETH_P_8021Q) || proto == bpf_htons(LB_ETH_P_8021AD)) {
+		struct lb_vlan_hdr *vh = (void *)(eth + 1);
+
+		if ((void *)(vh + 1) > data_end)
+			return LB_R_DROP_MALFORMED;
+		proto = vh->proto;
+		p->l2_len += sizeof(*vh);
+	}
+
+	if (proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *iph = data + p->l2_len;
+		__u32 hdr_len, tot_len;
+
+		if ((void *)(iph + 1) > data_end)
+			return LB_R_DROP_MALFORMED;
+		hdr_len = (__u32)iph->ihl * 4;
+		tot_len = bpf_ntohs(iph->tot_len);
+		if (iph->version != 4 || hdr_len < sizeof(*iph) || tot_len < hdr_len ||
+		    p->l2_len + tot_len > p->frame_len)
+			return LB_R_DROP_MALFORMED;
+		if ((void *)iph + hdr_len > data_end)
+			return LB_R_DROP_MALFORMED;
+		if (iph->protocol != IPPROTO_TCP && iph->protocol != IPPROTO_UDP)
+			return LB_R_PASS_OTHER_PROTO;
+		__builtin_memcpy(p->key.src, &iph->saddr, 4);
+		__builtin_memcpy(p->key.dst, &iph->daddr, 4);
+		p->key.proto = iph->protocol;
+		p->key.family = LB_FAMILY_V4;
+		p->ip_len = tot_len;
+		p->l3_hdr_len = hdr_len;
+		p->tos = iph->tos;
+		p->df = (iph->frag_off & bpf_htons(LB_IP_DF)) != 0;
+		p->is_frag = (iph->frag_off & bpf_htons(LB_IP_MF | LB_IP_OFFSET)) != 0;
+		p->later_frag = (iph->frag_off & bpf_htons(LB_IP_OFFSET)) != 0;
+		return -1;
+	}
+	if (proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6h = data + p->l2_len;
+		__u32 tot_len;
+
+		if ((void *)(ip6h + 1) > data_end)
+			return LB_R_DROP_MALFORMED;
+		tot_len = sizeof(*ip6h) + bpf_ntohs(ip6h->payload_len);
+		if (ip6h->version != 6 || p->l2_len + tot_len > p->frame_len)
+			return LB_R_DROP_MALFORMED;
+		if (ip6h->nexthdr != IPPROTO_TCP && ip6h->nexthdr != IPPROTO_UDP)
+			return LB_R_PASS_OTHER_PROTO;
+		__builtin_memcpy(p->key.src, &ip6h->saddr, 16);
+		__builtin_memcpy(p->key.dst, &ip6h->daddr, 16);
+		p->key.proto = ip6h->nexthdr;
+		p->key.family = LB_FAMILY_V6;
+		p->ip_len = tot_len;
+		p->l3_hdr_len = sizeof(*ip6h);
+		p->tos = (ip6h->priority << 4) | (ip6h->flow_lbl[0] >> 4);
+		return -1;
+	}
+	return LB_R_PASS_NOT_IP;
+}
+
+/* Ports (and TCP flags) of a non-fragment; the L4 header must lie within
+ * both the frame and the IP length. */
+static __always_inline int lb_parse_l4(void *data, void *data_end, struct lb_pkt *p)
+{
+	__u32 off = p->l2_len + p->l3_hdr_len;
+
+	if (off > 60 + 18)
+		return LB_R_DROP_MALFORMED;
+	if (p->key.proto == IPPROTO_TCP) {
+		struct tcphdr *th = data + off;
+
+		if ((void *)(th + 1) > data_end || p->l3_hdr_len + sizeof(*th) > p->ip_len)
+			return LB_R_DROP_MALFORMED;
+		p->key.sport = th->source;
+		p->key.dport = th->dest;
+		p->syn = th->syn && !th->ack;
+	} else {
+		struct udphdr *uh = data + off;
+
+		if ((void *)(uh + 1) > data_end || p->l3_hdr_len + sizeof(*uh) > p->ip_len)
+			return LB_R_DROP_MALFORMED;
+		p->key.sport = uh->source;
+		p->key.dport = uh->dest;
+	}
+	return -1;
+}
+
+#endif
