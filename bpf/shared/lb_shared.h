@@ -141,8 +141,8 @@ struct lb_nexthop {
 	__u8 smac[6];
 	__u32 ifindex;     /* egress interface */
 	__u32 fib_status;  /* last BPF_FIB_LKUP_RET_* */
-	__u64 resolved_ns; /* bpf_ktime_get_ns() of the lookup; 0 = never */
 	__u32 pad;
+	__u64 resolved_ns; /* bpf_ktime_get_coarse_ns() of the lookup; 0 = never */
 };
 
 /* ---- counters --------------------------------------------------------------

@@ -1,0 +1,103 @@
+// BpfDatapath: the Datapath on the real XDP program and its maps, through the
+// libbpf skeletons. Loads xdp_balancer, sizes its maps from the config, pins
+// them under the pin path and adopts pinned maps of a previous daemon
+// (contract 4), attaches through libxdp, and offers the typed map operations
+// of datapath.h. Decap: the backend side's xdp_decap.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "lb/datapath/datapath.h"
+
+struct balancer;
+struct decap;
+
+namespace xdplb::datapath {
+
+enum class XdpMode { Native, Generic, Auto };
+
+struct TestRunResult {
+  uint32_t action = 0;          // XDP_* the program returned
+  std::vector<uint8_t> output;  // the packet after the program
+  uint32_t durationNs = 0;      // kernel-measured, per repeat
+};
+
+class BpfDatapath : public Datapath {
+ public:
+  struct Options {
+    std::string pinPath = "/sys/fs/bpf/xdplb";  // empty: no pinning (tests)
+    uint32_t maxVips = 256;
+    uint32_t maxBackends = 4096;
+    uint32_t flowTableSize = 1048576;
+  };
+
+  [[nodiscard]] static Result<std::unique_ptr<BpfDatapath>> open(const Options& options);
+  ~BpfDatapath() override;
+
+  // True when the maps were adopted from a previous daemon's pins.
+  bool adopted() const { return adopted_; }
+
+  // Attaches xdp_balancer to each interface (replacing a previous
+  // xdp_balancer atomically) and adds it to lb_tx_ports.
+  [[nodiscard]] Result<> attach(const std::vector<std::string>& interfaces, XdpMode mode);
+  // The real shutdown: detaches xdp_balancer from the interfaces and removes
+  // the pinned maps.
+  [[nodiscard]] static Result<> detachAll(const std::string& pinPath,
+                                          const std::vector<std::string>& interfaces);
+
+  Result<> setConfig(const GlobalConfig& config) override;
+  Result<> putVip(const VipKey& key, uint32_t vipId) override;
+  Result<> removeVip(const VipKey& key) override;
+  Result<std::map<VipKey, uint32_t>> listVips() override;
+  Result<> putBackend(uint32_t id, const BackendEntry& backend) override;
+  Result<> removeBackend(uint32_t id) override;
+  Result<std::map<uint32_t, BackendEntry>> listBackends() override;
+  Result<> swapRing(uint32_t vipId, const Ring& ring) override;
+  // Also zeroes the VIP's counters, so a reused id starts from zero.
+  Result<> removeRing(uint32_t vipId) override;
+  Result<std::optional<Ring>> readRing(uint32_t vipId) override;
+  Result<CounterSnapshot> readCounters() override;
+  Result<std::unordered_set<uint32_t>> backendIdsInFlows() override;
+
+  // Runs xdp_balancer once (or repeat times) on packet (BPF_PROG_TEST_RUN).
+  [[nodiscard]] Result<TestRunResult> testRun(std::span<const uint8_t> packet,
+                                              uint32_t ingressIfindex = 0, uint32_t repeat = 1);
+  int progFd() const;
+  // The fd of a map by its name (lb_vips, lb_flows, ...), for tests and the
+  // benchmark wrapper that shares the maps; -1 when unknown.
+  int mapFd(const std::string& name) const;
+  size_t flowCount();
+
+ private:
+  BpfDatapath() = default;
+  Result<> writeVipEntries(const IpAddr& addr, uint8_t proto);
+
+  balancer* skel_ = nullptr;
+  Options options_;
+  bool adopted_ = false;
+  int ncpus_ = 1;
+  std::map<VipKey, uint32_t> vips_;  // mirror of the non-alias lb_vips entries
+};
+
+class Decap {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<Decap>> open();
+  ~Decap();
+  [[nodiscard]] Result<> addAddress(const IpAddr& addr);
+  // Attaches xdp_decap; it stays attached after this process exits.
+  [[nodiscard]] Result<> attach(const std::string& interface, XdpMode mode);
+  [[nodiscard]] static Result<> detach(const std::string& interface);
+  [[nodiscard]] Result<TestRunResult> testRun(std::span<const uint8_t> packet);
+  // Per-reason packet/byte counters, by enum lb_decap_reason.
+  [[nodiscard]] Result<std::vector<Counter>> readCounters();
+
+ private:
+  Decap() = default;
+  decap* skel_ = nullptr;
+};
+
+}  // namespace xdplb::datapath

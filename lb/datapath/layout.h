@@ -1,0 +1,16 @@
+// Compile-time checks that the C++ side sees the shared map layouts exactly
+// as the BPF side does (bpf/shared/lb_shared.h): same sizes, no hidden padding.
+#pragma once
+
+#include "lb_shared.h"
+
+static_assert(sizeof(lb_vip_key) == 20);
+static_assert(sizeof(lb_vip_value) == 16);
+static_assert(sizeof(lb_backend) == 24);
+static_assert(sizeof(lb_flow_key) == 40);
+static_assert(sizeof(lb_flow_value) == 16);
+static_assert(sizeof(lb_config) == 32);
+static_assert(sizeof(lb_nexthop) == 32);
+static_assert(sizeof(lb_counter) == 16);
+static_assert(sizeof(lb_vip_stats) == 32);
+static_assert(sizeof(lb_addr) == 20);
