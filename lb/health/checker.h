@@ -1,0 +1,99 @@
+// Health checkers on the daemon's io_context: one per (VIP, backend), each on
+// its own schedule — the first probe at once, then every interval with ±10%
+// jitter so thousands of probes do not fire together. No thread per check.
+//   tcp:  connect within the timeout.
+//   http: GET path with a Host header; the status must be in `expect`.
+//   none: Up at once, never probed.
+// Every probe ends at its timeout, however the server behaves.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "lb/common/ip.h"
+#include "lb/health/state.h"
+
+namespace xdplb::health {
+
+enum class CheckType { Tcp, Http, None };
+
+struct CheckSpec {
+  CheckType type = CheckType::Tcp;
+  IpAddr address;
+  uint16_t port = 80;
+  std::string path = "/";
+  std::string host;  // Host header; the address when empty
+  std::vector<uint16_t> expect{200};
+  std::chrono::milliseconds interval{2000}, timeout{1000};
+  uint32_t rise = 2, fall = 3;
+  std::optional<IpAddr> source;  // probe source address
+};
+
+struct ProbeResult {
+  bool ok = false;
+  // "ok", "refused", "timeout", "unreachable", "reset", "status 503",
+  // "bad response", or the system's message.
+  std::string reason;
+  std::chrono::nanoseconds duration{0};
+};
+
+using CheckId = uint64_t;
+
+struct Event {
+  CheckId id;
+  ProbeResult result;
+  std::optional<Transition> transition;
+  State state;
+};
+
+// When the next probe is due: pure, so tests drive it with a fake clock and
+// a seeded generator.
+class Schedule {
+ public:
+  using Clock = std::chrono::steady_clock;
+  explicit Schedule(uint64_t seed = std::random_device{}()) : rng_(seed) {}
+  // interval scaled by a uniform factor in [0.9, 1.1].
+  Clock::duration nextDelay(std::chrono::milliseconds interval);
+
+ private:
+  std::mt19937_64 rng_;
+};
+
+class HealthChecker {
+ public:
+  HealthChecker(boost::asio::io_context& io, std::function<void(const Event&)> onEvent);
+  ~HealthChecker();
+
+  CheckId add(const CheckSpec& spec);
+  // New spec; the state is kept (a changed address or type restarts it).
+  void update(CheckId id, const CheckSpec& spec);
+  void remove(CheckId id);
+  State state(CheckId id) const;
+  std::optional<ProbeResult> lastResult(CheckId id) const;
+  size_t size() const { return checks_.size(); }
+  // Cancels everything, so io_context::run() can return.
+  void stop();
+
+  struct Check;
+
+ private:
+  void schedule(const std::shared_ptr<Check>& c, Schedule::Clock::duration delay);
+  void probe(const std::shared_ptr<Check>& c);
+  void finish(const std::shared_ptr<Check>& c, uint64_t generation, ProbeResult r);
+
+  boost::asio::io_context& io_;
+  std::function<void(const Event&)> onEvent_;
+  std::unordered_map<CheckId, std::shared_ptr<Check>> checks_;
+  CheckId nextId_ = 1;
+  Schedule schedule_;
+};
+
+}  // namespace xdplb::health

@@ -1,0 +1,233 @@
+// Health checkers against real local servers on loopback: each behaviour
+// reaches the right state within fall x interval + one timeout. Waits are
+// bounded deadlines on the io_context, never fixed sleeps.
+#include "lb/health/checker.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio.hpp>
+#include <functional>
+#include <map>
+
+namespace xdplb::health {
+namespace {
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using namespace std::chrono_literals;
+
+enum class Behaviour { Http200, Http503, Garbage, Silent, CloseMidResponse, AcceptOnly };
+
+// A tiny server whose every connection gets one behaviour.
+class Server {
+ public:
+  Server(asio::io_context& io, Behaviour b, const char* addr = "127.0.0.1")
+      : io_(io), acceptor_(io, tcp::endpoint(asio::ip::make_address(addr), 0)), b_(b) {
+    accept();
+  }
+  uint16_t port() const { return acceptor_.local_endpoint().port(); }
+  void close() { acceptor_.close(); }
+
+ private:
+  void accept() {
+    acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket s) {
+      if (ec) return;
+      serve(std::make_shared<tcp::socket>(std::move(s)));
+      accept();
+    });
+  }
+  void serve(std::shared_ptr<tcp::socket> s) {
+    held_.push_back(s);
+    if (b_ == Behaviour::AcceptOnly || b_ == Behaviour::Silent) return;  // never answers
+    auto buf = std::make_shared<std::array<char, 1024>>();
+    s->async_read_some(asio::buffer(*buf), [this, s, buf](boost::system::error_code ec, size_t) {
+      if (ec) return;
+      std::string reply;
+      switch (b_) {
+        case Behaviour::Http200:
+          reply = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
+          break;
+        case Behaviour::Http503:
+          reply = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n";
+          break;
+        case Behaviour::Garbage:
+          reply = "SSH-2.0-OpenSSH_9.2\r\nthis is not http\r\n\r\n";
+          break;
+        case Behaviour::CloseMidResponse:
+          reply = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial";
+          break;
+        default:
+          break;
+      }
+      auto data = std::make_shared<std::string>(reply);
+      asio::async_write(*s, asio::buffer(*data), [s, data](boost::system::error_code, size_t) {
+        boost::system::error_code ignored;
+        s->shutdown(tcp::socket::shutdown_both, ignored);
+        s->close(ignored);
+      });
+    });
+  }
+
+  asio::io_context& io_;
+  tcp::acceptor acceptor_;
+  Behaviour b_;
+  std::vector<std::shared_ptr<tcp::socket>> held_;
+};
+
+class CheckerTest : public ::testing::Test {
+ protected:
+  CheckSpec spec(CheckType type, uint16_t port, const char* addr = "127.0.0.1") {
+    CheckSpec s;
+    s.type = type;
+    s.address = *IpAddr::parse(addr);
+    s.port = port;
+    s.interval = 60ms;
+    s.timeout = 40ms;
+    s.rise = 2;
+    s.fall = 2;
+    return s;
+  }
+  // Runs the loop until pred holds or the deadline passes.
+  bool runUntil(std::function<bool()> pred, std::chrono::milliseconds deadline) {
+    const auto end = std::chrono::steady_clock::now() + deadline;
+    while (!pred() && std::chrono::steady_clock::now() < end) io.run_for(5ms);
+    return pred();
+  }
+
+  asio::io_context io;
+  std::vector<Event> events;
+  HealthChecker checker{io, [this](const Event& e) { events.push_back(e); }};
+  // fall x interval (+10% jitter) + one timeout, with scheduling slack.
+  const std::chrono::milliseconds kWithin = 2 * 66ms + 40ms + 200ms;
+};
+
+TEST_F(CheckerTest, TcpUpOnFirstSuccess) {
+  Server srv(io, Behaviour::AcceptOnly);
+  const auto id = checker.add(spec(CheckType::Tcp, srv.port()));
+  EXPECT_TRUE(runUntil([&] { return checker.state(id) == State::Up; }, kWithin));
+  EXPECT_EQ(checker.lastResult(id)->reason, "ok");
+}
+
+TEST_F(CheckerTest, TcpRefusedGoesDown) {
+  uint16_t port;
+  {
+    Server srv(io, Behaviour::AcceptOnly);
+    port = srv.port();
+  }
+  const auto id = checker.add(spec(CheckType::Tcp, port));
+  EXPECT_TRUE(runUntil([&] { return checker.state(id) == State::Down; }, kWithin));
+  EXPECT_EQ(checker.lastResult(id)->reason, "refused");
+}
+
+TEST_F(CheckerTest, HttpStatusAndBadServers) {
+  struct Case {
+    Behaviour b;
+    State want;
+    const char* reason;
+  } cases[] = {
+      {Behaviour::Http200, State::Up, "ok"},
+      {Behaviour::Http503, State::Down, "status 503"},
+      {Behaviour::Garbage, State::Down, "bad response"},
+      {Behaviour::Silent, State::Down, "timeout"},
+      {Behaviour::CloseMidResponse, State::Down, "reset"},
+  };
+  std::vector<std::unique_ptr<Server>> servers;
+  std::vector<CheckId> ids;
+  for (const auto& c : cases) {
+    servers.push_back(std::make_unique<Server>(io, c.b));
+    ids.push_back(checker.add(spec(CheckType::Http, servers.back()->port())));
+  }
+  EXPECT_TRUE(runUntil(
+      [&] {
+        for (size_t i = 0; i < ids.size(); ++i)
+          if (checker.state(ids[i]) != cases[i].want) return false;
+        return true;
+      },
+      kWithin));
+  for (size_t i = 0; i < ids.size(); ++i) {
+    EXPECT_EQ(checker.state(ids[i]), cases[i].want) << cases[i].reason;
+    ASSERT_TRUE(checker.lastResult(ids[i]));
+    EXPECT_EQ(checker.lastResult(ids[i])->reason, cases[i].reason);
+  }
+}
+
+TEST_F(CheckerTest, UpThenDownThenUpAgainWithTransitions) {
+  auto srv = std::make_unique<Server>(io, Behaviour::Http200);
+  const uint16_t port = srv->port();
+  auto s = spec(CheckType::Http, port);
+  const auto id = checker.add(s);
+  ASSERT_TRUE(runUntil([&] { return checker.state(id) == State::Up; }, kWithin));
+  srv.reset();  // the port now refuses
+  ASSERT_TRUE(runUntil([&] { return checker.state(id) == State::Down; }, kWithin));
+  size_t transitions = 0;
+  for (const auto& e : events) transitions += e.transition.has_value();
+  EXPECT_EQ(transitions, 2u);
+  // Comes back on the same port: rise successes make it up.
+  tcp::acceptor again(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+  std::vector<std::shared_ptr<tcp::socket>> held;
+  std::function<void()> accept = [&] {
+    again.async_accept([&](boost::system::error_code ec, tcp::socket sock) {
+      if (ec) return;
+      auto sp = std::make_shared<tcp::socket>(std::move(sock));
+      held.push_back(sp);
+      auto data = std::make_shared<std::string>("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+      asio::async_write(*sp, asio::buffer(*data), [sp, data](auto, auto) {});
+      accept();
+    });
+  };
+  accept();
+  EXPECT_TRUE(runUntil([&] { return checker.state(id) == State::Up; }, kWithin + 200ms));
+}
+
+TEST_F(CheckerTest, Ipv6AndSourceAddress) {
+  boost::system::error_code ec;
+  tcp::acceptor probe6(io);
+  probe6.open(tcp::v6(), ec);
+  if (ec || (probe6.bind({asio::ip::make_address("::1"), 0}, ec), ec))
+    GTEST_SKIP() << "skipped: no IPv6 loopback here (" << ec.message() << ")";
+  probe6.close();
+  Server srv(io, Behaviour::Http200, "::1");
+  auto s = spec(CheckType::Http, srv.port(), "::1");
+  s.source = *IpAddr::parse("::1");
+  const auto id = checker.add(s);
+  EXPECT_TRUE(runUntil([&] { return checker.state(id) == State::Up; }, kWithin));
+
+  // A source that is not ours fails with a clear reason.
+  Server srv4(io, Behaviour::AcceptOnly);
+  auto bad = spec(CheckType::Tcp, srv4.port());
+  bad.source = *IpAddr::parse("192.0.2.77");
+  const auto badId = checker.add(bad);
+  ASSERT_TRUE(runUntil([&] { return checker.lastResult(badId).has_value(); }, kWithin));
+  EXPECT_FALSE(checker.lastResult(badId)->ok);
+  EXPECT_NE(checker.lastResult(badId)->reason.find("source"), std::string::npos);
+}
+
+TEST_F(CheckerTest, RemovedCheckReportsNothingMore) {
+  Server srv(io, Behaviour::AcceptOnly);
+  const auto id = checker.add(spec(CheckType::Tcp, srv.port()));
+  ASSERT_TRUE(runUntil([&] { return !events.empty(); }, kWithin));
+  checker.remove(id);
+  const size_t before = events.size();
+  io.run_for(200ms);
+  EXPECT_EQ(events.size(), before);
+}
+
+TEST_F(CheckerTest, NoneIsUpAtOnce) {
+  auto s = spec(CheckType::None, 1);
+  const auto id = checker.add(s);
+  ASSERT_TRUE(runUntil([&] { return !events.empty(); }, 100ms));
+  EXPECT_EQ(checker.state(id), State::Up);
+}
+
+TEST_F(CheckerTest, StopLetsRunReturn) {
+  Server srv(io, Behaviour::AcceptOnly);
+  checker.add(spec(CheckType::Tcp, srv.port()));
+  srv.close();
+  checker.stop();
+  io.restart();
+  const auto start = std::chrono::steady_clock::now();
+  io.run_for(2s);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
+}
+
+}  // namespace
+}  // namespace xdplb::health
