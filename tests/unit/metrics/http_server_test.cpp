@@ -1,0 +1,180 @@
+// The HTTP endpoint, including hostile clients: they get a timeout, a 4xx or
+// a refusal, and a timer on another io_context (the daemon's loop) keeps its
+// schedule meanwhile.
+#include "lb/metrics/http_server.h"
+
+#include <gtest/gtest.h>
+#include <sys/resource.h>
+
+#include <boost/asio.hpp>
+#include <thread>
+
+namespace xdplb::metrics {
+namespace {
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using namespace std::chrono_literals;
+
+class HttpServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    HttpServerOptions o;
+    o.listen = "127.0.0.1:0";
+    o.readTimeout = 200ms;
+    o.idleTimeout = 200ms;
+    o.maxConnections = 64;
+    std::map<std::string, Handler> routes;
+    routes["/hello"] = [](const HttpRequest& r) {
+      HttpResponse out;
+      out.body = "hello " + (r.params.count("name") ? r.params.at("name") : std::string("?"));
+      return out;
+    };
+    routes["/boom"] = [](const HttpRequest&) -> HttpResponse { throw std::runtime_error("x"); };
+    auto s = HttpServer::start(o, routes);
+    ASSERT_TRUE(s) << s.error().message();
+    server = std::move(*s);
+  }
+
+  tcp::socket connect() {
+    tcp::socket s(io);
+    s.connect({asio::ip::make_address("127.0.0.1"), server->port()});
+    return s;
+  }
+  // Sends raw bytes, returns everything read until close (bounded by 3 s).
+  std::string exchange(const std::string& raw, tcp::socket* keep = nullptr) {
+    tcp::socket s = connect();
+    boost::system::error_code wec;  // the server may answer and close mid-write
+    asio::write(s, asio::buffer(raw), wec);
+    std::string out;
+    char buf[4096];
+    const auto end = std::chrono::steady_clock::now() + 3s;
+    s.non_blocking(true);
+    while (std::chrono::steady_clock::now() < end) {
+      boost::system::error_code ec;
+      const size_t n = s.read_some(asio::buffer(buf), ec);
+      if (ec == asio::error::would_block) {
+        std::this_thread::sleep_for(5ms);
+        continue;
+      }
+      if (ec) break;
+      out.append(buf, n);
+      if (keep) break;
+    }
+    if (keep) *keep = std::move(s);
+    return out;
+  }
+
+  asio::io_context io;
+  std::unique_ptr<HttpServer> server;
+};
+
+TEST_F(HttpServerTest, RoutesQueryAndErrors) {
+  EXPECT_NE(exchange("GET /hello?name=a%20b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .find("hello a b"),
+            std::string::npos);
+  EXPECT_NE(exchange("GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").find(" 404 "),
+            std::string::npos);
+  EXPECT_NE(exchange("POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .find(" 405 "),
+            std::string::npos);
+  EXPECT_NE(exchange("GET /boom HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").find(" 500 "),
+            std::string::npos);
+  EXPECT_NE(exchange("NONSENSE\r\n\r\n").find(" 400 "), std::string::npos);
+}
+
+TEST_F(HttpServerTest, IdleConnectionIsClosedByTheReadTimeout) {
+  tcp::socket s = connect();
+  const auto start = std::chrono::steady_clock::now();
+  char c;
+  boost::system::error_code ec;
+  s.read_some(asio::buffer(&c, 1), ec);  // blocks until the server closes
+  EXPECT_TRUE(ec == asio::error::eof || ec == asio::error::connection_reset) << ec.message();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+}
+
+TEST_F(HttpServerTest, HeaderThatNeverEndsIsCut) {
+  // Headers keep coming without the blank line: timeout or 431, never a hang.
+  const std::string out = exchange("GET /hello HTTP/1.1\r\nX-A: 1\r\nX-B: 2\r\n");
+  EXPECT_TRUE(out.empty() || out.find(" 431 ") != std::string::npos) << out;
+}
+
+TEST_F(HttpServerTest, HugeRequestGets431) {
+  const std::string big(1 << 20, 'a');
+  const std::string out = exchange("GET /hello HTTP/1.1\r\nX-Big: " + big + "\r\n\r\n");
+  EXPECT_TRUE(out.find(" 431 ") != std::string::npos || out.empty()) << out.substr(0, 100);
+}
+
+TEST_F(HttpServerTest, BodyIsRefused) {
+  const std::string out = exchange(
+      "GET /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + std::string(100, 'b'));
+  EXPECT_NE(out.find(" 413 "), std::string::npos) << out;
+}
+
+TEST_F(HttpServerTest, ThousandConnectionsThenANormalRequestSucceeds) {
+  rlimit rl{};
+  getrlimit(RLIMIT_NOFILE, &rl);
+  if (rl.rlim_cur < 4096) {
+    rl.rlim_cur = std::min<rlim_t>(4096, rl.rlim_max);
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  // The daemon's loop: a 20 ms timer that must keep its schedule.
+  asio::io_context daemon;
+  asio::steady_timer timer(daemon);
+  std::chrono::steady_clock::duration worstLate{0};
+  int ticks = 0;
+  std::function<void(std::chrono::steady_clock::time_point)> tick = [&](auto due) {
+    timer.expires_at(due);
+    timer.async_wait([&, due](boost::system::error_code ec) {
+      if (ec) return;
+      worstLate = std::max(worstLate, std::chrono::steady_clock::now() - due);
+      ++ticks;
+      tick(due + 20ms);
+    });
+  };
+  tick(std::chrono::steady_clock::now() + 20ms);
+  std::thread loop([&] { daemon.run_for(1500ms); });
+
+  std::vector<tcp::socket> flood;
+  for (int i = 0; i < 1000; ++i) {
+    tcp::socket s(io);
+    boost::system::error_code ec;
+    s.connect({asio::ip::make_address("127.0.0.1"), server->port()}, ec);
+    if (!ec) flood.push_back(std::move(s));
+  }
+  EXPECT_GT(flood.size(), 0u);
+  flood.clear();
+  // Once the excess is refused and the idle ones time out, service goes on.
+  std::string out;
+  for (int attempt = 0; attempt < 20 && out.find(" 200 ") == std::string::npos; ++attempt) {
+    out = exchange("GET /hello?name=ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    if (out.find(" 200 ") == std::string::npos) std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_NE(out.find("hello ok"), std::string::npos);
+  loop.join();
+  EXPECT_GT(ticks, 40);
+  EXPECT_LT(worstLate, 50ms);
+}
+
+TEST(HttpServer, BadListenAddressIsNamed) {
+  auto s = HttpServer::start({.listen = "nonsense"}, {});
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.error().message().find("nonsense"), std::string::npos);
+  auto s2 = HttpServer::start({.listen = "[::1]:99999"}, {});
+  ASSERT_FALSE(s2);
+}
+
+TEST(HttpServer, SplitHostPort) {
+  std::string h;
+  uint16_t p = 0;
+  ASSERT_TRUE(splitHostPort("127.0.0.1:9450", h, p));
+  EXPECT_EQ(h, "127.0.0.1");
+  EXPECT_EQ(p, 9450);
+  ASSERT_TRUE(splitHostPort("[::1]:80", h, p));
+  EXPECT_EQ(h, "::1");
+  EXPECT_FALSE(splitHostPort("::1", h, p));
+  EXPECT_FALSE(splitHostPort("host:", h, p));
+  EXPECT_EQ(percentDecode("a%2Fb+c"), "a/b c");
+}
+
+}  // namespace
+}  // namespace xdplb::metrics
