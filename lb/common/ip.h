@@ -35,4 +35,8 @@ class IpAddr {
   std::array<uint8_t, 16> bytes_{};
 };
 
+// "host:port" or "[v6]:port" -> host and port; false when malformed (an IPv6
+// host needs brackets).
+bool splitHostPort(const std::string& hostPort, std::string& host, uint16_t& port);
+
 }  // namespace xdplb

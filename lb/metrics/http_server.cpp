@@ -32,25 +32,6 @@ std::string percentDecode(std::string_view s) {
   return out;
 }
 
-bool splitHostPort(const std::string& listen, std::string& host, uint16_t& port) {
-  const auto colon = listen.rfind(':');
-  if (colon == std::string::npos || colon == 0) return false;
-  host = listen.substr(0, colon);
-  if (host.front() == '[') {
-    if (host.back() != ']') return false;
-    host = host.substr(1, host.size() - 2);
-  } else if (host.find(':') != std::string::npos) {
-    return false;  // an IPv6 address needs brackets
-  }
-  const std::string p = listen.substr(colon + 1);
-  if (p.empty() || p.size() > 5 || p.find_first_not_of("0123456789") != std::string::npos)
-    return false;
-  const unsigned long v = std::stoul(p);
-  if (v > 65535) return false;
-  port = static_cast<uint16_t>(v);
-  return true;
-}
-
 struct HttpServer::Impl {
   HttpServerOptions options;
   std::map<std::string, Handler> routes;

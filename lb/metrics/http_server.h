@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 
+#include "lb/common/ip.h"
 #include "lb/common/result.h"
 
 namespace xdplb::metrics {
@@ -55,7 +56,5 @@ class HttpServer {
 
 // "a%20b" -> "a b"; '+' is a space.
 std::string percentDecode(std::string_view s);
-// host:port / [v6]:port split; false when malformed.
-bool splitHostPort(const std::string& listen, std::string& host, uint16_t& port);
 
 }  // namespace xdplb::metrics

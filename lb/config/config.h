@@ -1,0 +1,107 @@
+// The operator's TOML file -> a validated model. Every error is reported at
+// once, each with file:line:column, the key path and what is wrong; a bad
+// file never replaces a running config (contract 5).
+#pragma once
+
+#include <netinet/in.h>
+
+#include <chrono>
+#include <cstdint>
+#include <expected>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lb/common/ip.h"
+
+namespace xdplb::config {
+
+struct Location {
+  std::string file;
+  uint32_t line = 0, column = 0;
+};
+
+struct ConfigError {
+  Location where;
+  std::string keyPath;
+  std::string message;
+  // "file:line:column: key.path: message"
+  std::string toString() const;
+};
+
+enum class XdpMode { Native, Generic, Auto };
+enum class CheckType { Tcp, Http, None };
+enum class AllDownPolicy { FailOpen, Drop };
+
+struct HealthCheck {
+  CheckType type = CheckType::Tcp;
+  uint16_t port = 0;  // resolved: the VIP's port when not set
+  std::string path = "/";
+  std::vector<uint16_t> expect{200};
+  std::chrono::milliseconds interval{2000}, timeout{1000};
+  uint32_t rise = 2, fall = 3;
+};
+
+struct Backend {
+  IpAddr address;
+  uint32_t weight = 100;
+  Location where;
+};
+
+struct Vip {
+  std::string name;
+  IpAddr address;
+  uint16_t port = 0;
+  uint8_t protocol = IPPROTO_TCP;
+  uint32_t ringSize = 65537;
+  AllDownPolicy allDown = AllDownPolicy::FailOpen;
+  HealthCheck health;
+  std::vector<Backend> backends;
+  Location where;
+};
+
+struct Daemon {
+  std::vector<std::string> interfaces;
+  XdpMode xdpMode = XdpMode::Native;
+  std::string pinPath = "/sys/fs/bpf/xdplb";
+  uint32_t hashSeed = 1;
+  uint32_t flowTableSize = 1048576;
+  std::optional<IpAddr> tunnelSourceV4, tunnelSourceV6;
+  uint32_t maxVips = 256;
+  uint32_t maxBackends = 4096;
+};
+
+struct Health {
+  std::optional<IpAddr> sourceV4, sourceV6;  // probe source addresses
+};
+
+struct Metrics {
+  std::string listen = "127.0.0.1:9450";
+};
+
+struct Config {
+  std::string path;
+  Daemon daemon;
+  Metrics metrics;
+  Health health;
+  std::vector<Vip> vips;
+};
+
+struct LoadOptions {
+  bool checkInterfaces = true;  // an interface that does not exist here is an error
+};
+
+using LoadResult = std::expected<Config, std::vector<ConfigError>>;
+
+LoadResult loadFile(const std::string& path, const LoadOptions& options = {});
+LoadResult parseString(std::string_view text, const std::string& sourceName,
+                       const LoadOptions& options = {});
+
+// "500ms", "2s", "5m", "1h"; nullopt for anything else.
+std::optional<std::chrono::milliseconds> parseDuration(std::string_view text);
+
+// One line: "2 VIPs, 6 backends, interfaces eth0,eth1".
+std::string summary(const Config& cfg);
+
+}  // namespace xdplb::config

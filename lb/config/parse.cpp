@@ -1,0 +1,480 @@
+// The one translation unit that includes toml++ (it is heavy to compile).
+#include <net/if.h>
+
+#include <algorithm>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <toml++/toml.h>
+
+#include "lb/config/config.h"
+#include "lb/maglev/maglev.h"
+
+namespace xdplb::config {
+namespace {
+
+size_t editDistance(std::string_view a, std::string_view b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1])});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+class Parser {
+ public:
+  Parser(std::string file, const LoadOptions& options) : file_(std::move(file)), options_(options) {}
+
+  LoadResult run(std::string_view text) {
+    toml::table root;
+    try {
+      root = toml::parse(text, file_);
+    } catch (const toml::parse_error& e) {
+      errors_.push_back({{file_, e.source().begin.line, e.source().begin.column}, "",
+                         "TOML syntax: " + std::string(e.description())});
+      return std::unexpected(errors_);
+    }
+    Config cfg;
+    cfg.path = file_;
+    checkKeys(root, {"daemon", "metrics", "health", "vip"}, "");
+    if (auto* d = table(root, "daemon", "daemon", true)) daemon(*d, cfg.daemon);
+    if (auto* m = table(root, "metrics", "metrics", false)) {
+      checkKeys(*m, {"listen"}, "metrics");
+      if (auto v = str(*m, "listen", "metrics.listen")) {
+        std::string host;
+        uint16_t port = 0;
+        if (!splitHostPort(*v, host, port) || !IpAddr::parse(host))
+          error(m->get("listen"), "metrics.listen",
+                "'" + *v + "' is not IP:port (an IPv6 address in brackets: \"[::1]:9450\")");
+        else
+          cfg.metrics.listen = *v;
+      }
+    }
+    if (auto* h = table(root, "health", "health", false)) {
+      checkKeys(*h, {"source_v4", "source_v6"}, "health");
+      cfg.health.sourceV4 = address(*h, "source_v4", "health.source_v4", IpAddr::Family::V4);
+      cfg.health.sourceV6 = address(*h, "source_v6", "health.source_v6", IpAddr::Family::V6);
+    }
+    if (const toml::node* vs = root.get("vip")) {
+      const toml::array* arr = vs->as_array();
+      if (!arr || !arr->is_array_of_tables()) {
+        error(vs, "vip", "must be an array of tables: [[vip]]");
+      } else {
+        for (size_t i = 0; i < arr->size(); ++i)
+          vip(*arr->get(i)->as_table(), "vip[" + std::to_string(i) + "]", cfg);
+      }
+    }
+    crossChecks(root, cfg);
+    if (!errors_.empty()) {
+      std::stable_sort(errors_.begin(), errors_.end(), [](const auto& a, const auto& b) {
+        return std::tie(a.where.line, a.where.column) < std::tie(b.where.line, b.where.column);
+      });
+      return std::unexpected(errors_);
+    }
+    return cfg;
+  }
+
+ private:
+  Location at(const toml::node* n) const {
+    if (!n) return {file_, 0, 0};
+    return {file_, n->source().begin.line, n->source().begin.column};
+  }
+  void error(const toml::node* n, const std::string& path, std::string msg) {
+    errors_.push_back({at(n), path, std::move(msg)});
+  }
+
+  void checkKeys(const toml::table& t, std::initializer_list<const char*> known,
+                 const std::string& path) {
+    for (const auto& [k, v] : t) {
+      bool ok = false;
+      for (const char* name : known) ok = ok || k.str() == name;
+      if (ok) continue;
+      std::string msg = "unknown key '" + std::string(k.str()) + "'";
+      size_t best = 3;
+      std::string suggestion;
+      for (const char* name : known) {
+        const size_t d = editDistance(k.str(), name);
+        if (d < best) {
+          best = d;
+          suggestion = name;
+        }
+      }
+      if (!suggestion.empty()) msg += " (did you mean '" + suggestion + "'?)";
+      error(&v, path.empty() ? std::string(k.str()) : path + "." + std::string(k.str()), msg);
+    }
+  }
+
+  const toml::table* table(const toml::table& parent, const char* key, const std::string& path,
+                           bool required) {
+    const toml::node* n = parent.get(key);
+    if (!n) {
+      if (required) error(&parent, path, "missing required table [" + std::string(key) + "]");
+      return nullptr;
+    }
+    if (!n->is_table()) {
+      error(n, path, "must be a table");
+      return nullptr;
+    }
+    return n->as_table();
+  }
+
+  std::optional<std::string> str(const toml::table& t, const char* key, const std::string& path) {
+    const toml::node* n = t.get(key);
+    if (!n) return std::nullopt;
+    if (!n->is_string()) {
+      error(n, path, "must be a string");
+      return std::nullopt;
+    }
+    return n->value<std::string>();
+  }
+
+  std::optional<int64_t> integer(const toml::table& t, const char* key, const std::string& path,
+                                 int64_t lo, int64_t hi) {
+    const toml::node* n = t.get(key);
+    if (!n) return std::nullopt;
+    if (!n->is_integer()) {
+      error(n, path, "must be an integer");
+      return std::nullopt;
+    }
+    const int64_t v = *n->value<int64_t>();
+    if (v < lo || v > hi) {
+      error(n, path, std::to_string(v) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
+      return std::nullopt;
+    }
+    return v;
+  }
+
+  std::optional<IpAddr> address(const toml::table& t, const char* key, const std::string& path,
+                                std::optional<IpAddr::Family> family = std::nullopt) {
+    auto s = str(t, key, path);
+    if (!s) return std::nullopt;
+    auto a = IpAddr::parse(*s);
+    if (!a) {
+      error(t.get(key), path, "'" + *s + "' is not an IPv4 or IPv6 address");
+      return std::nullopt;
+    }
+    if (family && a->family() != *family) {
+      error(t.get(key), path, "'" + *s + "' must be an " +
+                                  (*family == IpAddr::Family::V4 ? "IPv4" : "IPv6") + " address");
+      return std::nullopt;
+    }
+    return a;
+  }
+
+  std::optional<std::chrono::milliseconds> duration(const toml::table& t, const char* key,
+                                                    const std::string& path,
+                                                    std::chrono::milliseconds lo,
+                                                    std::chrono::milliseconds hi) {
+    auto s = str(t, key, path);
+    if (!s) return std::nullopt;
+    auto d = parseDuration(*s);
+    if (!d) {
+      error(t.get(key), path, "'" + *s + "' is not a duration (e.g. \"500ms\", \"2s\", \"5m\")");
+      return std::nullopt;
+    }
+    if (*d < lo || *d > hi) {
+      error(t.get(key), path, "'" + *s + "' is outside " + std::to_string(lo.count()) + "ms.." +
+                                  std::to_string(hi.count()) + "ms");
+      return std::nullopt;
+    }
+    return d;
+  }
+
+  template <class E>
+  std::optional<E> choice(const toml::table& t, const char* key, const std::string& path,
+                          std::initializer_list<std::pair<const char*, E>> options) {
+    auto s = str(t, key, path);
+    if (!s) return std::nullopt;
+    std::string names;
+    for (const auto& [name, value] : options) {
+      if (*s == name) return value;
+      names += (names.empty() ? "" : " | ") + std::string(name);
+    }
+    error(t.get(key), path, "'" + *s + "' is not one of " + names);
+    return std::nullopt;
+  }
+
+  void daemon(const toml::table& d, Daemon& out) {
+    checkKeys(d, {"interfaces", "xdp_mode", "pin_path", "hash_seed", "flow_table_size",
+                  "tunnel_source_v4", "tunnel_source_v6", "max_vips", "max_backends"},
+              "daemon");
+    if (const toml::node* n = d.get("interfaces")) {
+      const toml::array* a = n->as_array();
+      if (!a) {
+        error(n, "daemon.interfaces", "must be an array of interface names");
+      } else {
+        for (size_t i = 0; i < a->size(); ++i) {
+          const toml::node* e = a->get(i);
+          const std::string path = "daemon.interfaces[" + std::to_string(i) + "]";
+          if (!e->is_string()) {
+            error(e, path, "must be a string");
+            continue;
+          }
+          const std::string name = *e->value<std::string>();
+          if (name.empty() || name.size() >= IF_NAMESIZE)
+            error(e, path, "'" + name + "' is not a valid interface name");
+          else if (options_.checkInterfaces && if_nametoindex(name.c_str()) == 0)
+            error(e, path, "no interface named '" + name + "' on this host");
+          out.interfaces.push_back(name);
+        }
+        if (a->empty()) error(n, "daemon.interfaces", "needs at least one interface");
+      }
+    } else {
+      error(&d, "daemon.interfaces", "missing required key (the interfaces to attach to)");
+    }
+    if (auto m = choice<XdpMode>(d, "xdp_mode", "daemon.xdp_mode",
+                                 {{"native", XdpMode::Native},
+                                  {"generic", XdpMode::Generic},
+                                  {"auto", XdpMode::Auto}}))
+      out.xdpMode = *m;
+    if (auto p = str(d, "pin_path", "daemon.pin_path")) {
+      if (p->empty() || p->front() != '/')
+        error(d.get("pin_path"), "daemon.pin_path", "must be an absolute path under a BPF filesystem");
+      else
+        out.pinPath = *p;
+    }
+    if (auto v = integer(d, "hash_seed", "daemon.hash_seed", 0, UINT32_MAX)) out.hashSeed = *v;
+    if (auto v = integer(d, "flow_table_size", "daemon.flow_table_size", 1024, 268435456))
+      out.flowTableSize = *v;
+    if (auto v = integer(d, "max_vips", "daemon.max_vips", 1, 65535)) out.maxVips = *v;
+    if (auto v = integer(d, "max_backends", "daemon.max_backends", 1, 1048575)) out.maxBackends = *v;
+    out.tunnelSourceV4 = address(d, "tunnel_source_v4", "daemon.tunnel_source_v4", IpAddr::Family::V4);
+    out.tunnelSourceV6 = address(d, "tunnel_source_v6", "daemon.tunnel_source_v6", IpAddr::Family::V6);
+  }
+
+  void vip(const toml::table& t, const std::string& path, Config& cfg) {
+    checkKeys(t, {"name", "address", "port", "protocol", "ring_size", "all_down", "health_check",
+                  "backend"},
+              path);
+    Vip v;
+    v.where = at(&t);
+    bool ok = true;
+    if (auto n = str(t, "name", path + ".name")) {
+      if (n->empty() || n->find_first_of(" \t\"\\") != std::string::npos)
+        error(t.get("name"), path + ".name", "must be non-empty without spaces, quotes or backslashes");
+      v.name = *n;
+    } else if (!t.get("name")) {
+      error(&t, path + ".name", "missing required key");
+      ok = false;
+    }
+    if (auto a = address(t, "address", path + ".address")) {
+      v.address = *a;
+    } else {
+      if (!t.get("address")) error(&t, path + ".address", "missing required key");
+      ok = false;
+    }
+    if (auto p = integer(t, "port", path + ".port", 0, 65535)) v.port = static_cast<uint16_t>(*p);
+    if (auto p = choice<uint8_t>(t, "protocol", path + ".protocol",
+                                 {{"tcp", IPPROTO_TCP}, {"udp", IPPROTO_UDP}}))
+      v.protocol = *p;
+    if (auto a = choice<AllDownPolicy>(t, "all_down", path + ".all_down",
+                                       {{"fail_open", AllDownPolicy::FailOpen},
+                                        {"drop", AllDownPolicy::Drop}}))
+      v.allDown = *a;
+    if (auto r = integer(t, "ring_size", path + ".ring_size", 3, 16777213)) {
+      if (!maglev::isPrime(static_cast<uint32_t>(*r)))
+        error(t.get("ring_size"), path + ".ring_size",
+              std::to_string(*r) + " is not prime (try 65537, 16381, 131071)");
+      else
+        v.ringSize = static_cast<uint32_t>(*r);
+    }
+    if (const toml::node* hc = t.get("health_check")) {
+      if (!hc->is_table())
+        error(hc, path + ".health_check", "must be a table: [vip.health_check]");
+      else
+        health(*hc->as_table(), path + ".health_check", v);
+    }
+    if (v.health.port == 0) {
+      v.health.port = v.port;
+      if (v.port == 0 && v.health.type != CheckType::None)
+        error(t.get("health_check") ? t.get("health_check") : &t, path + ".health_check.port",
+              "the VIP serves every port (port = 0): the health check needs its own port");
+    }
+    if (const toml::node* bs = t.get("backend")) {
+      const toml::array* arr = bs->as_array();
+      if (!arr || !arr->is_array_of_tables()) {
+        error(bs, path + ".backend", "must be an array of tables: [[vip.backend]]");
+      } else {
+        std::map<IpAddr, std::string> seen;
+        for (size_t i = 0; i < arr->size(); ++i) {
+          const toml::table& bt = *arr->get(i)->as_table();
+          const std::string bp = path + ".backend[" + std::to_string(i) + "]";
+          checkKeys(bt, {"address", "weight"}, bp);
+          Backend b;
+          b.where = at(bt.get("address") ? bt.get("address") : &bt);
+          auto a = address(bt, "address", bp + ".address");
+          if (!a) {
+            if (!bt.get("address")) error(&bt, bp + ".address", "missing required key");
+            continue;
+          }
+          b.address = *a;
+          if (auto w = integer(bt, "weight", bp + ".weight", 0, 10000)) b.weight = *w;
+          if (auto [it, fresh] = seen.emplace(b.address, bp); !fresh) {
+            error(bt.get("address"), bp + ".address",
+                  "duplicate backend " + a->toString() + " (also " + it->second + ")");
+            continue;
+          }
+          if (ok && v.address.isV6() && b.address.isV4())
+            error(bt.get("address"), bp + ".address",
+                  "an IPv6 VIP cannot have an IPv4 backend (IPv6 does not fit in an IPv4 tunnel)");
+          v.backends.push_back(b);
+        }
+      }
+    }
+    if (v.backends.size() > v.ringSize && t.get("ring_size"))
+      error(t.get("ring_size"), path + ".ring_size",
+            "ring size " + std::to_string(v.ringSize) + " is smaller than the " +
+                std::to_string(v.backends.size()) + " backends");
+    if (ok) cfg.vips.push_back(std::move(v));
+  }
+
+  void health(const toml::table& h, const std::string& path, Vip& v) {
+    checkKeys(h, {"type", "port", "path", "expect", "interval", "timeout", "rise", "fall"}, path);
+    if (auto t = choice<CheckType>(h, "type", path + ".type",
+                                   {{"tcp", CheckType::Tcp}, {"http", CheckType::Http},
+                                    {"none", CheckType::None}}))
+      v.health.type = *t;
+    if (auto p = integer(h, "port", path + ".port", 1, 65535)) v.health.port = *p;
+    if (auto p = str(h, "path", path + ".path")) {
+      if (p->empty() || p->front() != '/')
+        error(h.get("path"), path + ".path", "must start with '/'");
+      else
+        v.health.path = *p;
+    }
+    if (const toml::node* e = h.get("expect")) {
+      const toml::array* a = e->as_array();
+      if (!a || a->empty()) {
+        error(e, path + ".expect", "must be a non-empty array of HTTP status codes");
+      } else {
+        v.health.expect.clear();
+        for (size_t i = 0; i < a->size(); ++i) {
+          const toml::node* c = a->get(i);
+          const auto code = c->value<int64_t>();
+          if (!c->is_integer() || *code < 100 || *code > 599)
+            error(c, path + ".expect[" + std::to_string(i) + "]", "must be an HTTP status code 100..599");
+          else
+            v.health.expect.push_back(static_cast<uint16_t>(*code));
+        }
+      }
+    }
+    using std::chrono::milliseconds;
+    if (auto d = duration(h, "interval", path + ".interval", milliseconds(100), milliseconds(3600000)))
+      v.health.interval = *d;
+    if (auto d = duration(h, "timeout", path + ".timeout", milliseconds(10), milliseconds(3600000)))
+      v.health.timeout = *d;
+    if (v.health.timeout >= v.health.interval)
+      error(h.get("timeout") ? h.get("timeout") : &h, path + ".timeout",
+            "timeout (" + std::to_string(v.health.timeout.count()) + "ms) must be below interval (" +
+                std::to_string(v.health.interval.count()) + "ms)");
+    if (auto r = integer(h, "rise", path + ".rise", 1, 100)) v.health.rise = *r;
+    if (auto f = integer(h, "fall", path + ".fall", 1, 100)) v.health.fall = *f;
+  }
+
+  void crossChecks(const toml::table& root, const Config& cfg) {
+    std::map<std::string, std::string> names;
+    std::map<std::tuple<IpAddr, uint16_t, uint8_t>, std::string> keys;
+    size_t backends = 0;
+    const toml::array* arr = root.get("vip") ? root.get("vip")->as_array() : nullptr;
+    auto nodeOf = [&](const Vip& v, const char* key) -> const toml::node* {
+      if (!arr) return nullptr;
+      for (size_t i = 0; i < arr->size(); ++i) {
+        const toml::table* t = arr->get(i)->as_table();
+        if (t && at(t).line == v.where.line) return t->get(key) ? t->get(key) : t;
+      }
+      return nullptr;
+    };
+    for (size_t i = 0; i < cfg.vips.size(); ++i) {
+      const Vip& v = cfg.vips[i];
+      const std::string path = "vip[" + std::to_string(i) + "]";
+      if (auto [it, fresh] = names.emplace(v.name, path); !fresh)
+        error(nodeOf(v, "name"), path + ".name", "duplicate VIP name '" + v.name + "' (also " + it->second + ")");
+      if (auto [it, fresh] = keys.emplace(std::make_tuple(v.address, v.port, v.protocol), path); !fresh)
+        error(nodeOf(v, "address"), path + ".address",
+              "duplicate VIP " + v.address.toString() + ":" + std::to_string(v.port) + "/" +
+                  (v.protocol == IPPROTO_UDP ? "udp" : "tcp") + " (also " + it->second + ")");
+      backends += v.backends.size();
+      // Every backend's tunnel must have a configured outer source.
+      for (size_t j = 0; j < v.backends.size(); ++j) {
+        const Backend& b = v.backends[j];
+        const std::string bp = path + ".backend[" + std::to_string(j) + "].address";
+        if (b.address.isV4() && !cfg.daemon.tunnelSourceV4)
+          errors_.push_back({b.where, bp, "IPv4 backend " + b.address.toString() +
+                                                             " needs daemon.tunnel_source_v4 (the outer source of 4in4)"});
+        if (b.address.isV6() && !cfg.daemon.tunnelSourceV6)
+          errors_.push_back({b.where, bp,
+                             "IPv6 backend " + b.address.toString() + " needs daemon.tunnel_source_v6 (the outer source of " +
+                                 (v.address.isV4() ? "4in6" : "6in6") + ")"});
+      }
+    }
+    if (cfg.vips.size() > cfg.daemon.maxVips)
+      error(root.get("vip"), "vip", std::to_string(cfg.vips.size()) + " VIPs exceed daemon.max_vips = " +
+                                        std::to_string(cfg.daemon.maxVips));
+    if (backends > cfg.daemon.maxBackends)
+      error(root.get("vip"), "vip", std::to_string(backends) + " backends exceed daemon.max_backends = " +
+                                        std::to_string(cfg.daemon.maxBackends));
+  }
+
+  std::string file_;
+  LoadOptions options_;
+  std::vector<ConfigError> errors_;
+};
+
+}  // namespace
+
+std::string ConfigError::toString() const {
+  std::string s = where.file + ":" + std::to_string(where.line) + ":" + std::to_string(where.column) + ": ";
+  if (!keyPath.empty()) s += keyPath + ": ";
+  return s + message;
+}
+
+std::optional<std::chrono::milliseconds> parseDuration(std::string_view text) {
+  size_t i = 0;
+  uint64_t n = 0;
+  while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
+    n = n * 10 + static_cast<uint64_t>(text[i] - '0');
+    if (n > 1000000000ull) return std::nullopt;
+    ++i;
+  }
+  if (i == 0) return std::nullopt;
+  const std::string_view unit = text.substr(i);
+  if (unit == "ms") return std::chrono::milliseconds(n);
+  if (unit == "s") return std::chrono::milliseconds(n * 1000);
+  if (unit == "m") return std::chrono::milliseconds(n * 60000);
+  if (unit == "h") return std::chrono::milliseconds(n * 3600000);
+  return std::nullopt;
+}
+
+LoadResult parseString(std::string_view text, const std::string& sourceName, const LoadOptions& options) {
+  return Parser(sourceName, options).run(text);
+}
+
+LoadResult loadFile(const std::string& path, const LoadOptions& options) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    const int err = errno;
+    return std::unexpected(std::vector<ConfigError>{
+        {{path, 0, 0}, "", std::string("cannot read the file: ") + std::strerror(err)}});
+  }
+  std::stringstream buf;
+  buf << in.rdbuf();
+  return parseString(buf.str(), path, options);
+}
+
+std::string summary(const Config& cfg) {
+  size_t backends = 0;
+  for (const auto& v : cfg.vips) backends += v.backends.size();
+  std::string ifaces;
+  for (const auto& i : cfg.daemon.interfaces) ifaces += (ifaces.empty() ? "" : ",") + i;
+  return std::to_string(cfg.vips.size()) + " VIPs, " + std::to_string(backends) +
+         " backends, interfaces " + ifaces;
+}
+
+}  // namespace xdplb::config

@@ -1,0 +1,232 @@
+// The config corpus: valid files, and one invalid file per error class, each
+// asserting the exact location, key path and message.
+#include "lb/config/config.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+namespace xdplb::config {
+namespace {
+
+using std::chrono::milliseconds;
+
+const char* kBase = R"([daemon]
+interfaces = ["lo"]
+tunnel_source_v4 = "192.0.2.1"
+tunnel_source_v6 = "2001:db8::1"
+)";
+
+LoadResult parse(const std::string& text, bool ifaces = true) {
+  return parseString(text, "t.toml", {.checkInterfaces = ifaces});
+}
+
+// The single error of text, as "line:col key: message".
+std::string oneError(const std::string& text) {
+  auto r = parse(text);
+  if (r) return "no error";
+  if (r.error().size() != 1) {
+    std::string all;
+    for (const auto& e : r.error()) all += e.toString() + "\n";
+    return "several errors:\n" + all;
+  }
+  const auto& e = r.error()[0];
+  EXPECT_EQ(e.where.file, "t.toml");
+  return std::to_string(e.where.line) + ":" + std::to_string(e.where.column) + " " + e.keyPath +
+         ": " + e.message;
+}
+
+TEST(Config, MinimalWithDefaults) {
+  auto r = parse(std::string(kBase) + R"(
+[[vip]]
+name = "web"
+address = "198.51.100.10"
+port = 80
+[[vip.backend]]
+address = "10.0.0.1"
+)");
+  ASSERT_TRUE(r) << r.error()[0].toString();
+  const Config& c = *r;
+  EXPECT_EQ(c.daemon.xdpMode, XdpMode::Native);
+  EXPECT_EQ(c.daemon.pinPath, "/sys/fs/bpf/xdplb");
+  EXPECT_EQ(c.daemon.hashSeed, 1u);
+  EXPECT_EQ(c.daemon.flowTableSize, 1048576u);
+  EXPECT_EQ(c.metrics.listen, "127.0.0.1:9450");
+  ASSERT_EQ(c.vips.size(), 1u);
+  const Vip& v = c.vips[0];
+  EXPECT_EQ(v.protocol, IPPROTO_TCP);
+  EXPECT_EQ(v.ringSize, 65537u);
+  EXPECT_EQ(v.allDown, AllDownPolicy::FailOpen);
+  EXPECT_EQ(v.health.type, CheckType::Tcp);
+  EXPECT_EQ(v.health.port, 80);
+  EXPECT_EQ(v.health.interval, milliseconds(2000));
+  EXPECT_EQ(v.health.timeout, milliseconds(1000));
+  EXPECT_EQ(v.health.rise, 2u);
+  EXPECT_EQ(v.health.fall, 3u);
+  ASSERT_EQ(v.backends.size(), 1u);
+  EXPECT_EQ(v.backends[0].weight, 100u);
+  EXPECT_EQ(summary(c), "1 VIPs, 1 backends, interfaces lo");
+}
+
+TEST(Config, FullIpv6FourInSixAndPortZero) {
+  auto r = parse(std::string(kBase) + R"(
+[metrics]
+listen = "[::1]:9999"
+[health]
+source_v4 = "127.0.0.1"
+[[vip]]
+name = "v6"
+address = "2001:db8:1::10"
+port = 443
+protocol = "udp"
+ring_size = 251
+all_down = "drop"
+[vip.health_check]
+type = "http"
+port = 8080
+path = "/ready"
+expect = [200, 204]
+interval = "500ms"
+timeout = "100ms"
+rise = 1
+fall = 5
+[[vip.backend]]
+address = "2001:db8:2::1"
+weight = 0
+[[vip]]
+name = "four-in-six"
+address = "198.51.100.20"
+port = 0
+[vip.health_check]
+type = "none"
+[[vip.backend]]
+address = "2001:db8:2::2"
+)");
+  ASSERT_TRUE(r) << r.error()[0].toString();
+  EXPECT_EQ(r->metrics.listen, "[::1]:9999");
+  EXPECT_EQ(r->health.sourceV4->toString(), "127.0.0.1");
+  const Vip& a = r->vips[0];
+  EXPECT_EQ(a.protocol, IPPROTO_UDP);
+  EXPECT_EQ(a.allDown, AllDownPolicy::Drop);
+  EXPECT_EQ(a.health.type, CheckType::Http);
+  EXPECT_EQ(a.health.port, 8080);
+  EXPECT_EQ(a.health.expect, (std::vector<uint16_t>{200, 204}));
+  EXPECT_EQ(a.health.interval, milliseconds(500));
+  EXPECT_EQ(a.backends[0].weight, 0u);
+  EXPECT_EQ(r->vips[1].port, 0);
+  EXPECT_TRUE(r->vips[1].backends[0].address.isV6());
+}
+
+TEST(Config, ErrorClassesNameLineColumnKeyAndProblem) {
+  const std::string vip = "\n[[vip]]\nname = \"web\"\naddress = \"198.51.100.10\"\nport = 80\n";
+  struct Case {
+    std::string text, want;
+  } cases[] = {
+      {std::string(kBase) + "tunel_source_v4 = \"1.2.3.4\"\n",
+       "5:19 daemon.tunel_source_v4: unknown key 'tunel_source_v4' (did you mean 'tunnel_source_v4'?)"},
+      {std::string(kBase) + "hash_seed = \"one\"\n", "5:13 daemon.hash_seed: must be an integer"},
+      {std::string(kBase) + "xdp_mode = \"fast\"\n",
+       "5:12 daemon.xdp_mode: 'fast' is not one of native | generic | auto"},
+      {std::string(kBase) + "flow_table_size = 10\n",
+       "5:19 daemon.flow_table_size: 10 is outside 1024..268435456"},
+      {"[daemon]\ninterfaces = [\"no-such-if0\"]\n",
+       "2:15 daemon.interfaces[0]: no interface named 'no-such-if0' on this host"},
+      {"[daemon]\ntunnel_source_v4 = \"2001:db8::1\"\ninterfaces = [\"lo\"]\n",
+       "2:20 daemon.tunnel_source_v4: '2001:db8::1' must be an IPv4 address"},
+      {std::string(kBase) + vip + "ring_size = 65536\n",
+       "10:13 vip[0].ring_size: 65536 is not prime (try 65537, 16381, 131071)"},
+      {std::string(kBase) + vip + "address = \"x\"\n", "10:11 : TOML syntax: cannot redefine address"},
+      {std::string(kBase) + "\n[[vip]]\nname = \"web\"\naddress = \"198.51.100.300\"\nport = 80\n",
+       "8:11 vip[0].address: '198.51.100.300' is not an IPv4 or IPv6 address"},
+      {std::string(kBase) + vip + "protocol = \"sctp\"\n",
+       "10:12 vip[0].protocol: 'sctp' is not one of tcp | udp"},
+      {std::string(kBase) + vip + "[[vip.backend]]\naddress = \"10.0.0.1\"\nweight = 20000\n",
+       "12:10 vip[0].backend[0].weight: 20000 is outside 0..10000"},
+      {std::string(kBase) + vip +
+           "[[vip.backend]]\naddress = \"10.0.0.1\"\n[[vip.backend]]\naddress = \"10.0.0.1\"\n",
+       "13:11 vip[0].backend[1].address: duplicate backend 10.0.0.1 (also vip[0].backend[0])"},
+      {std::string(kBase) + vip + "[vip.health_check]\ninterval = \"1s\"\ntimeout = \"1s\"\n",
+       "12:11 vip[0].health_check.timeout: timeout (1000ms) must be below interval (1000ms)"},
+      {std::string(kBase) + vip + "[vip.health_check]\nrise = 0\n",
+       "11:8 vip[0].health_check.rise: 0 is outside 1..100"},
+      {std::string(kBase) + vip + "[vip.health_check]\ninterval = \"2 seconds\"\n",
+       "11:12 vip[0].health_check.interval: '2 seconds' is not a duration (e.g. \"500ms\", \"2s\", \"5m\")"},
+      {std::string(kBase) + vip + "[vip.health_check]\ntype = \"http\"\npath = \"healthz\"\n",
+       "12:8 vip[0].health_check.path: must start with '/'"},
+      {std::string(kBase) + vip + "[vip.health_check]\nexpect = [200, 999]\n",
+       "11:16 vip[0].health_check.expect[1]: must be an HTTP status code 100..599"},
+      {std::string(kBase) + "\n[[vip]]\nname = \"v6\"\naddress = \"2001:db8::10\"\nport = 80\n"
+                            "[[vip.backend]]\naddress = \"10.0.0.1\"\n",
+       "11:11 vip[0].backend[0].address: an IPv6 VIP cannot have an IPv4 backend (IPv6 does not fit in an IPv4 tunnel)"},
+      {"[daemon]\ninterfaces = [\"lo\"]\n" + vip + "[[vip.backend]]\naddress = \"10.0.0.1\"\n",
+       "9:11 vip[0].backend[0].address: IPv4 backend 10.0.0.1 needs daemon.tunnel_source_v4 (the outer source of 4in4)"},
+      {std::string(kBase) + "[metrics]\nlisten = \"localhost\"\n",
+       "6:10 metrics.listen: 'localhost' is not IP:port (an IPv6 address in brackets: \"[::1]:9450\")"},
+      {std::string(kBase) + "\n[[vip]]\nname = \"all\"\naddress = \"198.51.100.10\"\nport = 0\n",
+       "6:1 vip[0].health_check.port: the VIP serves every port (port = 0): the health check needs its own port"},
+      {std::string(kBase) + vip + "\n[[vip]]\nname = \"web\"\naddress = \"198.51.100.11\"\nport = 80\n",
+       "12:8 vip[1].name: duplicate VIP name 'web' (also vip[0])"},
+      {std::string(kBase) + vip + "\n[[vip]]\nname = \"web2\"\naddress = \"198.51.100.10\"\nport = 80\n",
+       "13:11 vip[1].address: duplicate VIP 198.51.100.10:80/tcp (also vip[0])"},
+      {"[daemon]\ninterfaces = [\"lo\"\n", "2:20 : TOML syntax: encountered end-of-file"},
+      {"[metrics]\nlisten = \"127.0.0.1:1\"\n", "1:1 daemon: missing required table [daemon]"},
+  };
+  for (const auto& c : cases) {
+    const std::string got = oneError(c.text);
+    // TOML syntax messages come from toml++; compare their prefix only.
+    if (c.want.find("TOML syntax") != std::string::npos)
+      EXPECT_EQ(got.substr(0, got.find("TOML syntax") + 11), c.want.substr(0, c.want.find("TOML syntax") + 11))
+          << "got: " << got << "\n" << c.text;
+    else
+      EXPECT_EQ(got, c.want) << c.text;
+  }
+}
+
+TEST(Config, EveryErrorIsReportedAtOnce) {
+  auto r = parse(R"([daemon]
+interfaces = ["lo"]
+xdp_mode = "turbo"
+hash_seed = -1
+[[vip]]
+name = "web"
+address = "nope"
+ring_size = 100
+)");
+  ASSERT_FALSE(r);
+  std::vector<std::string> paths;
+  for (const auto& e : r.error()) paths.push_back(e.keyPath);
+  // Sorted by position in the file.
+  EXPECT_EQ(paths, (std::vector<std::string>{"daemon.xdp_mode", "daemon.hash_seed",
+                                             "vip[0].health_check.port", "vip[0].address",
+                                             "vip[0].ring_size"}));
+  EXPECT_EQ(r.error()[0].toString(), "t.toml:3:12: daemon.xdp_mode: 'turbo' is not one of native | generic | auto");
+}
+
+TEST(Config, UnreadableFileIsNamed) {
+  auto r = loadFile("/nonexistent/xdplb.toml");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error()[0].toString(), "/nonexistent/xdplb.toml:0:0: cannot read the file: No such file or directory");
+}
+
+TEST(Config, InterfaceCheckCanBeSkipped) {
+  EXPECT_TRUE(parse("[daemon]\ninterfaces = [\"eth-nowhere\"]\n", false));
+}
+
+TEST(Config, ShippedExampleIsValid) {
+  auto r = loadFile(std::string(XDPLB_SOURCE_DIR) + "/config/xdplb.toml", {.checkInterfaces = false});
+  ASSERT_TRUE(r) << r.error()[0].toString();
+  EXPECT_EQ(r->vips.size(), 1u);
+  EXPECT_EQ(r->vips[0].health.type, CheckType::Http);
+}
+
+TEST(Config, Durations) {
+  EXPECT_EQ(parseDuration("500ms"), milliseconds(500));
+  EXPECT_EQ(parseDuration("2s"), milliseconds(2000));
+  EXPECT_EQ(parseDuration("5m"), milliseconds(300000));
+  EXPECT_EQ(parseDuration("1h"), milliseconds(3600000));
+  for (const char* bad : {"", "s", "2", "2 s", "1.5s", "-1s", "2sec", "ms"})
+    EXPECT_EQ(parseDuration(bad), std::nullopt) << bad;
+}
+
+}  // namespace
+}  // namespace xdplb::config
