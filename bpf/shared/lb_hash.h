@@ -58,11 +58,16 @@ LB_HASH_INLINE __u32 lb_murmur_fmix(__u32 h, __u32 len)
 /* MurmurHash3_x86_32 of nwords 32-bit words (len = 4 * nwords bytes). */
 LB_HASH_INLINE __u32 lb_murmur3_words(const __u32 *words, __u32 nwords, __u32 seed)
 {
+	const unsigned char *bytes = (const unsigned char *)words;
 	__u32 h = seed;
 	__u32 i;
 
-	for (i = 0; i < nwords; i++)
-		h = lb_murmur_round(h, words[i]);
+	for (i = 0; i < nwords; i++) {
+		__u32 w;
+
+		__builtin_memcpy(&w, bytes + 4 * i, 4);
+		h = lb_murmur_round(h, w);
+	}
 	return lb_murmur_fmix(h, nwords * 4);
 }
 
@@ -70,14 +75,21 @@ LB_HASH_INLINE __u32 lb_murmur3_words(const __u32 *words, __u32 nwords, __u32 se
  * 4-byte aligned). Unrolled by the compiler in BPF (constant trip count). */
 LB_HASH_INLINE __u32 lb_flow_hash(const void *key, __u32 seed)
 {
-	const __u32 *w = (const __u32 *)key;
+	const unsigned char *bytes = (const unsigned char *)key;
 	__u32 h = seed;
 
+	/* Words are copied, not read through a __u32 pointer: the key is a
+	 * struct of other types, and C++'s aliasing rules would let the compiler
+	 * read stale words. In BPF each copy is one 4-byte load. */
 #ifndef __cplusplus
 #pragma unroll
 #endif
-	for (int i = 0; i < 10; i++)
-		h = lb_murmur_round(h, w[i]);
+	for (int i = 0; i < 10; i++) {
+		__u32 w;
+
+		__builtin_memcpy(&w, bytes + 4 * i, 4);
+		h = lb_murmur_round(h, w);
+	}
 	return lb_murmur_fmix(h, 40);
 }
 
