@@ -1,0 +1,561 @@
+// xdp_balancer and xdp_decap through BPF_PROG_TEST_RUN, with maps set up
+// through lb/datapath. Each case checks the action and the output packet
+// field by field; a failure prints the packet.
+#include <gtest/gtest.h>
+#include <linux/bpf.h>
+
+#include <atomic>
+#include <map>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "lb/control/flow.h"
+#include "lb/datapath/bpf_datapath.h"
+#include "lb/maglev/maglev.h"
+#include "support/netns.h"
+#include "support/packet.h"
+#include "support/privileges.h"
+
+namespace xdplb::testing {
+namespace {
+
+using datapath::BackendState;
+using datapath::BpfDatapath;
+
+IpAddr ip(const char* s) { return *IpAddr::parse(s); }
+
+constexpr uint32_t kSeed = 7;
+constexpr uint32_t kRing = 1009;
+
+class BalancerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    XDPLB_REQUIRE_CAP_BPF();
+    XDPLB_REQUIRE_ROOT_NET();
+    auto n = enterTestNet();
+    ASSERT_TRUE(n) << n.error().message();
+    net = *n;
+    auto d = BpfDatapath::open({.pinPath = "", .maxVips = 16, .maxBackends = 64, .flowTableSize = 65536});
+    ASSERT_TRUE(d) << d.error().message();
+    dp = std::move(*d);
+    ASSERT_TRUE(dp->setConfig({kSeed, ip("10.99.0.1"), ip("fd00:99::1")}));
+  }
+
+  void vip(const char* addr, uint16_t port, uint32_t id, uint8_t proto = 6) {
+    ASSERT_TRUE(dp->putVip({ip(addr), port, proto}, id));
+  }
+  void backend(uint32_t id, const char* addr, uint32_t vipId, BackendState st = BackendState::Up) {
+    ASSERT_TRUE(dp->putBackend(id, {ip(addr), vipId, st}));
+    addrs[id] = ip(addr);
+  }
+  // Swaps in a Maglev ring of (id, weight) members; returns its slots.
+  std::vector<uint32_t> ring(uint32_t vipId, std::vector<std::pair<uint32_t, uint32_t>> members,
+                             uint64_t generation = 1) {
+    std::vector<maglev::Member> ms;
+    for (auto [id, w] : members) ms.push_back({addrs.at(id).bytes(), id, w});
+    datapath::Ring r{generation, maglev::build(ms, kRing, kSeed)};
+    EXPECT_TRUE(dp->swapRing(vipId, r));
+    return r.slots;
+  }
+  datapath::TestRunResult run(const PacketSpec& s) {
+    auto r = dp->testRun(build(s), net.ifindex);
+    EXPECT_TRUE(r) << r.error().message();
+    return r ? *r : datapath::TestRunResult{};
+  }
+  uint64_t reason(int r) {
+    auto c = dp->readCounters();
+    EXPECT_TRUE(c);
+    return c ? c->reasons[r].packets : 0;
+  }
+  PacketSpec flow(const char* src, const char* dst, uint16_t sport, uint16_t dport = 80,
+                  uint8_t flags = kTcpAck) {
+    PacketSpec s;
+    s.src = ip(src);
+    s.dst = ip(dst);
+    s.sport = sport;
+    s.dport = dport;
+    s.tcpFlags = flags;
+    return s;
+  }
+  uint32_t expected(const std::vector<uint32_t>& slots, const PacketSpec& s) {
+    return control::ringPick(slots, control::flowHash(s.src, s.sport, s.dst, s.dport, s.proto, kSeed));
+  }
+
+  TestNet net;
+  std::unique_ptr<BpfDatapath> dp;
+  std::map<uint32_t, IpAddr> addrs;
+};
+
+// Checks an encapsulated frame: Ethernet from the next hop, the outer header
+// field by field, and the inner packet byte-exact.
+void checkEncap(const std::vector<uint8_t>& in, const std::vector<uint8_t>& out, size_t l2,
+                const IpAddr& outerSrc, const IpAddr& outerDst, uint32_t flowHash) {
+  SCOPED_TRACE("input:  " + describe(in) + "\noutput: " + describe(out));
+  const bool v4Outer = outerDst.isV4();
+  const size_t outerLen = v4Outer ? 20 : 40;
+  ASSERT_EQ(out.size(), in.size() + outerLen);
+  // Ethernet: destination = the neighbour's MAC, source = veth-lb's MAC.
+  EXPECT_EQ(std::vector<uint8_t>(out.begin(), out.begin() + 6),
+            (std::vector<uint8_t>{0x02, 0, 0, 0, 0, 0xbb}));
+  EXPECT_EQ(std::vector<uint8_t>(out.begin() + 6, out.begin() + 12),
+            (std::vector<uint8_t>{0x02, 0, 0, 0, 0, 0xaa}));
+  if (l2 == 18) EXPECT_EQ(be16(out, 12), 0x8100);
+  EXPECT_EQ(be16(out, l2 - 2), v4Outer ? 0x0800 : 0x86dd);
+  const size_t o = l2;
+  const bool innerV4 = (in[l2] >> 4) == 4;
+  const uint16_t innerLen = innerV4 ? be16(in, l2 + 2) : static_cast<uint16_t>(40 + be16(in, l2 + 4));
+  const uint8_t innerTos = innerV4 ? in[l2 + 1] : static_cast<uint8_t>(be16(in, l2) >> 4);
+  if (v4Outer) {
+    EXPECT_EQ(out[o], 0x45);
+    EXPECT_EQ(out[o + 1], innerTos);
+    EXPECT_EQ(be16(out, o + 2), innerLen + 20);
+    EXPECT_EQ(be16(out, o + 4), 0);
+    EXPECT_EQ(be16(out, o + 6) & 0x4000, be16(in, l2 + 6) & 0x4000) << "DF copied";
+    EXPECT_EQ(out[o + 8], 64);
+    EXPECT_EQ(out[o + 9], 4);
+    EXPECT_EQ(inetChecksum(&out[o], 20), 0) << "outer IPv4 checksum";
+    EXPECT_EQ(IpAddr::v4(&out[o + 12]), outerSrc);
+    EXPECT_EQ(IpAddr::v4(&out[o + 16]), outerDst);
+  } else {
+    EXPECT_EQ(be32(out, o), (6u << 28) | (uint32_t{innerTos} << 20) | (flowHash & 0xfffff));
+    EXPECT_EQ(be16(out, o + 4), innerLen);
+    EXPECT_EQ(out[o + 6], innerV4 ? 4 : 41);
+    EXPECT_EQ(out[o + 7], 64);
+    EXPECT_EQ(IpAddr::v6(&out[o + 8]), outerSrc);
+    EXPECT_EQ(IpAddr::v6(&out[o + 24]), outerDst);
+  }
+  EXPECT_TRUE(std::equal(in.begin() + l2, in.end(), out.begin() + l2 + outerLen)) << "inner packet";
+}
+
+TEST_F(BalancerTest, FourInFour) {
+  vip("198.51.100.10", 80, 1);
+  backend(1, "10.99.0.11", 1);
+  ring(1, {{1, 100}});
+  auto s = flow("203.0.113.9", "198.51.100.10", 40000, 80, kTcpSyn);
+  s.tos = 0x28;
+  s.df = true;
+  const auto in = build(s);
+  auto r = run(s);
+  EXPECT_EQ(r.action, XDP_TX);
+  checkEncap(in, r.output, 14, ip("10.99.0.1"), ip("10.99.0.11"), 0);
+  EXPECT_EQ(reason(LB_R_TX), 1u);
+}
+
+TEST_F(BalancerTest, SixInSix) {
+  vip("2001:db8:1::10", 443, 2);
+  backend(3, "fd00:99::11", 2);
+  ring(2, {{3, 100}});
+  auto s = flow("2001:db8:9::9", "2001:db8:1::10", 50000, 443, kTcpSyn);
+  s.tos = 0xb8;
+  const auto in = build(s);
+  auto r = run(s);
+  EXPECT_EQ(r.action, XDP_TX);
+  checkEncap(in, r.output, 14, ip("fd00:99::1"), ip("fd00:99::11"),
+             control::flowHash(s.src, s.sport, s.dst, s.dport, 6, kSeed));
+}
+
+TEST_F(BalancerTest, FourInSix) {
+  vip("198.51.100.20", 80, 3);
+  backend(4, "fd00:99::12", 3);
+  ring(3, {{4, 100}});
+  auto s = flow("203.0.113.9", "198.51.100.20", 40001, 80, kTcpSyn);
+  const auto in = build(s);
+  auto r = run(s);
+  EXPECT_EQ(r.action, XDP_TX);
+  checkEncap(in, r.output, 14, ip("fd00:99::1"), ip("fd00:99::12"),
+             control::flowHash(s.src, s.sport, s.dst, s.dport, 6, kSeed));
+}
+
+TEST_F(BalancerTest, VlanTaggedAndIpv4OptionsAndUdp) {
+  vip("198.51.100.10", 80, 1);
+  vip("198.51.100.10", 53, 2, 17);
+  backend(1, "10.99.0.11", 1);
+  backend(2, "10.99.0.12", 2);
+  ring(1, {{1, 100}});
+  ring(2, {{2, 100}});
+  auto s = flow("203.0.113.9", "198.51.100.10", 40000);
+  s.vlan = 42;
+  s.ipOptions = {0x01, 0x01, 0x01, 0x00};  // NOP NOP NOP EOL
+  auto in = build(s);
+  auto r = run(s);
+  EXPECT_EQ(r.action, XDP_TX) << describe(r.output);
+  checkEncap(in, r.output, 18, ip("10.99.0.1"), ip("10.99.0.11"), 0);
+  EXPECT_EQ(be16(r.output, 14) & 0xfff, 42);
+
+  auto u = flow("203.0.113.9", "198.51.100.10", 5353, 53);
+  u.proto = 17;
+  in = build(u);
+  r = run(u);
+  EXPECT_EQ(r.action, XDP_TX);
+  checkEncap(in, r.output, 14, ip("10.99.0.1"), ip("10.99.0.12"), 0);
+}
+
+TEST_F(BalancerTest, EthernetPaddingIsTrimmedFromTheInnerPacket) {
+  vip("198.51.100.10", 80, 1);
+  backend(1, "10.99.0.11", 1);
+  ring(1, {{1, 100}});
+  auto s = flow("203.0.113.9", "198.51.100.10", 40000);
+  s.payload.clear();
+  s.padTo = 60;
+  const auto padded = build(s);
+  s.padTo = 0;
+  const auto exact = build(s);
+  ASSERT_GT(padded.size(), exact.size());
+  s.padTo = 60;
+  auto r = run(s);
+  EXPECT_EQ(r.action, XDP_TX);
+  checkEncap(exact, r.output, 14, ip("10.99.0.1"), ip("10.99.0.11"), 0);
+}
+
+TEST_F(BalancerTest, FlowsSpreadOverTheRingExactlyAsUserspacePredicts) {
+  vip("198.51.100.10", 80, 1);
+  backend(1, "10.99.0.11", 1);
+  backend(2, "10.99.0.12", 1);
+  backend(3, "10.99.0.13", 1);
+  const auto slots = ring(1, {{1, 100}, {2, 100}, {3, 200}});
+  std::map<uint32_t, uint64_t> slotShare;
+  for (uint32_t id : slots) ++slotShare[id];
+  std::map<IpAddr, uint64_t> got;
+  std::mt19937 rng(1);
+  const int kFlows = 10000;
+  int mismatches = 0;
+  for (int i = 0; i < kFlows; ++i) {
+    uint8_t a[4] = {203, 0, static_cast<uint8_t>(rng() % 256), static_cast<uint8_t>(rng() % 256)};
+    auto s = flow("203.0.113.1", "198.51.100.10", static_cast<uint16_t>(1024 + rng() % 60000), 80, kTcpSyn);
+    s.src = IpAddr::v4(a);
+    auto r = run(s);
+    ASSERT_EQ(r.action, XDP_TX);
+    const auto dst = outerDestination(r.output);
+    ASSERT_TRUE(dst);
+    ++got[*dst];
+    mismatches += *dst != addrs.at(expected(slots, s));
+  }
+  EXPECT_EQ(mismatches, 0) << "the datapath and lb_flow_hash in userspace disagree";
+  ASSERT_EQ(got.size(), 3u);
+  for (uint32_t id = 1; id <= 3; ++id) {
+    const double share = static_cast<double>(got[addrs.at(id)]) / kFlows;
+    const double want = static_cast<double>(slotShare[id]) / kRing;
+    EXPECT_NEAR(share, want, 0.02) << "backend " << id;
+  }
+  auto c = dp->readCounters();
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->vips[1].packets, uint64_t(kFlows));
+  EXPECT_EQ(c->vips[1].newFlows, uint64_t(kFlows));
+  uint64_t sum = 0;
+  for (uint32_t id = 1; id <= 3; ++id) sum += c->backends[id].packets;
+  EXPECT_EQ(sum, uint64_t(kFlows));
+  EXPECT_EQ(c->backends[3].packets, got[addrs.at(3)]);
+}
+
+TEST_F(BalancerTest, FlowTableKeepsBackendsAcrossSwapsDrainingKeepsDownLoses) {
+  vip("198.51.100.10", 80, 1);
+  backend(1, "10.99.0.11", 1);
+  backend(2, "10.99.0.12", 1);
+  ring(1, {{1, 100}});
+  const auto syn = flow("203.0.113.9", "198.51.100.10", 40000, 80, kTcpSyn);
+  auto ack = syn;
+  ack.tcpFlags = kTcpAck;
+  ASSERT_EQ(outerDestination(run(syn).output), ip("10.99.0.11"));
+  // Same flow, same backend, packet after packet.
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(outerDestination(run(ack).output), ip("10.99.0.11"));
+
+  // The ring now names only backend 2: the established flow stays on 1.
+  ring(1, {{2, 100}}, 2);
+  EXPECT_EQ(outerDestination(run(ack).output), ip("10.99.0.11"));
+  // A SYN is a new flow: the ring.
+  EXPECT_EQ(outerDestination(run(syn).output), ip("10.99.0.12"));
+
+  // Back on 1, then drain 1: it keeps its flow.
+  ring(1, {{1, 100}}, 3);
+  ASSERT_EQ(outerDestination(run(syn).output), ip("10.99.0.11"));
+  backend(1, "10.99.0.11", 1, BackendState::Draining);
+  ring(1, {{2, 100}}, 4);
+  EXPECT_EQ(outerDestination(run(ack).output), ip("10.99.0.11"));
+  // Down: its flows rehash to the ring.
+  backend(1, "10.99.0.11", 1, BackendState::Down);
+  EXPECT_EQ(outerDestination(run(ack).output), ip("10.99.0.12"));
+  // ... and stay there when it comes back.
+  backend(1, "10.99.0.11", 1, BackendState::Up);
+  EXPECT_EQ(outerDestination(run(ack).output), ip("10.99.0.12"));
+  auto ids = dp->backendIdsInFlows();
+  ASSERT_TRUE(ids);
+  EXPECT_EQ(*ids, (std::unordered_set<uint32_t>{2}));
+}
+
+TEST_F(BalancerTest, NotAVipPassesUntouched) {
+  vip("198.51.100.10", 80, 1);
+  vip("198.51.100.30", 0, 2);
+  backend(1, "10.99.0.11", 1);
+  backend(2, "10.99.0.12", 2);
+  ring(1, {{1, 100}});
+  ring(2, {{2, 100}});
+  const std::pair<PacketSpec, const char*> cases[] = {
+      {flow("203.0.113.9", "198.51.100.99", 40000), "other address"},
+      {flow("203.0.113.9", "198.51.100.10", 40000, 443), "wrong port"},
+      {[&] {
+         auto s = flow("203.0.113.9", "198.51.100.10", 40000);
+         s.proto = 17;
+         return s;
+       }(),
+       "wrong protocol"},
+      {flow("2001:db8::9", "2001:db8::10", 40000), "IPv6, no VIP"},
+  };
+  for (const auto& [s, what] : cases) {
+    const auto in = build(s);
+    auto r = run(s);
+    EXPECT_EQ(r.action, XDP_PASS) << what;
+    EXPECT_EQ(r.output, in) << what << "\n" << describe(r.output);
+  }
+  EXPECT_EQ(reason(LB_R_PASS_NOT_VIP), 4u);
+  // A port-0 VIP matches any port.
+  for (uint16_t port : {1, 80, 443, 65535}) {
+    auto r = run(flow("203.0.113.9", "198.51.100.30", 40000, port));
+    EXPECT_EQ(r.action, XDP_TX) << port;
+    EXPECT_EQ(outerDestination(r.output), ip("10.99.0.12"));
+  }
+  // Not IP at all (ARP), and ICMP: passed, counted under their reasons.
+  std::vector<uint8_t> arp = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 0x08, 0x06};
+  arp.resize(60, 0);
+  auto ra = dp->testRun(arp, net.ifindex);
+  ASSERT_TRUE(ra);
+  EXPECT_EQ(ra->action, XDP_PASS);
+  EXPECT_EQ(reason(LB_R_PASS_NOT_IP), 1u);
+  auto icmp = flow("203.0.113.9", "198.51.100.10", 0);
+  icmp.proto = 1;
+  EXPECT_EQ(run(icmp).action, XDP_PASS);
+  EXPECT_EQ(reason(LB_R_PASS_OTHER_PROTO), 1u);
+}
+
+TEST_F(BalancerTest, FragmentsOfADatagramReachOneBackend) {
+  vip("198.51.100.10", 53, 1, 17);
+  for (uint32_t id = 1; id <= 4; ++id)
+    backend(id, ("10.99.0." + std::to_string(10 + id)).c_str(), 1);
+  ring(1, {{1, 100}, {2, 100}, {3, 100}, {4, 100}});
+  std::set<IpAddr> seen;
+  for (int i = 0; i < 20; ++i) {
+    auto first = flow(("203.0.113." + std::to_string(i + 1)).c_str(), "198.51.100.10", 5000, 53);
+    first.proto = 17;
+    first.mf = true;
+    auto later = first;
+    later.mf = false;
+    later.fragOffset = 185;
+    auto a = run(first), b = run(later);
+    ASSERT_EQ(a.action, XDP_TX);
+    ASSERT_EQ(b.action, XDP_TX);
+    EXPECT_EQ(outerDestination(a.output), outerDestination(b.output)) << describe(b.output);
+    seen.insert(*outerDestination(a.output));
+  }
+  EXPECT_GT(seen.size(), 1u) << "fragments of different datagrams spread";
+  // Two port VIPs on the address: which one a later fragment belongs to is
+  // unknown, so fragments are dropped and counted.
+  vip("198.51.100.10", 54, 2, 17);
+  auto later = flow("203.0.113.1", "198.51.100.10", 5000, 53);
+  later.proto = 17;
+  later.fragOffset = 185;
+  EXPECT_EQ(run(later).action, XDP_DROP);
+  EXPECT_EQ(reason(LB_R_DROP_FRAGMENT), 1u);
+}
+
+TEST_F(BalancerTest, TruncatedAndLyingPacketsAreNeverForwarded) {
+  vip("198.51.100.10", 80, 1);
+  vip("2001:db8:1::10", 80, 2);
+  backend(1, "10.99.0.11", 1);
+  backend(2, "fd00:99::11", 2);
+  ring(1, {{1, 100}});
+  ring(2, {{2, 100}});
+  uint64_t malformed = 0;
+  for (const char* dst : {"198.51.100.10", "2001:db8:1::10"}) {
+    auto s = flow(dst[0] == '1' ? "203.0.113.9" : "2001:db8:9::9", dst, 40000, 80, kTcpSyn);
+    s.payload.clear();
+    const auto full = build(s);
+    // Every length short of the full packet: cut inside or at the end of
+    // each header (Ethernet, IP, TCP).
+    for (size_t len = 0; len < full.size(); ++len) {
+      // BPF_PROG_TEST_RUN refuses XDP input shorter than an Ethernet header.
+      if (len < 14) continue;
+      std::vector<uint8_t> cut(full.begin(), full.begin() + len);
+      auto r = dp->testRun(cut, net.ifindex);
+      ASSERT_TRUE(r);
+      EXPECT_NE(r->action, XDP_TX) << len;
+      EXPECT_NE(r->action, XDP_REDIRECT) << len;
+      EXPECT_EQ(r->action, XDP_DROP) << "cut at " << len << "\n" << describe(cut);
+      ++malformed;
+    }
+  }
+  // Lengths that lie.
+  auto v4 = flow("203.0.113.9", "198.51.100.10", 40000, 80, kTcpSyn);
+  auto big = v4;
+  big.ipLengthOverride = 1500;
+  auto tiny = v4;
+  tiny.ipLengthOverride = 10;
+  auto noL4 = v4;
+  noL4.ipLengthOverride = 30;  // IP header fits, TCP header does not
+  auto ihl = v4;
+  ihl.ihlOverride = 4;
+  auto v6 = flow("2001:db8:9::9", "2001:db8:1::10", 40000, 80, kTcpSyn);
+  v6.ipLengthOverride = 1000;
+  for (const auto& s : {big, tiny, noL4, ihl, v6}) {
+    auto r = run(s);
+    EXPECT_EQ(r.action, XDP_DROP) << describe(build(s));
+    ++malformed;
+  }
+  auto c = dp->readCounters();
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->reasons[LB_R_DROP_MALFORMED].packets, malformed);
+  EXPECT_EQ(c->reasons[LB_R_TX].packets, 0u);
+}
+
+TEST_F(BalancerTest, EmptyRingDropsAndCounts) {
+  vip("198.51.100.10", 80, 1);
+  // No ring at all, then a ring of nothing but "none".
+  EXPECT_EQ(run(flow("203.0.113.9", "198.51.100.10", 40000, 80, kTcpSyn)).action, XDP_DROP);
+  ASSERT_TRUE(dp->swapRing(1, {1, std::vector<uint32_t>(kRing, 0)}));
+  EXPECT_EQ(run(flow("203.0.113.9", "198.51.100.10", 40000, 80, kTcpSyn)).action, XDP_DROP);
+  EXPECT_EQ(reason(LB_R_DROP_NO_BACKEND), 2u);
+}
+
+TEST_F(BalancerTest, NoNeighbourHandsTheEncapsulatedPacketToTheKernelAndNoRouteDrops) {
+  vip("198.51.100.10", 80, 1);
+  backend(1, "10.99.0.99", 1);  // on-link, no neighbour entry
+  ring(1, {{1, 100}});
+  const auto s = flow("203.0.113.9", "198.51.100.10", 40000, 80, kTcpSyn);
+  auto r = run(s);
+  EXPECT_EQ(r.action, XDP_PASS);
+  EXPECT_EQ(outerDestination(r.output), ip("10.99.0.99"));
+  EXPECT_EQ(reason(LB_R_PASS_NO_NEIGH), 1u);
+
+  backend(1, "203.0.113.200", 1);  // no route there
+  EXPECT_EQ(run(s).action, XDP_DROP);
+  EXPECT_EQ(reason(LB_R_DROP_FIB), 1u);
+}
+
+TEST_F(BalancerTest, MissingTunnelSourceDropsAndCounts) {
+  ASSERT_TRUE(dp->setConfig({kSeed, std::nullopt, ip("fd00:99::1")}));
+  vip("198.51.100.10", 80, 1);
+  backend(1, "10.99.0.11", 1);
+  ring(1, {{1, 100}});
+  EXPECT_EQ(run(flow("203.0.113.9", "198.51.100.10", 40000, 80, kTcpSyn)).action, XDP_DROP);
+  EXPECT_EQ(reason(LB_R_DROP_NO_TUNNEL), 1u);
+}
+
+TEST_F(BalancerTest, RingSwapUnderLoadNeverMixesRings) {
+  vip("198.51.100.10", 80, 1);
+  for (uint32_t id = 1; id <= 4; ++id)
+    backend(id, ("10.99.0." + std::to_string(10 + id)).c_str(), 1);
+  std::vector<maglev::Member> a{{addrs[1].bytes(), 1, 100}, {addrs[2].bytes(), 2, 100}},
+      b{{addrs[3].bytes(), 3, 100}, {addrs[4].bytes(), 4, 100}};
+  const auto ringA = maglev::build(a, kRing, kSeed), ringB = maglev::build(b, kRing, kSeed);
+  ASSERT_TRUE(dp->swapRing(1, {1, ringA}));
+  std::atomic<bool> stop{false};
+  std::atomic<int> runs{0}, bad{0};
+  std::thread sender([&] {
+    std::mt19937 rng(3);
+    while (!stop && runs < 200000) {
+      auto s = flow("203.0.113.9", "198.51.100.10", static_cast<uint16_t>(1024 + rng() % 60000), 80, kTcpSyn);
+      auto r = dp->testRun(build(s), net.ifindex);
+      ++runs;
+      if (!r || r->action != XDP_TX) {
+        ++bad;
+        continue;
+      }
+      const auto dst = outerDestination(r->output);
+      if (dst != addrs[expected(ringA, s)] && dst != addrs[expected(ringB, s)]) ++bad;
+    }
+  });
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_TRUE(dp->swapRing(1, {uint64_t(i + 2), i % 2 ? ringA : ringB}));
+  }
+  stop = true;
+  sender.join();
+  EXPECT_GT(runs.load(), 100);
+  EXPECT_EQ(bad.load(), 0) << "of " << runs.load() << " packets";
+}
+
+TEST_F(BalancerTest, ReadRingReturnsWhatWasSwappedIn) {
+  vip("198.51.100.10", 80, 1);
+  backend(1, "10.99.0.11", 1);
+  backend(2, "10.99.0.12", 1);
+  const auto slots = ring(1, {{1, 100}, {2, 50}}, 42);
+  auto r = dp->readRing(1);
+  ASSERT_TRUE(r);
+  ASSERT_TRUE(*r);
+  EXPECT_EQ((*r)->generation, 42u);
+  EXPECT_EQ((*r)->slots, slots);
+  ASSERT_TRUE(dp->removeRing(1));
+  EXPECT_FALSE(*dp->readRing(1));
+  auto vips = dp->listVips();
+  ASSERT_TRUE(vips);
+  EXPECT_EQ(vips->size(), 1u);
+}
+
+// ---- xdp_decap -------------------------------------------------------------
+
+class DecapTest : public BalancerTest {};
+
+TEST_F(DecapTest, RemovesEachTunnelFamilyAndPassesTheRest) {
+  auto d = datapath::Decap::open();
+  ASSERT_TRUE(d) << d.error().message();
+  auto decap = std::move(*d);
+  ASSERT_TRUE(decap->addAddress(ip("10.99.0.11")));
+  ASSERT_TRUE(decap->addAddress(ip("fd00:99::11")));
+  vip("198.51.100.10", 80, 1);
+  vip("2001:db8:1::10", 80, 2);
+  vip("198.51.100.20", 80, 3);
+  backend(1, "10.99.0.11", 1);
+  backend(2, "fd00:99::11", 2);
+  backend(3, "fd00:99::11", 3);
+  ring(1, {{1, 100}});
+  ring(2, {{2, 100}});
+  ring(3, {{3, 100}});
+  for (const char* dst : {"198.51.100.10", "2001:db8:1::10", "198.51.100.20"}) {
+    auto s = flow(dst[4] == ':' ? "2001:db8:9::9" : "203.0.113.9", dst, 40000);
+    s.vlan = std::string(dst) == "198.51.100.20" ? std::optional<uint16_t>(7) : std::nullopt;
+    const auto original = build(s);
+    auto enc = run(s);
+    ASSERT_EQ(enc.action, XDP_TX) << dst;
+    auto r = decap->testRun(enc.output);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->action, XDP_PASS);
+    // The inner packet and its ethertype, byte-exact; MACs are the tunnel's.
+    const size_t l2 = s.vlan ? 18 : 14;
+    ASSERT_EQ(r->output.size(), original.size()) << describe(r->output);
+    EXPECT_TRUE(std::equal(original.begin() + 12, original.end(), r->output.begin() + 12))
+        << dst << "\n" << describe(r->output);
+    (void)l2;
+  }
+  // Ordinary traffic and tunnels to someone else: untouched.
+  const auto plain = build(flow("203.0.113.9", "10.99.0.11", 40000));
+  auto r = decap->testRun(plain);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->action, XDP_PASS);
+  EXPECT_EQ(r->output, plain);
+  backend(1, "10.99.0.12", 1);
+  auto other = run(flow("203.0.113.9", "198.51.100.10", 40001));
+  r = decap->testRun(other.output);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->output, other.output);
+  // A tunnel whose inner header lies: dropped.
+  backend(1, "10.99.0.11", 1);
+  auto enc = run(flow("203.0.113.9", "198.51.100.10", 40002));
+  enc.output[14 + 20 + 3] = 0xff;  // inner tot_len beyond the frame
+  r = decap->testRun(enc.output);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->action, XDP_DROP);
+  auto c = decap->readCounters();
+  ASSERT_TRUE(c);
+  EXPECT_EQ((*c)[LB_D_DECAP_4IN4].packets, 1u);
+  EXPECT_EQ((*c)[LB_D_DECAP_6IN6].packets, 1u);
+  EXPECT_EQ((*c)[LB_D_DECAP_4IN6].packets, 1u);
+  EXPECT_EQ((*c)[LB_D_PASS_NOT_TUNNEL].packets, 1u);
+  EXPECT_EQ((*c)[LB_D_PASS_NOT_LOCAL].packets, 1u);
+  EXPECT_EQ((*c)[LB_D_DROP_MALFORMED].packets, 1u);
+}
+
+}  // namespace
+}  // namespace xdplb::testing
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
