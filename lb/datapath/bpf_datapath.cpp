@@ -39,12 +39,13 @@ IpAddr addrOf(const uint8_t* bytes, uint8_t family) {
   return family == LB_FAMILY_V4 ? IpAddr::v4(bytes) : IpAddr::v6(bytes);
 }
 
-// Every map of xdp_balancer with its name, so pin/adopt/fd lookups share one list.
-std::vector<bpf_map*> allMaps(balancer* s) {
-  return {s->maps.lb_vips,         s->maps.lb_rings,        s->maps.lb_backends,
-          s->maps.lb_flows,        s->maps.lb_config,       s->maps.lb_nexthops,
-          s->maps.lb_tx_ports,     s->maps.lb_reason_stats, s->maps.lb_vip_stats,
-          s->maps.lb_backend_stats};
+// The maps of xdp_balancer that are pinned and adopted across restarts.
+// lb_tx_ports is not among them: attach() fills it on every start (and libbpf
+// cannot reuse a pinned DEVMAP_HASH here: "parameter mismatch").
+std::vector<bpf_map*> pinnedMaps(balancer* s) {
+  return {s->maps.lb_vips,         s->maps.lb_rings,      s->maps.lb_backends,
+          s->maps.lb_flows,        s->maps.lb_config,     s->maps.lb_nexthops,
+          s->maps.lb_reason_stats, s->maps.lb_vip_stats,  s->maps.lb_backend_stats};
 }
 
 Result<> mapUpdate(bpf_map* map, const void* key, const void* value, uint64_t flags = BPF_ANY) {
@@ -259,7 +260,7 @@ Result<std::unique_ptr<BpfDatapath>> BpfDatapath::open(const Options& options) {
     // Adopt all or nothing: a half-adopted set of maps would mix layouts.
     std::string mismatch;
     size_t present = 0;
-    for (bpf_map* m : allMaps(s)) {
+    for (bpf_map* m : pinnedMaps(s)) {
       const std::string path = options.pinPath + "/" + bpf_map__name(m);
       if (access(path.c_str(), F_OK) != 0) continue;
       ++present;
@@ -269,15 +270,15 @@ Result<std::unique_ptr<BpfDatapath>> BpfDatapath::open(const Options& options) {
       spdlog::warn("pinned maps under {} are incompatible ({}): replacing them; established flows "
                    "are lost once",
                    options.pinPath, mismatch);
-      for (bpf_map* m : allMaps(s))
+      for (bpf_map* m : pinnedMaps(s))
         ::unlink((options.pinPath + "/" + bpf_map__name(m)).c_str());
       present = 0;
     }
-    dp->adopted_ = present == allMaps(s).size();
+    dp->adopted_ = present == pinnedMaps(s).size();
     if (present && !dp->adopted_)
       spdlog::warn("only {} of {} pinned maps under {}: adopting those, creating the rest", present,
-                   allMaps(s).size(), options.pinPath);
-    for (bpf_map* m : allMaps(s)) {
+                   pinnedMaps(s).size(), options.pinPath);
+    for (bpf_map* m : pinnedMaps(s)) {
       const std::string path = options.pinPath + "/" + bpf_map__name(m);
       if (bpf_map__set_pin_path(m, path.c_str()) != 0)
         return errnoError(errno, "set pin path of " + std::string(bpf_map__name(m)));
@@ -301,8 +302,9 @@ BpfDatapath::~BpfDatapath() {
 int BpfDatapath::progFd() const { return bpf_program__fd(skel_->progs.xdp_balancer); }
 
 int BpfDatapath::mapFd(const std::string& name) const {
-  for (bpf_map* m : allMaps(skel_))
+  for (bpf_map* m : pinnedMaps(skel_))
     if (name == bpf_map__name(m)) return bpf_map__fd(m);
+  if (name == "lb_tx_ports") return bpf_map__fd(skel_->maps.lb_tx_ports);
   return -1;
 }
 

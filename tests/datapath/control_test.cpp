@@ -1,0 +1,209 @@
+// The reconciler against the real maps: drain and removal seen by packets,
+// `xdplb lookup` agreeing with xdp_balancer on 100,000 flows, and a restart
+// after kill -9 that adopts pinned maps with their flows.
+#include <gtest/gtest.h>
+#include <linux/bpf.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <random>
+
+#include "lb/config/config.h"
+#include "lb/control/lookup.h"
+#include "lb/control/reconciler.h"
+#include "lb/datapath/bpf_datapath.h"
+#include "support/netns.h"
+#include "support/packet.h"
+#include "support/privileges.h"
+
+namespace xdplb::testing {
+namespace {
+
+using datapath::BpfDatapath;
+
+IpAddr ip(const char* s) { return *IpAddr::parse(s); }
+
+std::string configText(const std::vector<std::pair<const char*, int>>& backends,
+                       const std::string& pinPath = "") {
+  std::string t = "[daemon]\ninterfaces = [\"lo\"]\nhash_seed = 11\ntunnel_source_v4 = \"10.99.0.1\"\n"
+                  "tunnel_source_v6 = \"fd00:99::1\"\nmax_vips = 8\nmax_backends = 64\nflow_table_size = 262144\n";
+  if (!pinPath.empty()) t += "pin_path = \"" + pinPath + "\"\n";
+  t += "[[vip]]\nname = \"web\"\naddress = \"198.51.100.10\"\nport = 80\nring_size = 4099\n"
+       "[vip.health_check]\ntype = \"none\"\n";
+  for (auto [a, w] : backends)
+    t += "[[vip.backend]]\naddress = \"" + std::string(a) + "\"\nweight = " + std::to_string(w) + "\n";
+  return t;
+}
+
+config::Config parse(const std::string& text) {
+  auto r = config::parseString(text, "test.toml", {.checkInterfaces = false});
+  EXPECT_TRUE(r) << (r ? "" : r.error()[0].toString());
+  return r ? *r : config::Config{};
+}
+
+class ControlTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    XDPLB_REQUIRE_CAP_BPF();
+    XDPLB_REQUIRE_ROOT_NET();
+    auto n = enterTestNet();
+    ASSERT_TRUE(n) << n.error().message();
+    net = *n;
+  }
+  std::unique_ptr<BpfDatapath> open(const std::string& pin = "") {
+    auto d = BpfDatapath::open({.pinPath = pin, .maxVips = 8, .maxBackends = 64, .flowTableSize = 262144});
+    EXPECT_TRUE(d) << d.error().message();
+    return d ? std::move(*d) : nullptr;
+  }
+  PacketSpec flow(uint32_t i, uint8_t flags) {
+    PacketSpec s;
+    uint8_t a[4] = {203, static_cast<uint8_t>(i >> 16), static_cast<uint8_t>(i >> 8), static_cast<uint8_t>(i)};
+    s.src = IpAddr::v4(a);
+    s.dst = ip("198.51.100.10");
+    s.sport = static_cast<uint16_t>(1024 + i % 50000);
+    s.dport = 80;
+    s.tcpFlags = flags;
+    return s;
+  }
+  std::optional<IpAddr> send(BpfDatapath& dp, const PacketSpec& s) {
+    auto r = dp.testRun(build(s), net.ifindex);
+    if (!r || r->action != XDP_TX) return std::nullopt;
+    return outerDestination(r->output);
+  }
+  TestNet net;
+};
+
+TEST_F(ControlTest, DrainAndRemoveAsSeenByPackets) {
+  auto dp = open();
+  ASSERT_TRUE(dp);
+  control::Reconciler rec(*dp, {8, 64});
+  auto cfg = parse(configText({{"10.99.0.11", 100}, {"10.99.0.12", 100}, {"10.99.0.13", 100}}));
+  ASSERT_TRUE(rec.apply(cfg));
+  // 300 flows established over the three backends.
+  std::vector<IpAddr> first;
+  for (uint32_t i = 0; i < 300; ++i) first.push_back(*send(*dp, flow(i, kTcpSyn)));
+  // Drain .12: its flows stay, no new flow reaches it.
+  cfg.vips[0].backends[1].weight = 0;
+  ASSERT_TRUE(rec.apply(cfg));
+  auto ring = dp->readRing(1);
+  ASSERT_TRUE(ring && *ring);
+  EXPECT_EQ((*ring)->generation, 2u);
+  for (uint32_t i = 0; i < 300; ++i) EXPECT_EQ(send(*dp, flow(i, kTcpAck)), first[i]) << i;
+  for (uint32_t i = 1000; i < 1300; ++i) EXPECT_NE(send(*dp, flow(i, kTcpSyn)), ip("10.99.0.12"));
+  // Remove .13 from the file: drained the same way, and its id is kept
+  // while flows name it.
+  cfg.vips[0].backends.pop_back();
+  ASSERT_TRUE(rec.apply(cfg));
+  for (uint32_t i = 0; i < 300; ++i) EXPECT_EQ(send(*dp, flow(i, kTcpAck)), first[i]) << i;
+  EXPECT_EQ(rec.collectGarbage().value(), 0u);
+  auto backends = dp->listBackends();
+  ASSERT_TRUE(backends);
+  EXPECT_EQ(backends->size(), 3u);
+}
+
+TEST_F(ControlTest, LookupAgreesWithTheDatapathOn100000Flows) {
+  auto dp = open();
+  ASSERT_TRUE(dp);
+  control::Reconciler rec(*dp, {8, 64});
+  const auto cfg = parse(configText(
+      {{"10.99.0.11", 100}, {"10.99.0.12", 100}, {"10.99.0.13", 50}, {"10.99.0.14", 200}, {"fd00:99::15", 100}}));
+  ASSERT_TRUE(rec.apply(cfg));
+  control::OfflineLookup offline(cfg);
+  const auto snapshot = rec.status();
+  std::mt19937 rng(99);
+  int disagree = 0, liveDisagree = 0;
+  const int kFlows = 100000;
+  for (int i = 0; i < kFlows; ++i) {
+    auto s = flow(rng(), kTcpSyn);
+    s.sport = static_cast<uint16_t>(rng());
+    auto r = dp->testRun(build(s), net.ifindex);
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->action, XDP_TX);
+    const auto got = outerDestination(r->output);
+    const auto want = offline.lookup("web", {s.src, s.sport, std::nullopt});
+    ASSERT_TRUE(want && *want);
+    disagree += got != **want;
+    if (i % 100 == 0) {
+      const auto live = control::lookupLive(snapshot, *dp, "web", {s.src, s.sport, 80});
+      ASSERT_TRUE(live && *live);
+      liveDisagree += got != **live;
+    }
+  }
+  EXPECT_EQ(disagree, 0) << "of " << kFlows;
+  EXPECT_EQ(liveDisagree, 0);
+}
+
+TEST_F(ControlTest, RestartAfterKill9AdoptsPinnedMapsAndKeepsFlows) {
+  const std::string pin = "/sys/fs/bpf/xdplb-test-" + std::to_string(getpid());
+  struct Cleanup {
+    std::string p;
+    ~Cleanup() { std::filesystem::remove_all(p); }
+  } cleanup{pin};
+  const auto cfg = parse(configText({{"10.99.0.11", 100}, {"10.99.0.12", 100}, {"10.99.0.13", 100}}, pin));
+
+  // The first daemon: applies, carries 200 flows, dies by SIGKILL.
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    close(fds[0]);
+    auto dp = open(pin);
+    control::Reconciler rec(*dp, {8, 64});
+    if (!dp || !rec.adopt() || !rec.apply(cfg)) _exit(2);
+    for (uint32_t i = 0; i < 200; ++i) {
+      auto dst = send(*dp, flow(i, kTcpSyn));
+      if (!dst) _exit(3);
+      if (write(fds[1], dst->bytes().data(), 16) != 16) _exit(4);
+    }
+    kill(getpid(), SIGKILL);
+  }
+  close(fds[1]);
+  std::vector<IpAddr> first;
+  uint8_t buf[16];
+  while (read(fds[0], buf, 16) == 16) first.push_back(IpAddr::v4(buf));
+  close(fds[0]);
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "child status " << status;
+  ASSERT_EQ(first.size(), 200u);
+
+  // The second daemon adopts: flows are still in the table, ids and the
+  // ring generation continue, and a changed ring does not move them.
+  auto dp = open(pin);
+  ASSERT_TRUE(dp);
+  EXPECT_TRUE(dp->adopted());
+  EXPECT_GE(dp->flowCount(), 200u);
+  control::Reconciler rec(*dp, {8, 64});
+  ASSERT_TRUE(rec.adopt());
+  auto changed = cfg;
+  changed.vips[0].backends.push_back({ip("10.99.0.14"), 100, {}});
+  ASSERT_TRUE(rec.apply(changed));
+  const auto st = rec.status();
+  ASSERT_EQ(st.vips.size(), 1u);
+  EXPECT_EQ(st.vips[0].id, 1u);
+  EXPECT_EQ(st.vips[0].generation, 2u);
+  for (const auto& b : st.vips[0].backends)
+    if (b.address == ip("10.99.0.11")) EXPECT_EQ(b.id, 1u);
+  for (uint32_t i = 0; i < 200; ++i) EXPECT_EQ(send(*dp, flow(i, kTcpAck)), first[i]) << i;
+}
+
+TEST_F(ControlTest, IncompatiblePinnedLayoutIsReplaced) {
+  const std::string pin = "/sys/fs/bpf/xdplb-test-layout-" + std::to_string(getpid());
+  struct Cleanup {
+    std::string p;
+    ~Cleanup() { std::filesystem::remove_all(p); }
+  } cleanup{pin};
+  {
+    auto d = BpfDatapath::open({.pinPath = pin, .maxVips = 4, .maxBackends = 64, .flowTableSize = 262144});
+    ASSERT_TRUE(d);
+  }
+  auto d = BpfDatapath::open({.pinPath = pin, .maxVips = 8, .maxBackends = 64, .flowTableSize = 262144});
+  ASSERT_TRUE(d) << d.error().message();
+  EXPECT_FALSE((*d)->adopted());
+}
+
+}  // namespace
+}  // namespace xdplb::testing
