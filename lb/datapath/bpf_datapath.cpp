@@ -13,6 +13,8 @@
 #include <spdlog/spdlog.h>
 
 #include <cerrno>
+#include <cstdarg>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 
@@ -24,6 +26,39 @@ namespace xdplb::datapath {
 namespace {
 
 constexpr long kBpfFsMagic = 0xcafe4a11;
+
+// libbpf and libxdp talk on stderr by default; route them through spdlog, and
+// keep their expected chatter (libxdp's dispatcher fallback) at debug level.
+int libbpfPrint(enum libbpf_print_level level, const char* fmt, va_list args) {
+  char buf[1024];
+  vsnprintf(buf, sizeof buf, fmt, args);
+  std::string line(buf);
+  while (!line.empty() && line.back() == '\n') line.pop_back();
+  if (level == LIBBPF_WARN && line.find("unrecognized data section") == std::string::npos)
+    spdlog::warn("libbpf: {}", line);
+  else
+    spdlog::debug("libbpf: {}", line);
+  return 0;
+}
+
+int libxdpPrint(enum libxdp_print_level level, const char* fmt, va_list args) {
+  char buf[1024];
+  vsnprintf(buf, sizeof buf, fmt, args);
+  std::string line(buf);
+  while (!line.empty() && line.back() == '\n') line.pop_back();
+  (void)level;
+  spdlog::debug("libxdp: {}", line);
+  return 0;
+}
+
+void routeLibraryLogs() {
+  static const bool once = [] {
+    libbpf_set_print(libbpfPrint);
+    libxdp_set_print(libxdpPrint);
+    return true;
+  }();
+  (void)once;
+}
 
 lb_vip_key vipKey(const IpAddr& addr, uint16_t port, uint8_t proto) {
   lb_vip_key k;
@@ -233,6 +268,7 @@ size_t percpuStride(size_t valueSize) { return (valueSize + 7) & ~size_t{7}; }
 // ---------------------------------------------------------------------------
 
 Result<std::unique_ptr<BpfDatapath>> BpfDatapath::open(const Options& options) {
+  routeLibraryLogs();
   std::unique_ptr<BpfDatapath> dp(new BpfDatapath());
   dp->options_ = options;
   dp->ncpus_ = libbpf_num_possible_cpus();
@@ -611,6 +647,7 @@ Result<TestRunResult> BpfDatapath::testRun(std::span<const uint8_t> packet, uint
 // ---------------------------------------------------------------------------
 
 Result<std::unique_ptr<Decap>> Decap::open() {
+  routeLibraryLogs();
   std::unique_ptr<Decap> d(new Decap());
   d->skel_ = decap::open_and_load();
   if (!d->skel_) return errnoError(errno, "load xdp_decap (needs CAP_BPF)");
