@@ -44,6 +44,10 @@ down() {
 link() {  # link NS IFNAME SWPORT
   ip link add "$2" netns "$1" type veth peer name "$3" netns $NS_SW
   in_ns "$1" ip link set "$2" up
+  # veth leaves checksums to "hardware" (CHECKSUM_PARTIAL); a frame rewritten
+  # by XDP and sent on with XDP_TX loses that note and arrives with a partial
+  # TCP checksum. Real NICs fill checksums on the wire; here the stack must.
+  in_ns "$1" ethtool -K "$2" tx off >/dev/null
   in_ns $NS_SW ip link set "$3" master br0 up
 }
 
