@@ -4,7 +4,9 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/if_link.h>
+#include <linux/capability.h>
 #include <net/if.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -138,6 +140,13 @@ Result<> checkBpfFs(const std::string& pinPath) {
   return {};
 }
 
+bool haveSysAdmin() {
+  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2]{};
+  if (syscall(SYS_capget, &hdr, data) != 0) return false;
+  return (data[CAP_SYS_ADMIN / 32].effective & (1u << (CAP_SYS_ADMIN % 32))) != 0;
+}
+
 std::pair<xdp_attach_mode, uint32_t> modeFlags(XdpMode m) {
   switch (m) {
     case XdpMode::Native:
@@ -159,7 +168,9 @@ std::pair<std::string, int> attachedProgram(int ifindex, uint32_t* attachFlags) 
                  : q.attach_mode == XDP_ATTACHED_DRV ? XDP_FLAGS_DRV_MODE
                                                      : 0;
   const int fd = bpf_prog_get_fd_by_id(q.prog_id);
-  if (fd < 0) return {"", -1};
+  // Without CAP_SYS_ADMIN a program cannot be opened by id: report it as
+  // attached, name unknown.
+  if (fd < 0) return {"?id " + std::to_string(q.prog_id), -2};
   bpf_prog_info info{};
   uint32_t len = sizeof info;
   if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) {
@@ -179,6 +190,14 @@ Result<std::string> attachProgram(int progFd, const std::string& iface, XdpMode 
   const auto [xmode, flags] = modeFlags(mode);
   uint32_t oldFlags = 0;
   auto [name, oldFd] = attachedProgram(ifindex, &oldFlags);
+  if (oldFd == -2) {
+    // Least privilege: a program is attached but cannot be identified; a
+    // netlink attach without UPDATE_IF_NOEXIST swaps it atomically.
+    const int rc = bpf_xdp_attach(ifindex, progFd, flags ? flags : oldFlags, nullptr);
+    if (rc != 0) return errnoError(rc, "replace the XDP program on " + iface);
+    return "replaced the attached program (" + name.substr(1) +
+           ") atomically; its name is unreadable without CAP_SYS_ADMIN";
+  }
   if (oldFd >= 0) {
     bool mine = false;
     for (const char* n : ours) mine = mine || name == n;
@@ -196,7 +215,9 @@ Result<std::string> attachProgram(int progFd, const std::string& iface, XdpMode 
     if (rc != 0) return errnoError(rc, "replace the XDP program on " + iface);
     return std::string("replaced the running ") + name + " atomically";
   }
-  xdp_program* xp = xdp_program__from_fd(progFd);
+  // libxdp reads the program's BTF, which needs CAP_SYS_ADMIN (it crashes
+  // without it here); under the least-privilege unit we attach directly.
+  xdp_program* xp = haveSysAdmin() ? xdp_program__from_fd(progFd) : nullptr;
   if (xp && !libxdp_get_error(xp)) {
     const int rc = xdp_program__attach(xp, ifindex, xmode, 0);
     xdp_program__close(xp);
@@ -219,6 +240,10 @@ Result<> detachProgram(const std::string& iface, std::initializer_list<const cha
   if (ifindex == 0) return makeError("no interface named '" + iface + "'");
   uint32_t flags = 0;
   auto [name, fd] = attachedProgram(ifindex, &flags);
+  if (fd == -2) {
+    if (bpf_xdp_detach(ifindex, flags, nullptr) != 0) return errnoError(errno, "detach XDP from " + iface);
+    return {};
+  }
   if (fd < 0) return {};
   bool mine = false;
   for (const char* n : ours) mine = mine || name == n;
@@ -332,6 +357,7 @@ Result<std::unique_ptr<BpfDatapath>> BpfDatapath::open(const Options& options) {
 }
 
 BpfDatapath::~BpfDatapath() {
+  for (auto& [id, fd] : ringFds_) ::close(fd);
   if (skel_) balancer::destroy(skel_);
 }
 
@@ -512,13 +538,25 @@ Result<> BpfDatapath::swapRing(uint32_t vipId, const Ring& ring) {
   }
   const int rc = bpf_map_update_elem(bpf_map__fd(skel_->maps.lb_rings), &vipId, &fd, BPF_ANY);
   const int err = errno;
-  ::close(fd);
-  if (rc != 0) return errnoError(err, "swap ring into map lb_rings");
+  if (rc != 0) {
+    ::close(fd);
+    return errnoError(err, "swap ring into map lb_rings");
+  }
+  forgetRing(vipId);
+  ringFds_[vipId] = fd;
   return {};
+}
+
+void BpfDatapath::forgetRing(uint32_t vipId) {
+  if (auto it = ringFds_.find(vipId); it != ringFds_.end()) {
+    ::close(it->second);
+    ringFds_.erase(it);
+  }
 }
 
 Result<> BpfDatapath::removeRing(uint32_t vipId) {
   if (auto r = mapDelete(skel_->maps.lb_rings, &vipId); !r) return r;
+  forgetRing(vipId);
   std::vector<uint8_t> zeros(percpuStride(sizeof(lb_vip_stats)) * ncpus_, 0);
   if (bpf_map_update_elem(bpf_map__fd(skel_->maps.lb_vip_stats), &vipId, zeros.data(), BPF_ANY))
     return errnoError(errno, "reset map lb_vip_stats");
@@ -531,8 +569,11 @@ Result<std::optional<Ring>> BpfDatapath::readRing(uint32_t vipId) {
     if (errno == ENOENT) return std::optional<Ring>{};
     return errnoError(errno, "read map lb_rings");
   }
-  const int fd = bpf_map_get_fd_by_id(innerId);
-  if (fd < 0) return errnoError(errno, "open ring map " + std::to_string(innerId));
+  auto cached = ringFds_.find(vipId);
+  const int fd = cached != ringFds_.end() ? dup(cached->second) : bpf_map_get_fd_by_id(innerId);
+  if (fd < 0)
+    return errnoError(errno, "open ring map " + std::to_string(innerId) +
+                                 (errno == EPERM ? " (reading a ring another process wrote needs CAP_SYS_ADMIN)" : ""));
   bpf_map_info info{};
   uint32_t len = sizeof info;
   if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) {

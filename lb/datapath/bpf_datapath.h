@@ -81,6 +81,10 @@ class BpfDatapath : public Datapath {
   bool adopted_ = false;
   int ncpus_ = 1;
   std::map<VipKey, uint32_t> vips_;  // mirror of the non-alias lb_vips entries
+  // The live inner ring map of each VIP this process swapped in: reading a
+  // ring back by map id needs CAP_SYS_ADMIN, which the service does not have.
+  std::map<uint32_t, int> ringFds_;
+  void forgetRing(uint32_t vipId);
 };
 
 class Decap {
