@@ -15,6 +15,7 @@
 #include <map>
 #include <mutex>
 
+#include "lb/common/caps.h"
 #include "lb/common/sd_notify.h"
 #include "lb/config/config.h"
 #include "lb/control/lookup.h"
@@ -32,20 +33,13 @@ using namespace std::chrono_literals;
 
 namespace {
 
-bool haveCap(int cap) {
-  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
-  __user_cap_data_struct data[2]{};
-  if (syscall(SYS_capget, &hdr, data) != 0) return false;
-  return (data[cap / 32].effective & (1u << (cap % 32))) != 0;
-}
-
 // Start-up refuses early, naming the capability, rather than failing deep in
 // libbpf with EPERM.
 std::string missingCapabilities() {
   std::string missing;
-  if (!haveCap(CAP_BPF) && !haveCap(CAP_SYS_ADMIN)) missing += " CAP_BPF";
-  if (!haveCap(CAP_NET_ADMIN)) missing += " CAP_NET_ADMIN";
-  if (!haveCap(CAP_PERFMON) && !haveCap(CAP_SYS_ADMIN)) missing += " CAP_PERFMON";
+  if (!haveCapability(CAP_BPF) && !haveCapability(CAP_SYS_ADMIN)) missing += " CAP_BPF";
+  if (!haveCapability(CAP_NET_ADMIN)) missing += " CAP_NET_ADMIN";
+  if (!haveCapability(CAP_PERFMON) && !haveCapability(CAP_SYS_ADMIN)) missing += " CAP_PERFMON";
   return missing;
 }
 

@@ -15,18 +15,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-const char* stateName(BackendState s) {
-  switch (s) {
-    case BackendState::Up:
-      return "up";
-    case BackendState::Draining:
-      return "draining";
-    case BackendState::Down:
-      return "down";
-  }
-  return "?";
-}
-
 datapath::VipKey keyOf(const config::Vip& v) { return {v.address, v.port, v.protocol}; }
 
 std::string vipLabel(const config::Vip& v) {
@@ -229,7 +217,7 @@ Result<> Reconciler::syncVip(Vip& vip, bool forceRing) {
     if (auto r = dp_.putBackend(be.id, {be.address, vip.id, desired[i]}); !r) return r;
     if (be.written)
       log("backend " + vip.cfg.name + " " + be.address.toString() + ": " +
-          stateName(*be.written) + " -> " + stateName(desired[i]));
+          datapath::toString(*be.written) + " -> " + datapath::toString(desired[i]));
     be.written = desired[i];
     return {};
   };

@@ -8,22 +8,6 @@
 #include "lb/health/state.h"
 
 namespace xdplb::control {
-namespace {
-
-const char* dpState(datapath::BackendState s) {
-  switch (s) {
-    case datapath::BackendState::Up:
-      return "up";
-    case datapath::BackendState::Draining:
-      return "draining";
-    case datapath::BackendState::Down:
-      return "down";
-  }
-  return "?";
-}
-
-}  // namespace
-
 std::string statusJson(const StatusSnapshot& s, const datapath::CounterSnapshot* counters,
                        const DaemonInfo& info) {
   using nlohmann::json;
@@ -58,7 +42,7 @@ std::string statusJson(const StatusSnapshot& s, const datapath::CounterSnapshot*
       jb["weight"] = b.weight;
       jb["in_config"] = b.inConfig;
       jb["health"] = std::string(health::toString(b.health));
-      jb["state"] = dpState(b.state);
+      jb["state"] = datapath::toString(b.state);
       jb["in_ring"] = b.inRing;
       jb["last_result"] = b.lastResult;
       if (counters && b.id < counters->backends.size()) {

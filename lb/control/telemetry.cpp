@@ -15,18 +15,6 @@ constexpr std::array<const char*, LB_REASON_MAX> kReasonNames = LB_REASON_NAMES;
 
 std::string_view healthName(health::State s) { return health::toString(s); }
 
-std::string_view stateName(datapath::BackendState s) {
-  switch (s) {
-    case datapath::BackendState::Up:
-      return "up";
-    case datapath::BackendState::Draining:
-      return "draining";
-    case datapath::BackendState::Down:
-      return "down";
-  }
-  return "unknown";
-}
-
 double seconds(std::chrono::nanoseconds d) { return std::chrono::duration<double>(d).count(); }
 
 }  // namespace
@@ -124,7 +112,7 @@ void Telemetry::collectState(metrics::Writer& w) const {
                       datapath::BackendState::Down})
         w.sample("xdplb_backend_datapath_state",
                  {{"vip", v.name}, {"backend", b.address.toString()},
-                  {"state", std::string(stateName(st))}},
+                  {"state", std::string(datapath::toString(st))}},
                  b.state == st ? 1 : 0);
   w.family("xdplb_ring_generation", "Generation of the VIP's live ring", "gauge");
   for (const auto& v : s->vips)

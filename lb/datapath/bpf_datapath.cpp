@@ -22,6 +22,7 @@
 
 #include "balancer.skel.h"
 #include "decap.skel.h"
+#include "lb/common/caps.h"
 #include "lb/datapath/layout.h"
 
 namespace xdplb::datapath {
@@ -140,12 +141,7 @@ Result<> checkBpfFs(const std::string& pinPath) {
   return {};
 }
 
-bool haveSysAdmin() {
-  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
-  __user_cap_data_struct data[2]{};
-  if (syscall(SYS_capget, &hdr, data) != 0) return false;
-  return (data[CAP_SYS_ADMIN / 32].effective & (1u << (CAP_SYS_ADMIN % 32))) != 0;
-}
+bool haveSysAdmin() { return haveCapability(CAP_SYS_ADMIN); }
 
 std::pair<xdp_attach_mode, uint32_t> modeFlags(XdpMode m) {
   switch (m) {

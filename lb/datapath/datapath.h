@@ -25,6 +25,18 @@ enum class BackendState : uint8_t {
   Down = LB_BACKEND_DOWN,          // out of rings, its flows rehash
 };
 
+inline const char* toString(BackendState s) {
+  switch (s) {
+    case BackendState::Up:
+      return "up";
+    case BackendState::Draining:
+      return "draining";
+    case BackendState::Down:
+      return "down";
+  }
+  return "?";
+}
+
 struct VipKey {
   IpAddr addr;
   uint16_t port = 0;  // host byte order; 0 = every port
