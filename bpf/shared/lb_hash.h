@@ -73,23 +73,21 @@ LB_HASH_INLINE __u32 lb_murmur3_words(const __u32 *words, __u32 nwords, __u32 se
 
 /* The flow hash: key must be a fully initialised struct lb_flow_key (40 bytes,
  * 4-byte aligned). Unrolled by the compiler in BPF (constant trip count). */
+/* A 32-bit word that may alias any type: the key is a struct of other
+ * types, and without this C++'s aliasing rules let the compiler read stale
+ * words (while a byte-wise copy would cost four loads a word in BPF). */
+typedef __u32 __attribute__((may_alias)) lb_word_t;
+
 LB_HASH_INLINE __u32 lb_flow_hash(const void *key, __u32 seed)
 {
-	const unsigned char *bytes = (const unsigned char *)key;
+	const lb_word_t *w = (const lb_word_t *)key;
 	__u32 h = seed;
 
-	/* Words are copied, not read through a __u32 pointer: the key is a
-	 * struct of other types, and C++'s aliasing rules would let the compiler
-	 * read stale words. In BPF each copy is one 4-byte load. */
 #ifndef __cplusplus
 #pragma unroll
 #endif
-	for (int i = 0; i < 10; i++) {
-		__u32 w;
-
-		__builtin_memcpy(&w, bytes + 4 * i, 4);
-		h = lb_murmur_round(h, w);
-	}
+	for (int i = 0; i < 10; i++)
+		h = lb_murmur_round(h, w[i]);
 	return lb_murmur_fmix(h, 40);
 }
 
