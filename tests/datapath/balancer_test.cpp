@@ -489,6 +489,47 @@ TEST_F(BalancerTest, ReadRingReturnsWhatWasSwappedIn) {
   EXPECT_EQ(vips->size(), 1u);
 }
 
+TEST_F(BalancerTest, AnotherEgressInterfaceIsAnXdpRedirectThroughTheDevmap) {
+  vip("198.51.100.10", 80, 1);
+  backend(1, "10.98.0.11", 1);
+  ring(1, {{1, 100}});
+  const auto s = flow("203.0.113.9", "198.51.100.10", 40000, 80, kTcpSyn);
+  // Not yet in lb_tx_ports: the kernel forwards it, counted.
+  EXPECT_EQ(run(s).action, XDP_PASS);
+  EXPECT_EQ(reason(LB_R_PASS_NO_TXPORT), 1u);
+  ASSERT_TRUE(dp->attach({"veth-lb", "veth-b"}, datapath::XdpMode::Native));
+  auto r = run(s);
+  EXPECT_EQ(r.action, XDP_REDIRECT);
+  EXPECT_EQ(reason(LB_R_REDIRECT), 1u);
+  EXPECT_EQ(std::vector<uint8_t>(r.output.begin(), r.output.begin() + 6),
+            (std::vector<uint8_t>{0x02, 0, 0, 0, 0, 0xcc}));
+  ASSERT_TRUE(BpfDatapath::detachAll("", {"veth-lb", "veth-b"}));
+}
+
+TEST_F(BalancerTest, ANeighbourChangeIsFollowedWithinASecond) {
+  vip("198.51.100.10", 80, 1);
+  backend(1, "10.99.0.11", 1);
+  ring(1, {{1, 100}});
+  const auto s = flow("203.0.113.9", "198.51.100.10", 40000);
+  auto dmac = [&] {
+    auto r = run(s);
+    return std::vector<uint8_t>(r.output.begin(), r.output.begin() + 6);
+  };
+  ASSERT_EQ(dmac(), (std::vector<uint8_t>{0x02, 0, 0, 0, 0, 0xbb}));
+  ASSERT_EQ(std::system("ip neigh replace 10.99.0.11 lladdr 02:00:00:00:00:dd nud permanent dev veth-lb"), 0);
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<uint8_t> now;
+  while (std::chrono::steady_clock::now() - start < std::chrono::seconds(2)) {
+    now = dmac();
+    if (now.back() == 0xdd) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(now, (std::vector<uint8_t>{0x02, 0, 0, 0, 0, 0xdd}));
+  EXPECT_LT(took, std::chrono::seconds(1)) << "next hop followed the neighbour change too late";
+  std::system("ip neigh replace 10.99.0.11 lladdr 02:00:00:00:00:bb nud permanent dev veth-lb");
+}
+
 // ---- xdp_decap -------------------------------------------------------------
 
 class DecapTest : public BalancerTest {};

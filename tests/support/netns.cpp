@@ -28,6 +28,12 @@ Result<TestNet> enterTestNet() {
       "ip link set veth-peer up",
       "ip addr add 10.99.0.1/24 dev veth-lb",
       "ip -6 addr add fd00:99::1/64 dev veth-lb nodad",
+      // A second link for routes that leave by another interface (redirect).
+      "ip link add veth-b type veth peer name veth-b-peer",
+      "ip link set veth-b up",
+      "ip link set veth-b-peer up",
+      "ip addr add 10.98.0.1/24 dev veth-b",
+      "ip neigh replace 10.98.0.11 lladdr 02:00:00:00:00:cc nud permanent dev veth-b",
       "sysctl -qw net.ipv4.ip_forward=1",
       "sysctl -qw net.ipv6.conf.all.forwarding=1",
   };

@@ -19,7 +19,8 @@ struct TestNet {
 
 // On-link backends: 10.99.0.11..30 and fd00:99::11..30 have permanent
 // neighbours with MAC 02:00:00:00:00:bb; 10.99.0.99 / fd00:99::99 are on-link
-// without a neighbour; 203.0.113.0/24 has no route.
+// without a neighbour; 203.0.113.0/24 has no route. 10.98.0.11 (MAC
+// 02:00:00:00:00:cc) is reached through a second link, veth-b.
 constexpr const char* kNeighMac = "02:00:00:00:00:bb";
 
 // Idempotent within a process.
