@@ -1,6 +1,8 @@
 #include "lb/maglev/maglev.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <utility>
 
 #include "lb_hash.h"
 
@@ -13,6 +15,21 @@ bool isPrime(uint32_t n) {
     if (n % d == 0) return false;
   return true;
 }
+
+namespace {
+
+// a^-1 mod p for a prime p and 0 < a < p (extended Euclid).
+uint32_t modInverse(uint32_t a, uint32_t p) {
+  int64_t t = 0, newT = 1, r = p, newR = a;
+  while (newR != 0) {
+    const int64_t q = r / newR;
+    t = std::exchange(newT, t - q * newT);
+    r = std::exchange(newR, r - q * newR);
+  }
+  return static_cast<uint32_t>(t < 0 ? t + p : t);
+}
+
+}  // namespace
 
 std::vector<uint32_t> build(std::span<const Member> input, uint32_t m, uint32_t seed) {
   std::vector<uint32_t> ring(m, 0);
@@ -45,18 +62,46 @@ std::vector<uint32_t> build(std::span<const Member> input, uint32_t m, uint32_t 
   }
 
   // Slots hold 0 until claimed; ids are never 0, so 0 doubles as "empty".
+  // Nearly all of the build is the probing below, and most probes happen at
+  // the end: with E slots left a claim takes about M/E probes. So once
+  // kTailSlots or fewer are left, a member's next claim is computed instead
+  // of walked to: it is the empty slot e that its permutation reaches first,
+  // i.e. the one with the smallest (e - next) * skip^-1 mod M (M is prime, so
+  // skip has an inverse). Every empty slot is still ahead of the member — it
+  // has only ever passed slots that were taken, and taken slots stay taken —
+  // so this gives exactly the ring the walk would.
+  constexpr uint32_t kTailSlots = 128;
   uint32_t filled = 0;
+  std::vector<uint32_t> empty;  // the tail's empty slots, once in the tail
+  std::vector<uint32_t> skipInverse(n, 0);
   for (;;) {
     for (size_t i = 0; i < n; ++i) {
       State& s = st[i];
       s.credit += members[i].weight;
       while (s.credit >= maxWeight) {
         s.credit -= maxWeight;
-        // Claim the next preferred empty slot.
         uint32_t slot = s.next;
-        while (ring[slot] != 0) {
-          slot += s.skip;
-          if (slot >= m) slot -= m;
+        if (m - filled > kTailSlots) {
+          // Walk to the next preferred empty slot.
+          while (ring[slot] != 0) {
+            slot += s.skip;
+            if (slot >= m) slot -= m;
+          }
+        } else {
+          if (empty.empty())
+            for (uint32_t e = 0; e < m; ++e)
+              if (ring[e] == 0) empty.push_back(e);
+          if (skipInverse[i] == 0) skipInverse[i] = modInverse(s.skip, m);
+          size_t best = 0;
+          uint64_t bestSteps = UINT64_MAX;
+          for (size_t k = 0; k < empty.size(); ++k) {
+            const uint64_t ahead = (empty[k] + uint64_t{m} - s.next) % m;
+            const uint64_t steps = ahead * skipInverse[i] % m;
+            if (steps < bestSteps) bestSteps = steps, best = k;
+          }
+          slot = empty[best];
+          empty[best] = empty.back();
+          empty.pop_back();
         }
         ring[slot] = members[i].id;
         slot += s.skip;
