@@ -135,6 +135,12 @@ TEST(Config, ErrorClassesNameLineColumnKeyAndProblem) {
        "2:20 daemon.tunnel_source_v4: '2001:db8::1' must be an IPv4 address"},
       {std::string(kBase) + vip + "ring_size = 65536\n",
        "10:13 vip[0].ring_size: 65536 is not prime (try 65537, 16381, 131071)"},
+      {std::string(kBase) + vip + "ring_size = 3\n[[vip.backend]]\naddress = \"10.0.0.1\"\n" +
+           "[[vip.backend]]\naddress = \"10.0.0.2\"\n[[vip.backend]]\naddress = \"10.0.0.3\"\n" +
+           "[[vip.backend]]\naddress = \"10.0.0.4\"\n",
+       "10:13 vip[0].ring_size: ring size 3 is smaller than the 4 backends"},
+      {std::string(kBase) + vip + "[vip.health_check]\nfall = 101\n",
+       "11:8 vip[0].health_check.fall: 101 is outside 1..100"},
       {std::string(kBase) + vip + "address = \"x\"\n", "10:11 : TOML syntax: cannot redefine address"},
       {std::string(kBase) + "\n[[vip]]\nname = \"web\"\naddress = \"198.51.100.300\"\nport = 80\n",
        "8:11 vip[0].address: '198.51.100.300' is not an IPv4 or IPv6 address"},
