@@ -4,12 +4,14 @@
   spread VIP PORT N             N connections (each from a new source port),
                                 prints "backend count" lines
   hold VIP PORT SECONDS OUTFILE one keep-alive connection, a request every
-                                100 ms; writes the backend of each answer to
+                                100 ms, for SECONDS or until OUTFILE.stop
+                                exists; writes the backend of each answer to
                                 OUTFILE and exits 0 only if every answer came
                                 from the same backend over the same connection
 Every loop is bounded; every socket has a timeout.
 """
 import collections
+import os
 import socket
 import sys
 import time
@@ -64,7 +66,7 @@ def hold(vip, port, seconds, outfile):
     end = time.time() + seconds
     ok = True
     with open(outfile, "w") as out:
-        while time.time() < end:
+        while time.time() < end and not os.path.exists(outfile + ".stop"):
             try:
                 b = request(s)
             except (OSError, ConnectionError) as e:

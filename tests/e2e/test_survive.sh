@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # A long-lived connection survives a reload that adds and removes other
-# backends, a reload that drains its own backend, kill -9 of the daemon and
-# a restart that adopts the pinned state; while the daemon is dead new
+# backends, a reload that drains its own backend, kill -9 of the daemon, a
+# restart that adopts the pinned state, and a graceful stop and start (an
+# upgrade); while the daemon is dead new
 # connections are still balanced (fail static); an invalid file is refused
 # with its location and the running config keeps serving.
 source "$(dirname "$0")/lib.sh"
 e2e_init survive
 
-in_cl timeout 60 python3 "$CLIENT" hold "$TB_VIP4" 80 25 "$WORK/hold.txt" &
+in_cl timeout 100 python3 "$CLIENT" hold "$TB_VIP4" 80 90 "$WORK/hold.txt" &
 HOLD=$!
 wait_until 5 test -s "$WORK/hold.txt"
 mine=$(head -1 "$WORK/hold.txt")
@@ -48,6 +49,16 @@ grep -q '^error ' <<<"$out" && { echo "FAIL: connections failed while the daemon
 start_daemon
 grep -q "adopted pinned" "$WORK/daemon.log" || { echo "FAIL: no adoption"; exit 1; }
 
+# 4b. SIGTERM (as systemd stops it for an upgrade), traffic while stopped,
+# and a start that adopts the pinned state again.
+kill -TERM "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null || true
+grep -q "stays attached and its maps pinned" "$WORK/daemon.log" || { echo "FAIL: no clean stop logged"; exit 1; }
+out=$(spread "$TB_VIP4" 100)
+grep -q '^error ' <<<"$out" && { echo "FAIL: connections failed after SIGTERM"; exit 1; }
+start_daemon
+[[ $(grep -c "adopted pinned" "$WORK/daemon.log") -ge 2 ]] || { echo "FAIL: second start did not adopt"; exit 1; }
+echo "graceful stop and start: adopted again, $(wc -l <"$WORK/hold.txt") answers on the held connection so far"
+
 # 5. An invalid file is refused with its location; the running config serves.
 printf '[daemon]\ninterfaces = ["eth0"]\nxdp_mode = "warp"\n' >"$CONFIG"
 kill -HUP "$DAEMON_PID"
@@ -56,6 +67,7 @@ grep -E "xdplb.toml:3:12: daemon.xdp_mode: 'warp' is not one of" "$WORK/daemon.l
 out=$(spread "$TB_VIP4" 100)
 grep -q '^error ' <<<"$out" && { echo "FAIL: not serving after a refused reload"; exit 1; }
 
+touch "$WORK/hold.txt.stop"
 wait "$HOLD" || { echo "FAIL: the held connection broke or moved:"; sort "$WORK/hold.txt" | uniq -c; exit 1; }
 echo "held connection: $(wc -l <"$WORK/hold.txt") answers, all from $(sort -u "$WORK/hold.txt")"
 echo "PASS"
