@@ -18,6 +18,7 @@ export XDPLB_BIN=$ROOT/build/xdplb
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 
 NAME=demo
+DEMO_START=$SECONDS
 WORK=$(mktemp -d /tmp/xdplb-demo.XXXXXX)
 cleanup() {
   trap - EXIT INT TERM
@@ -63,6 +64,7 @@ traffic 4
 step "stopping b2's web service: health checks (every 500 ms, fall 2) take it out of the ring"
 scripts/testbed.sh stop-backend $NAME b2
 traffic 5
+echo "  (errors: connections that reached b2 in the moment before its checks failed: refused by its host)"
 grep -E "health web 10.77.0.12|ring swapped: VIP web" "$WORK/daemon.log" | tail -2 | sed 's/^/  daemon: /'
 step "restoring b2: rise 2 checks later its traffic returns"
 scripts/testbed.sh start-backend $NAME b2
@@ -74,4 +76,4 @@ in_ns "$TB_LB" curl -s http://127.0.0.1:9450/metrics |
   grep -E '^xdplb_(vip_packets_total|vip_new_flows_total|backend_packets_total|backend_up|ring_generation|packets_total\{action="(tx|pass)",reason="(tx|not_vip)"\})' | sed 's/^/  /'
 step "lookup: the backend a new flow from 10.77.0.2:40000 reaches"
 echo "  $(in_ns "$TB_LB" "$XDPLB_BIN" lookup web 10.77.0.2 40000)"
-step "done"
+step "done: the demo ran for $((SECONDS - DEMO_START)) s after the build"
