@@ -11,6 +11,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   iproute2 iputils-ping curl ethtool procps psmisc
   prometheus systemd python3
+  # The .deb (cpack): dpkg-shlibdeps computes Depends, `file` finds the ELF files.
+  dpkg-dev file
 )
 
 if [[ $(id -u) -ne 0 ]]; then

@@ -1,4 +1,4 @@
-// xdplb: one binary, subcommands run, check, status, lookup, detach, decap.
+// xdplb: one binary, subcommands run, check, reload, status, lookup, detach, decap.
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -7,11 +7,14 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <chrono>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "lb/app/http_client.h"
@@ -35,6 +38,9 @@ const char* kUsage = R"(usage: xdplb COMMAND [ARGS]
         forwarding (fail static).
   check [--no-interface-check] FILE
         Validate FILE: exit 0 with a summary, or 1 with every error.
+  reload --pid PID [--config FILE] [--url HOST:PORT] [--timeout SECONDS]
+        Send SIGHUP to the daemon PID and wait until it has applied (exit 0)
+        or refused (exit 1, with the errors) the file: the unit's ExecReload.
   status [--json] [--config FILE | --url HOST:PORT]
         VIPs, backends, health and ring generations from the running daemon.
   lookup [--config FILE | --url HOST:PORT] VIP [SRC_IP SRC_PORT [DST_PORT]]
@@ -135,6 +141,101 @@ int cmdStatus(std::vector<std::string> args) {
   }
   std::cout << (json ? reply->body : control::statusTable(reply->body));
   return 0;
+}
+
+// xdplb_config_reloads_total by result, from the daemon's /metrics.
+struct ReloadCounts {
+  double success = -1;
+  double failure = -1;
+};
+
+Result<ReloadCounts> reloadCounts(app::HttpClient& client) {
+  auto reply = client.get("/metrics");
+  if (!reply) return std::unexpected(reply.error());
+  if (reply->status != 200) return makeError("/metrics answered " + std::to_string(reply->status));
+  ReloadCounts c;
+  std::istringstream in(reply->body);
+  for (std::string line; std::getline(in, line);) {
+    constexpr std::string_view kSuccess = "xdplb_config_reloads_total{result=\"success\"} ";
+    constexpr std::string_view kFailure = "xdplb_config_reloads_total{result=\"failure\"} ";
+    if (line.starts_with(kSuccess))
+      c.success = std::strtod(line.c_str() + kSuccess.size(), nullptr);
+    if (line.starts_with(kFailure))
+      c.failure = std::strtod(line.c_str() + kFailure.size(), nullptr);
+  }
+  if (c.success < 0 || c.failure < 0)
+    return makeError("/metrics has no xdplb_config_reloads_total");
+  return c;
+}
+
+// systemd 252 has no Type=notify-reload, and with `ExecReload=kill -HUP` it
+// calls the reload done when kill exits, before the daemon has read the file.
+// This waits for the daemon's own verdict (its reload counters move) so that
+// `systemctl reload xdplb` returns after the new config is live, and fails
+// when the file was refused.
+int cmdReload(std::vector<std::string> args) {
+  const auto pidArg = takeOption(args, "--pid");
+  const auto url = takeOption(args, "--url");
+  const std::string path = takeOption(args, "--config").value_or(kDefaultConfig);
+  const auto timeoutArg = takeOption(args, "--timeout");
+  if (!args.empty()) return usage("reload: unexpected argument " + args[0]);
+  if (!pidArg) return usage("reload needs --pid PID (under systemd: $MAINPID)");
+  char* end = nullptr;
+  const long pid = std::strtol(pidArg->c_str(), &end, 10);
+  if (pidArg->empty() || *end || pid <= 1) return usage("reload: --pid must be the daemon's pid");
+  const long timeoutSec = timeoutArg ? std::strtol(timeoutArg->c_str(), nullptr, 10) : 60;
+  if (timeoutSec <= 0) return usage("reload: --timeout must be a positive number of seconds");
+
+  // The daemon's reload reads the file with the same loader: when it does not
+  // load here, the daemon will refuse it too. Signal anyway, so the daemon's
+  // refusal shows in its log, metrics and STATUS=, then report the errors.
+  auto loaded = config::loadFile(path);
+  if (!loaded) {
+    if (::kill(static_cast<pid_t>(pid), SIGHUP) != 0) {
+      std::cerr << "xdplb reload: cannot signal pid " << pid << ": " << std::strerror(errno)
+                << "\n";
+      return 1;
+    }
+    for (const auto& e : loaded.error()) std::cerr << e.toString() << "\n";
+    std::cerr << "xdplb reload: " << path << ": " << loaded.error().size()
+              << " error(s): refused; the running configuration stays in force\n";
+    return 1;
+  }
+  // metrics.listen takes effect on restart only: --url when the file's value
+  // has changed since the daemon started.
+  std::string address = loaded->metrics.listen;
+  if (url) {
+    address = *url;
+    if (address.starts_with("http://")) address = address.substr(7);
+  }
+  app::HttpClient client(address);
+  auto before = reloadCounts(client);
+  if (!before) {
+    std::cerr << "xdplb reload: cannot read the daemon's reload counters at " << address << ": "
+              << before.error().message() << " (a changed metrics.listen needs --url)\n";
+    return 1;
+  }
+  if (::kill(static_cast<pid_t>(pid), SIGHUP) != 0) {
+    std::cerr << "xdplb reload: cannot signal pid " << pid << ": " << std::strerror(errno) << "\n";
+    return 1;
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeoutSec);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    auto now = reloadCounts(client);
+    if (!now) continue;  // a slow scrape is no verdict; the deadline bounds the wait
+    if (now->success > before->success) {
+      std::cout << path << ": reloaded: " << config::summary(*loaded) << "\n";
+      return 0;
+    }
+    if (now->failure > before->failure) {
+      std::cerr << "xdplb reload: the daemon could not apply " << path
+                << " (see its log); the running configuration stays in force\n";
+      return 1;
+    }
+  }
+  std::cerr << "xdplb reload: no verdict from pid " << pid << " within " << timeoutSec << " s\n";
+  return 1;
 }
 
 std::optional<control::FlowQuery> parseFlow(const std::vector<std::string>& f, std::string& err) {
@@ -364,6 +465,7 @@ int main(int argc, char** argv) {
     return control::runDaemon(o);
   }
   if (cmd == "check") return cmdCheck(args);
+  if (cmd == "reload") return cmdReload(args);
   if (cmd == "status") return cmdStatus(args);
   if (cmd == "lookup") return cmdLookup(args);
   if (cmd == "detach") return cmdDetach(args);

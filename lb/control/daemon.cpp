@@ -34,12 +34,22 @@ using namespace std::chrono_literals;
 namespace {
 
 // Start-up refuses early, naming the capability, rather than failing deep in
-// libbpf with EPERM.
+// libbpf with EPERM. What each one's absence looks like without this check
+// (measured with setpriv on 6.x): no CAP_BPF, libbpf cannot load even a
+// trivial program; no CAP_PERFMON, the verifier rejects xdp_balancer's packet
+// pointer arithmetic (EACCES); no CAP_NET_ADMIN, creating the lb_tx_ports
+// devmap fails (EPERM) before attaching could. CAP_SYS_ADMIN implies the first
+// two.
 std::string missingCapabilities() {
   std::string missing;
-  if (!haveCapability(CAP_BPF) && !haveCapability(CAP_SYS_ADMIN)) missing += " CAP_BPF";
-  if (!haveCapability(CAP_NET_ADMIN)) missing += " CAP_NET_ADMIN";
-  if (!haveCapability(CAP_PERFMON) && !haveCapability(CAP_SYS_ADMIN)) missing += " CAP_PERFMON";
+  auto add = [&](const char* what) {
+    missing += (missing.empty() ? " " : ", ") + std::string(what);
+  };
+  if (!haveCapability(CAP_BPF) && !haveCapability(CAP_SYS_ADMIN))
+    add("CAP_BPF (load programs, create maps)");
+  if (!haveCapability(CAP_NET_ADMIN)) add("CAP_NET_ADMIN (the lb_tx_ports devmap, attaching XDP)");
+  if (!haveCapability(CAP_PERFMON) && !haveCapability(CAP_SYS_ADMIN))
+    add("CAP_PERFMON (the verifier allows packet pointer arithmetic only with it)");
   return missing;
 }
 
@@ -90,8 +100,7 @@ class Daemon {
     }
     cfg_ = std::move(*loaded);
     if (auto missing = missingCapabilities(); !missing.empty()) {
-      spdlog::error("xdplb run needs the capabilities{} (run as root or from the systemd unit)",
-                    missing);
+      spdlog::error("xdplb run lacks{}; run it as root or from the systemd unit", missing);
       return 1;
     }
 
@@ -139,15 +148,20 @@ class Daemon {
     startSignals();
     if (options_.watchConfig) startWatch();
     startGarbageCollection();
+    // READY=1 only now: the program is attached, the rings are live, checks
+    // and HTTP run. A failure above returns 1 without it, so systemd sees a
+    // failed start rather than a ready service.
     notifier_ = Notifier::fromEnvironment();
-    if (notifier_.watchdogInterval())
-      pinger_ = std::make_unique<WatchdogPinger>(io_, notifier_, [this] { return !wedged_; });
+    // The pinger is a timer on this io_context, the one that runs the
+    // reconciler, reloads and health checks: a handler that blocks (a wedged
+    // datapath call, a reload stuck reading the file) stops the pings, and
+    // systemd's watchdog restarts the daemon (the datapath keeps forwarding).
+    if (notifier_.watchdogInterval()) pinger_ = std::make_unique<WatchdogPinger>(io_, notifier_);
     notifier_.ready(statusLine());
     spdlog::info("xdplb {} running: {}", XDPLB_VERSION, statusLine());
 
     io_.run();
 
-    notifier_.stopping();
     if (http_) http_->stop();
     spdlog::info("stopped; xdp_balancer stays attached and its maps pinned under {} (fail static); "
                  "`xdplb detach --config {}` removes them",
@@ -179,8 +193,8 @@ class Daemon {
         up += b.inRing;
       }
     }
-    return fmt::format("{} VIPs, {}/{} backends in rings, ring generations {}", s->vips.size(), up,
-                       total, generation);
+    return fmt::format("{} VIPs, {}/{} backends in rings, ring generations {}{}", s->vips.size(),
+                       up, total, generation, reloadNote_);
   }
 
   // ---- health ----
@@ -265,6 +279,8 @@ class Daemon {
       spdlog::error("reload refused: {} error(s) in {}; the running configuration stays in force",
                     loaded.error().size(), options_.configPath);
       telemetry_->configReload(false);
+      reloadNote_ = fmt::format("; last reload refused ({} error(s) in {})", loaded.error().size(),
+                                options_.configPath);
       notifier_.ready(statusLine());
       return;
     }
@@ -275,6 +291,7 @@ class Daemon {
                     r.error().message());
       telemetry_->configReload(false);
       publish();
+      reloadNote_ = "; last reload failed to apply: " + r.error().message();
       notifier_.ready(statusLine());
       return;
     }
@@ -283,6 +300,7 @@ class Daemon {
     publish();
     telemetry_->configReload(true);
     lastReload_ = unixNow();
+    reloadNote_.clear();
     spdlog::info("reload accepted: {}", statusLine());
     notifier_.ready(statusLine());
   }
@@ -327,6 +345,8 @@ class Daemon {
   }
 
   void stop() {
+    // First, so systemd knows the exit that follows is asked for.
+    notifier_.stopping();
     stopping_ = true;
     signals_.cancel();
     gcTimer_.cancel();
@@ -484,9 +504,11 @@ class Daemon {
   std::shared_ptr<const StatusSnapshot> snapshot_;
   std::chrono::steady_clock::time_point lastPublish_{};
   std::atomic<bool> attached_{false};
-  std::atomic<bool> wedged_{false};
   bool stopping_ = false;
   double lastReload_ = 0;
+  // Appended to STATUS= while the last reload was refused or failed, so
+  // `systemctl status` shows that the file on disk is not what runs.
+  std::string reloadNote_;
 };
 
 }  // namespace
