@@ -4,6 +4,7 @@
 #pragma once
 
 #include <map>
+#include <span>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -38,16 +39,19 @@ class FakeDatapath : public datapath::Datapath {
     return {};
   }
   Result<std::map<uint32_t, datapath::BackendEntry>> listBackends() override { return backends; }
-  Result<> swapRing(uint32_t vipId, const datapath::Ring& ring) override {
-    for (uint32_t id : ring.slots) {
-      if (id == 0) continue;
-      auto it = backends.find(id);
-      if (it == backends.end() || it->second.state != datapath::BackendState::Up)
-        invariantViolations.push_back("ring of VIP " + std::to_string(vipId) + " names backend " +
-                                      std::to_string(id) + " that is not up");
+  Result<> swapRings(std::span<const datapath::RingUpdate> updates) override {
+    for (const auto& [vipId, ring] : updates) {
+      for (uint32_t id : ring.slots) {
+        if (id == 0) continue;
+        auto it = backends.find(id);
+        if (it == backends.end() || it->second.state != datapath::BackendState::Up)
+          invariantViolations.push_back("ring of VIP " + std::to_string(vipId) + " names backend " +
+                                        std::to_string(id) + " that is not up");
+      }
+      rings[vipId] = ring;
+      ++swaps[vipId];
     }
-    rings[vipId] = ring;
-    ++swaps[vipId];
+    ++swapCalls;
     return {};
   }
   Result<> removeRing(uint32_t vipId) override {
@@ -68,6 +72,7 @@ class FakeDatapath : public datapath::Datapath {
   std::map<uint32_t, datapath::BackendEntry> backends;
   std::map<uint32_t, datapath::Ring> rings;
   std::map<uint32_t, int> swaps;
+  int swapCalls = 0;  // swapRings calls, each with one or more rings
   std::vector<uint32_t> removedBackends;
   std::unordered_set<uint32_t> flowBackends;
   datapath::CounterSnapshot counters;
