@@ -129,6 +129,9 @@ class TimedDatapath : public datapath::Datapath {
   Result<std::optional<datapath::Ring>> readRing(uint32_t vipId) override {
     return dp_.readRing(vipId);
   }
+  Result<std::optional<uint64_t>> readGeneration(uint32_t vipId) override {
+    return dp_.readGeneration(vipId);
+  }
   Result<datapath::CounterSnapshot> readCounters() override { return dp_.readCounters(); }
   Result<std::unordered_set<uint32_t>> backendIdsInFlows() override {
     return dp_.backendIdsInFlows();

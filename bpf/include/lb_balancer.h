@@ -106,14 +106,14 @@ static __always_inline int lb_balance(struct xdp_md *ctx)
 		/* The live buffer of the VIP's two (lb_shared.h): the selector
 		 * is read once, and M and the slot come from that one buffer,
 		 * so a packet sees one whole ring (contract 2). */
-		__u32 *sel = bpf_map_lookup_elem(&lb_ring_sel, &vip_id);
+		struct lb_ring_sel *sel = bpf_map_lookup_elem(&lb_ring_sel, &vip_id);
 		__u32 idx, slot, m;
 		struct lb_ring_elem *e;
 		void *ring;
 
 		if (!sel)
 			return lb_exit(LB_R_DROP_NO_BACKEND, bytes, XDP_DROP);
-		idx = LB_RING_INDEX(vip_id, *(volatile __u32 *)sel & 1);
+		idx = LB_RING_INDEX(vip_id, *(volatile __u32 *)&sel->active & 1);
 		ring = bpf_map_lookup_elem(&lb_rings, &idx);
 		if (!ring)
 			return lb_exit(LB_R_DROP_NO_BACKEND, bytes, XDP_DROP);

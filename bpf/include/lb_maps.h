@@ -42,7 +42,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 257);
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, struct lb_ring_sel);
 } lb_ring_sel SEC(".maps");
 
 struct {

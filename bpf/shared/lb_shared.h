@@ -44,7 +44,15 @@ struct lb_ring_elem {
 	__u32 slot[LB_RING_SLOTS_PER_ELEM];
 };
 
-/* lb_ring_sel: ARRAY vip id -> __u32, the live buffer (0 or 1) of the VIP. */
+/* lb_ring_sel: ARRAY vip id -> lb_ring_sel. A flip rewrites the whole value;
+ * only the low byte of `active` changes, so a reader never sees a torn
+ * selector. The generation copy lets a restarted daemon continue counting
+ * without opening the ring maps (which needs CAP_SYS_ADMIN for maps another
+ * process created). */
+struct lb_ring_sel {
+	__u32 active;     /* the live buffer: 0 or 1 */
+	__u32 generation; /* generation of the live ring (its LB_RING_GEN_SLOT) */
+};
 
 /* A per-CPU next-hop cache entry older than this is refreshed through
  * bpf_fib_lookup, so routes and neighbours changes are followed within 1 s. */

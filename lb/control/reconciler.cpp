@@ -47,8 +47,9 @@ Result<> Reconciler::adopt() {
       continue;
     }
     adoptedVips_[key] = id;
-    auto ring = dp_.readRing(id);
-    if (ring && *ring) adoptedGenerations_[id] = (*ring)->generation;
+    auto generation = dp_.readGeneration(id);
+    if (!generation) return std::unexpected(generation.error());
+    if (*generation) adoptedGenerations_[id] = **generation;
   }
   auto backends = dp_.listBackends();
   if (!backends) return std::unexpected(backends.error());

@@ -682,11 +682,11 @@ void BpfDatapath::forgetRings(uint32_t vipId) {
 // and no buffers of ours.
 Result<BpfDatapath::VipRings*> BpfDatapath::vipRings(uint32_t vipId) {
   if (auto it = rings_.find(vipId); it != rings_.end()) return &it->second;
-  uint32_t sel = 0;
+  lb_ring_sel sel{};
   if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.lb_ring_sel), &vipId, &sel) != 0)
     return errnoError(errno, "read map lb_ring_sel");
   VipRings& v = rings_[vipId];
-  v.live = sel & 1;
+  v.live = sel.active & 1;
   return &v;
 }
 
@@ -836,14 +836,17 @@ Result<> BpfDatapath::swapRings(std::span<const RingUpdate> updates) {
   for (size_t i = 0; i < updates.size(); ++i)
     if (inPlace[i]) fill(rings_[updates[i].vipId].buffer[targets[i]].slots, updates[i].ring);
 
-  // The flip: per VIP one 4-byte store. The fence orders the buffer writes
-  // above before it on every architecture; readers reach the buffer through
-  // an address that depends on the selector they read, so they see them too.
+  // The flip: per VIP one update of its lb_ring_sel entry, in which only one
+  // byte changes for a reader (lb_shared.h). The fence orders the buffer
+  // writes above before it on every architecture; readers reach the buffer
+  // through an address that depends on the selector they read, so they see
+  // them too.
   std::atomic_thread_fence(std::memory_order_release);
-  std::vector<uint32_t> keys, sels;
+  std::vector<uint32_t> keys;
+  std::vector<lb_ring_sel> sels;
   for (size_t i = 0; i < updates.size(); ++i) {
     keys.push_back(updates[i].vipId);
-    sels.push_back(targets[i]);
+    sels.push_back({targets[i], static_cast<uint32_t>(updates[i].ring.generation)});
   }
   uint32_t count = static_cast<uint32_t>(keys.size());
   if (bpf_map_update_batch(bpf_map__fd(skel_->maps.lb_ring_sel), keys.data(), sels.data(), &count,
@@ -912,14 +915,14 @@ Result<std::optional<Ring>> BpfDatapath::readForeignRing(uint32_t vipId, uint32_
 
 Result<std::optional<Ring>> BpfDatapath::readRing(uint32_t vipId) {
   std::lock_guard lock(ringsMutex_);
-  uint32_t sel = 0;
+  lb_ring_sel sel{};
   if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.lb_ring_sel), &vipId, &sel) != 0)
     return errnoError(errno, "read map lb_ring_sel");
-  sel &= 1;
-  const uint32_t index = LB_RING_INDEX(vipId, sel);
+  const uint32_t live = sel.active & 1;
+  const uint32_t index = LB_RING_INDEX(vipId, live);
   auto it = rings_.find(vipId);
-  if (it == rings_.end() || it->second.buffer[sel].fd < 0) return readForeignRing(vipId, index);
-  const RingBuffer& b = it->second.buffer[sel];
+  if (it == rings_.end() || it->second.buffer[live].fd < 0) return readForeignRing(vipId, index);
+  const RingBuffer& b = it->second.buffer[live];
   // Still in lb_rings? removeRing forgets the buffers, so yes unless someone
   // else deleted it; then there is no ring.
   uint32_t innerId = 0;
@@ -930,6 +933,19 @@ Result<std::optional<Ring>> BpfDatapath::readRing(uint32_t vipId) {
   auto ring = ringFrom(b.slots, b.capacity, vipId);
   if (!ring) return std::unexpected(ring.error());
   return std::optional<Ring>{std::move(*ring)};
+}
+
+Result<std::optional<uint64_t>> BpfDatapath::readGeneration(uint32_t vipId) {
+  lb_ring_sel sel{};
+  if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.lb_ring_sel), &vipId, &sel) != 0)
+    return errnoError(errno, "read map lb_ring_sel");
+  const uint32_t index = LB_RING_INDEX(vipId, sel.active & 1);
+  uint32_t innerId = 0;
+  if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.lb_rings), &index, &innerId) != 0) {
+    if (errno == ENOENT) return std::optional<uint64_t>{};
+    return errnoError(errno, "read map lb_rings");
+  }
+  return std::optional<uint64_t>{sel.generation};
 }
 
 Result<CounterSnapshot> BpfDatapath::readCounters() {

@@ -66,6 +66,7 @@ class BpfDatapath : public Datapath {
   // Also zeroes the VIP's counters, so a reused id starts from zero.
   Result<> removeRing(uint32_t vipId) override;
   Result<std::optional<Ring>> readRing(uint32_t vipId) override;
+  Result<std::optional<uint64_t>> readGeneration(uint32_t vipId) override;
   Result<CounterSnapshot> readCounters() override;
   Result<std::unordered_set<uint32_t>> backendIdsInFlows() override;
 

@@ -118,6 +118,10 @@ class Datapath {
   [[nodiscard]] virtual Result<> removeRing(uint32_t vipId) = 0;
   // The live ring of a VIP; nullopt when it has none.
   [[nodiscard]] virtual Result<std::optional<Ring>> readRing(uint32_t vipId) = 0;
+  // The generation of a VIP's live ring; nullopt when it has none. Unlike
+  // readRing it works on rings another process wrote without CAP_SYS_ADMIN,
+  // so a restarted daemon continues the count (contract 4).
+  [[nodiscard]] virtual Result<std::optional<uint64_t>> readGeneration(uint32_t vipId) = 0;
 
   [[nodiscard]] virtual Result<CounterSnapshot> readCounters() = 0;
 

@@ -63,6 +63,11 @@ class FakeDatapath : public datapath::Datapath {
     if (it == rings.end()) return std::optional<datapath::Ring>{};
     return std::optional<datapath::Ring>{it->second};
   }
+  Result<std::optional<uint64_t>> readGeneration(uint32_t vipId) override {
+    auto it = rings.find(vipId);
+    if (it == rings.end()) return std::optional<uint64_t>{};
+    return std::optional<uint64_t>{it->second.generation};
+  }
   Result<datapath::CounterSnapshot> readCounters() override { return counters; }
   Result<std::unordered_set<uint32_t>> backendIdsInFlows() override { return flowBackends; }
 
