@@ -105,11 +105,17 @@ int main(int argc, char** argv) {
   struct {
     bpf_map* map;
     const char* name;
-  } shared[] = {{w->maps.lb_vips, "lb_vips"},         {w->maps.lb_rings, "lb_rings"},
-                {w->maps.lb_backends, "lb_backends"}, {w->maps.lb_flows, "lb_flows"},
-                {w->maps.lb_config, "lb_config"},     {w->maps.lb_nexthops, "lb_nexthops"},
-                {w->maps.lb_tx_ports, "lb_tx_ports"}, {w->maps.lb_reason_stats, "lb_reason_stats"},
-                {w->maps.lb_vip_stats, "lb_vip_stats"}, {w->maps.lb_backend_stats, "lb_backend_stats"}};
+  } shared[] = {{w->maps.lb_vips, "lb_vips"},
+                {w->maps.lb_rings, "lb_rings"},
+                {w->maps.lb_ring_sel, "lb_ring_sel"},
+                {w->maps.lb_backends, "lb_backends"},
+                {w->maps.lb_flows, "lb_flows"},
+                {w->maps.lb_config, "lb_config"},
+                {w->maps.lb_nexthops, "lb_nexthops"},
+                {w->maps.lb_tx_ports, "lb_tx_ports"},
+                {w->maps.lb_reason_stats, "lb_reason_stats"},
+                {w->maps.lb_vip_stats, "lb_vip_stats"},
+                {w->maps.lb_backend_stats, "lb_backend_stats"}};
   for (auto& s : shared)
     if (bpf_map__reuse_fd(s.map, dp->mapFd(s.name)) != 0) return die(std::string("reuse ") + s.name);
   if (bench_wrapper::load(w) != 0) return die("load bench_wrapper");

@@ -103,19 +103,35 @@ static __always_inline int lb_balance(struct xdp_md *ctx)
 		}
 	}
 	if (!backend_id) {
-		void *ring = bpf_map_lookup_elem(&lb_rings, &vip_id);
-		__u32 slot = LB_RING_SIZE_SLOT, *m, *id;
+		/* The live buffer of the VIP's two (lb_shared.h): the selector
+		 * is read once, and M and the slot come from that one buffer,
+		 * so a packet sees one whole ring (contract 2). */
+		struct lb_ring_sel *sel = bpf_map_lookup_elem(&lb_ring_sel, &vip_id);
+		__u32 idx, slot, m;
+		struct lb_ring_elem *e;
+		void *ring;
 
+		if (!sel)
+			return lb_exit(LB_R_DROP_NO_BACKEND, bytes, XDP_DROP);
+		idx = LB_RING_INDEX(vip_id, *(volatile __u32 *)&sel->active & 1);
+		ring = bpf_map_lookup_elem(&lb_rings, &idx);
 		if (!ring)
 			return lb_exit(LB_R_DROP_NO_BACKEND, bytes, XDP_DROP);
-		m = bpf_map_lookup_elem(ring, &slot);
-		if (!m || *m == 0)
+		idx = LB_RING_SIZE_SLOT / LB_RING_SLOTS_PER_ELEM;
+		e = bpf_map_lookup_elem(ring, &idx);
+		if (!e)
 			return lb_exit(LB_R_DROP_NO_BACKEND, bytes, XDP_DROP);
-		slot = LB_RING_HEADER_SLOTS + hash % *m;
-		id = bpf_map_lookup_elem(ring, &slot);
-		if (!id || *id == LB_ID_NONE)
+		m = e->slot[LB_RING_SIZE_SLOT % LB_RING_SLOTS_PER_ELEM];
+		if (m == 0)
 			return lb_exit(LB_R_DROP_NO_BACKEND, bytes, XDP_DROP);
-		backend_id = *id;
+		slot = LB_RING_HEADER_SLOTS + hash % m;
+		idx = slot / LB_RING_SLOTS_PER_ELEM;
+		e = bpf_map_lookup_elem(ring, &idx);
+		if (!e)
+			return lb_exit(LB_R_DROP_NO_BACKEND, bytes, XDP_DROP);
+		backend_id = e->slot[slot % LB_RING_SLOTS_PER_ELEM];
+		if (backend_id == LB_ID_NONE)
+			return lb_exit(LB_R_DROP_NO_BACKEND, bytes, XDP_DROP);
 		be = bpf_map_lookup_elem(&lb_backends, &backend_id);
 		if (!be || be->state != LB_BACKEND_UP)
 			return lb_exit(LB_R_DROP_NO_BACKEND, bytes, XDP_DROP);

@@ -17,22 +17,33 @@ struct {
 	__type(value, struct lb_vip_value);
 } lb_vips SEC(".maps");
 
-/* Template of a ring: the daemon creates one inner map per VIP, sized
- * LB_RING_HEADER_SLOTS + M (BPF_F_INNER_MAP lets sizes differ). */
+/* Template of a ring buffer: the daemon creates two per VIP, sized
+ * (LB_RING_HEADER_SLOTS + M) / 2 rounded up (BPF_F_INNER_MAP lets sizes
+ * differ), mmapable so a swap rewrites them without a syscall per slot. The
+ * flags must match the daemon's buffers. The value is declared as __u64, the
+ * size of struct lb_ring_elem: clang 14 emits only a forward declaration of
+ * a struct named in an inner map template, and libbpf then cannot size it. */
 struct lb_ring_inner {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_INNER_MAP);
-	__uint(max_entries, LB_RING_HEADER_SLOTS + 1);
+	__uint(map_flags, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
+	__uint(max_entries, 2);
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, __u64);
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, 257);
+	__uint(max_entries, 2 * 257);
 	__type(key, __u32);
 	__array(values, struct lb_ring_inner);
 } lb_rings SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 257);
+	__type(key, __u32);
+	__type(value, struct lb_ring_sel);
+} lb_ring_sel SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

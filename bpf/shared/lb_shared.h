@@ -10,7 +10,7 @@
 
 #include <linux/types.h>
 
-#define LB_LAYOUT_VERSION 1
+#define LB_LAYOUT_VERSION 2
 
 #define LB_FAMILY_V4 4
 #define LB_FAMILY_V6 6
@@ -19,16 +19,40 @@
  * entry can never forward (learned from Katran). */
 #define LB_ID_NONE 0
 
-/* lb_rings is an ARRAY_OF_MAPS indexed by VIP id; each inner map is an ARRAY
- * of __u32 (BPF_F_INNER_MAP, so sizes may differ per VIP) that holds
- * LB_RING_HEADER_SLOTS header slots followed by the ring itself: slot 0 is the
- * ring size M, slot 1 the ring generation, slots 2..M+1 backend ids. Keeping M
- * inside the swapped map makes a size change atomic with the ring
- * (contract 2); keeping the generation there lets a restarted daemon continue
- * counting (contract 4). Slot of a flow: LB_RING_HEADER_SLOTS + hash % M. */
+/* Rings. Every VIP has two ring buffers, inner maps of the ARRAY_OF_MAPS
+ * lb_rings at LB_RING_INDEX(vip id, buffer), and lb_ring_sel[vip id] names
+ * the live one. A swap rewrites the other buffer in place (the daemon mmaps
+ * it) and then flips the selector with one 4-byte store: no map-in-map
+ * update, so no RCU grace period on the path (docs/design.md, "Ring swap").
+ *
+ * A buffer is an ARRAY (BPF_F_INNER_MAP | BPF_F_MMAPABLE, so sizes may differ
+ * per VIP) of struct lb_ring_elem: two __u32 slots per element, so the
+ * buffer's memory is a plain __u32 array of slots (an array element takes 8
+ * bytes anyway). Slot 0 is the ring size M, slot 1 the ring generation, slots
+ * 2..M+1 backend ids. Keeping M inside the buffer makes a size change atomic
+ * with the ring (contract 2); keeping the generation there lets a restarted
+ * daemon continue counting (contract 4). Slot of a flow:
+ * LB_RING_HEADER_SLOTS + hash % M, in element slot / 2, half slot % 2. */
 #define LB_RING_SIZE_SLOT 0
 #define LB_RING_GEN_SLOT 1
 #define LB_RING_HEADER_SLOTS 2
+#define LB_RING_SLOTS_PER_ELEM 2
+#define LB_RING_BUFFERS 2
+#define LB_RING_INDEX(vip_id, buffer) ((vip_id) * LB_RING_BUFFERS + (buffer))
+
+struct lb_ring_elem {
+	__u32 slot[LB_RING_SLOTS_PER_ELEM];
+};
+
+/* lb_ring_sel: ARRAY vip id -> lb_ring_sel. A flip rewrites the whole value;
+ * only the low byte of `active` changes, so a reader never sees a torn
+ * selector. The generation copy lets a restarted daemon continue counting
+ * without opening the ring maps (which needs CAP_SYS_ADMIN for maps another
+ * process created). */
+struct lb_ring_sel {
+	__u32 active;     /* the live buffer: 0 or 1 */
+	__u32 generation; /* generation of the live ring (its LB_RING_GEN_SLOT) */
+};
 
 /* A per-CPU next-hop cache entry older than this is refreshed through
  * bpf_fib_lookup, so routes and neighbours changes are followed within 1 s. */
@@ -47,7 +71,8 @@
  * Sizes are set by the daemon at load time (bpf_map__set_max_entries) from its
  * configuration, never fixed here: memory grows with what is configured.
  *   lb_vips          2 * max_vips   (each VIP plus its address's port-0 entry)
- *   lb_rings         max_vips + 1   (index = VIP id; 0 unused)
+ *   lb_rings         2 * (max_vips + 1) (index = LB_RING_INDEX(VIP id, buffer))
+ *   lb_ring_sel      max_vips + 1   (index = VIP id; 0 unused)
  *   lb_vip_stats     max_vips + 1
  *   lb_backends      max_backends + 1 (index = backend id; 0 unused)
  *   lb_nexthops      max_backends + 1

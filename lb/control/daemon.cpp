@@ -1,25 +1,25 @@
 #include "lb/control/daemon.h"
 
 #include <linux/capability.h>
+#include <spdlog/spdlog.h>
 #include <sys/inotify.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <boost/asio.hpp>
-#include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
-
 #include <atomic>
+#include <boost/asio.hpp>
 #include <chrono>
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 
 #include "lb/common/caps.h"
 #include "lb/common/sd_notify.h"
 #include "lb/config/config.h"
 #include "lb/control/lookup.h"
 #include "lb/control/reconciler.h"
+#include "lb/control/reload.h"
 #include "lb/control/status_json.h"
 #include "lb/control/telemetry.h"
 #include "lb/datapath/bpf_datapath.h"
@@ -273,29 +273,27 @@ class Daemon {
   void reload(const char* why) {
     spdlog::info("reloading {} ({})", options_.configPath, why);
     notifier_.reloading();
-    auto loaded = config::loadFile(options_.configPath);
-    if (!loaded) {
-      for (const auto& e : loaded.error()) spdlog::error("{}", e.toString());
-      spdlog::error("reload refused: {} error(s) in {}; the running configuration stays in force",
-                    loaded.error().size(), options_.configPath);
-      telemetry_->configReload(false);
-      reloadNote_ = fmt::format("; last reload refused ({} error(s) in {})", loaded.error().size(),
-                                options_.configPath);
-      notifier_.ready(statusLine());
-      return;
-    }
-    config::Config next = std::move(*loaded);
-    keepRestartOnly(next);
-    if (auto r = reconciler_->apply(next); !r) {
+    auto next = reloadConfig(options_.configPath, cfg_, *reconciler_);
+    if (!next && next.error().applyError) {
       spdlog::error("reload: applying failed: {}; will retry on the next reload",
-                    r.error().message());
+                    next.error().applyError->message());
       telemetry_->configReload(false);
       publish();
-      reloadNote_ = "; last reload failed to apply: " + r.error().message();
+      reloadNote_ = "; last reload failed to apply: " + next.error().applyError->message();
       notifier_.ready(statusLine());
       return;
     }
-    cfg_ = std::move(next);
+    if (!next) {
+      for (const auto& e : next.error().configErrors) spdlog::error("{}", e.toString());
+      spdlog::error("reload refused: {} error(s) in {}; the running configuration stays in force",
+                    next.error().configErrors.size(), options_.configPath);
+      telemetry_->configReload(false);
+      reloadNote_ = fmt::format("; last reload refused ({} error(s) in {})",
+                                next.error().configErrors.size(), options_.configPath);
+      notifier_.ready(statusLine());
+      return;
+    }
+    cfg_ = std::move(*next);
     syncChecks();
     publish();
     telemetry_->configReload(true);
@@ -303,25 +301,6 @@ class Daemon {
     reloadNote_.clear();
     spdlog::info("reload accepted: {}", statusLine());
     notifier_.ready(statusLine());
-  }
-
-  // Keys that size or place the datapath need a restart; a reload keeps the
-  // running values and says so.
-  void keepRestartOnly(config::Config& next) {
-    auto keep = [&](auto& field, const auto& running, const char* key) {
-      if (field != running) {
-        spdlog::warn("reload: {} changed; it takes effect on restart (keeping the running value)",
-                     key);
-        field = running;
-      }
-    };
-    keep(next.daemon.interfaces, cfg_.daemon.interfaces, "daemon.interfaces");
-    keep(next.daemon.xdpMode, cfg_.daemon.xdpMode, "daemon.xdp_mode");
-    keep(next.daemon.pinPath, cfg_.daemon.pinPath, "daemon.pin_path");
-    keep(next.daemon.flowTableSize, cfg_.daemon.flowTableSize, "daemon.flow_table_size");
-    keep(next.daemon.maxVips, cfg_.daemon.maxVips, "daemon.max_vips");
-    keep(next.daemon.maxBackends, cfg_.daemon.maxBackends, "daemon.max_backends");
-    keep(next.metrics.listen, cfg_.metrics.listen, "metrics.listen");
   }
 
   void startSignals() {

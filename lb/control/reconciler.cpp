@@ -47,8 +47,9 @@ Result<> Reconciler::adopt() {
       continue;
     }
     adoptedVips_[key] = id;
-    auto ring = dp_.readRing(id);
-    if (ring && *ring) adoptedGenerations_[id] = (*ring)->generation;
+    auto generation = dp_.readGeneration(id);
+    if (!generation) return std::unexpected(generation.error());
+    if (*generation) adoptedGenerations_[id] = **generation;
   }
   auto backends = dp_.listBackends();
   if (!backends) return std::unexpected(backends.error());
@@ -91,6 +92,10 @@ Result<> Reconciler::apply(const config::Config& cfg) {
       if (auto r = removeVip(name); !r) return r;
   }
 
+  // Every VIP's new ring goes live with one swapRings call after the loop.
+  std::vector<PendingRing> pending;
+  std::vector<datapath::RingUpdate> rings;
+  std::vector<Vip*> synced;
   for (const auto& v : cfg.vips) {
     const datapath::VipKey key = keyOf(v);
     auto [it, added] = vips_.try_emplace(v.name);
@@ -155,8 +160,10 @@ Result<> Reconciler::apply(const config::Config& cfg) {
             " (draining until its flows are gone)");
       }
     }
-    if (auto r = syncVip(vip, seedChanged); !r) return r;
+    if (auto r = prepareVip(vip, seedChanged, pending, rings); !r) return r;
+    synced.push_back(&vip);
   }
+  if (auto r = swapAndFinish(pending, rings, synced); !r) return r;
 
   // Pinned state of a previous daemon that the config no longer names.
   for (const auto& [key, id] : adoptedVips_) {
@@ -180,6 +187,24 @@ Result<> Reconciler::apply(const config::Config& cfg) {
 }
 
 Result<> Reconciler::syncVip(Vip& vip, bool forceRing) {
+  std::vector<PendingRing> pending;
+  std::vector<datapath::RingUpdate> rings;
+  if (auto r = prepareVip(vip, forceRing, pending, rings); !r) return r;
+  return swapAndFinish(pending, rings, {&vip});
+}
+
+namespace {
+
+datapath::BackendState desiredState(bool inRing, health::State h) {
+  return inRing                     ? BackendState::Up
+         : h == health::State::Down ? BackendState::Down
+                                    : BackendState::Draining;
+}
+
+}  // namespace
+
+Result<> Reconciler::prepareVip(Vip& vip, bool forceRing, std::vector<PendingRing>& pending,
+                                std::vector<datapath::RingUpdate>& rings) {
   const auto start = Clock::now();
   if (!vip.written) {
     if (auto r = dp_.putVip(keyOf(vip.cfg), vip.id); !r) return r;
@@ -204,27 +229,11 @@ Result<> Reconciler::syncVip(Vip& vip, bool forceRing) {
     vip.allDown = choice.allDown;
   }
 
-  std::vector<BackendState> desired(list.size());
-  for (size_t i = 0; i < list.size(); ++i) {
-    list[i]->inRing = choice.inRing[i];
-    desired[i] = choice.inRing[i]                          ? BackendState::Up
-                 : list[i]->health == health::State::Down ? BackendState::Down
-                                                          : BackendState::Draining;
-  }
-  auto write = [&](size_t i) -> Result<> {
-    Backend& be = *list[i];
-    if (be.written == desired[i]) return {};
-    if (auto r = dp_.putBackend(be.id, {be.address, vip.id, desired[i]}); !r) return r;
-    if (be.written)
-      log("backend " + vip.cfg.name + " " + be.address.toString() + ": " +
-          datapath::toString(*be.written) + " -> " + datapath::toString(desired[i]));
-    be.written = desired[i];
-    return {};
-  };
+  for (size_t i = 0; i < list.size(); ++i) list[i]->inRing = choice.inRing[i];
   // A backend entering the ring must be usable before the ring names it.
-  for (size_t i = 0; i < list.size(); ++i)
-    if (desired[i] == BackendState::Up)
-      if (auto r = write(i); !r) return r;
+  for (Backend* be : list)
+    if (be->inRing)
+      if (auto r = writeBackend(vip, *be); !r) return r;
 
   std::vector<std::pair<IpAddr, uint32_t>> inputs;
   std::vector<maglev::Member> members;
@@ -240,25 +249,57 @@ Result<> Reconciler::syncVip(Vip& vip, bool forceRing) {
     ring.slots = maglev::build(members, vip.cfg.ringSize, hashSeed_);
     ring.generation = vip.generation + 1;
     const auto built = Clock::now();
-    if (auto r = dp_.swapRing(vip.id, ring); !r) return r;
+    rings.push_back({vip.id, std::move(ring)});
+    pending.push_back({&vip, std::move(inputs), members.size(), start, built - buildStart});
+  }
+  return {};
+}
+
+Result<> Reconciler::writeBackend(Vip& vip, Backend& be) {
+  const BackendState desired = desiredState(be.inRing, be.health);
+  if (be.written == desired) return {};
+  if (auto r = dp_.putBackend(be.id, {be.address, vip.id, desired}); !r) return r;
+  if (be.written)
+    log("backend " + vip.cfg.name + " " + be.address.toString() + ": " +
+        datapath::toString(*be.written) + " -> " + datapath::toString(desired));
+  be.written = desired;
+  return {};
+}
+
+Result<> Reconciler::finishVip(Vip& vip, const PendingRing* swapped) {
+  if (swapped) {
     const auto done = Clock::now();
-    vip.generation = ring.generation;
-    vip.ringInputs = std::move(inputs);
+    vip.generation += 1;
+    vip.ringInputs = swapped->inputs;
     vip.ringSize = vip.cfg.ringSize;
     vip.ringSeed = hashSeed_;
-    const RingEvent ev{vip.cfg.name, vip.generation, built - buildStart, done - start};
-    spdlog::info("ring swapped: VIP {} generation {} ({} backends, M={}) built in {:.3f} ms, live in "
-                 "{:.3f} ms",
-                 vip.cfg.name, vip.generation, members.size(), vip.cfg.ringSize,
-                 std::chrono::duration<double, std::milli>(ev.buildTime).count(),
-                 std::chrono::duration<double, std::milli>(ev.totalTime).count());
+    const RingEvent ev{vip.cfg.name, vip.generation, swapped->buildTime, done - swapped->start};
+    spdlog::info(
+        "ring swapped: VIP {} generation {} ({} backends, M={}) built in {:.3f} ms, live in "
+        "{:.3f} ms",
+        vip.cfg.name, vip.generation, swapped->members, vip.cfg.ringSize,
+        std::chrono::duration<double, std::milli>(ev.buildTime).count(),
+        std::chrono::duration<double, std::milli>(ev.totalTime).count());
     if (onRingSwap_) onRingSwap_(ev);
   }
-
   // Leaving the ring first, then losing (down) or keeping (draining) flows.
-  for (size_t i = 0; i < list.size(); ++i)
-    if (desired[i] != BackendState::Up)
-      if (auto r = write(i); !r) return r;
+  for (auto& [addr, be] : vip.backends)
+    if (!be.inRing)
+      if (auto r = writeBackend(vip, be); !r) return r;
+  return {};
+}
+
+Result<> Reconciler::swapAndFinish(std::vector<PendingRing>& pending,
+                                   std::vector<datapath::RingUpdate>& rings,
+                                   const std::vector<Vip*>& all) {
+  if (!rings.empty())
+    if (auto r = dp_.swapRings(rings); !r) return r;
+  std::map<const Vip*, const PendingRing*> swapped;
+  for (const auto& p : pending) swapped[p.vip] = &p;
+  for (Vip* vip : all) {
+    auto it = swapped.find(vip);
+    if (auto r = finishVip(*vip, it == swapped.end() ? nullptr : it->second); !r) return r;
+  }
   return {};
 }
 

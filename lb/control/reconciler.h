@@ -113,7 +113,31 @@ class Reconciler {
     std::map<IpAddr, Backend> backends;
   };
 
+  // A ring built for a VIP, not yet live.
+  struct PendingRing {
+    Vip* vip = nullptr;
+    std::vector<std::pair<IpAddr, uint32_t>> inputs;
+    size_t members = 0;
+    std::chrono::steady_clock::time_point start;
+    std::chrono::nanoseconds buildTime{};
+  };
+
+  // syncVip = prepareVip, swap, finishVip. apply() prepares every VIP first
+  // and swaps all new rings with one Datapath::swapRings call.
   [[nodiscard]] Result<> syncVip(Vip& vip, bool forceRing);
+  // Writes the VIP and the backends entering its ring; builds the ring when
+  // its inputs changed (appended to rings, with its pending record).
+  [[nodiscard]] Result<> prepareVip(Vip& vip, bool forceRing, std::vector<PendingRing>& pending,
+                                    std::vector<datapath::RingUpdate>& rings);
+  // After the swap (or when there was none): records the live ring and
+  // writes the backends that left it.
+  [[nodiscard]] Result<> finishVip(Vip& vip, const PendingRing* swapped);
+  // Writes lb_backends[be.id] when its state differs from what the ring
+  // membership and health call for.
+  [[nodiscard]] Result<> writeBackend(Vip& vip, Backend& be);
+  [[nodiscard]] Result<> swapAndFinish(std::vector<PendingRing>& pending,
+                                       std::vector<datapath::RingUpdate>& rings,
+                                       const std::vector<Vip*>& all);
   [[nodiscard]] Result<> removeVip(const std::string& name);
   std::optional<uint32_t> adoptedBackendId(uint32_t vipId, const IpAddr& addr);
   void log(const std::string& line);

@@ -3,22 +3,29 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include <linux/if_link.h>
 #include <linux/capability.h>
+#include <linux/if_link.h>
 #include <net/if.h>
-#include <sys/syscall.h>
+#include <spdlog/spdlog.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 #include <xdp/libxdp.h>
 
-#include <spdlog/spdlog.h>
-
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <condition_variable>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
 
 #include "balancer.skel.h"
 #include "decap.skel.h"
@@ -81,9 +88,10 @@ IpAddr addrOf(const uint8_t* bytes, uint8_t family) {
 // lb_tx_ports is not among them: attach() fills it on every start (and libbpf
 // cannot reuse a pinned DEVMAP_HASH here: "parameter mismatch").
 std::vector<bpf_map*> pinnedMaps(balancer* s) {
-  return {s->maps.lb_vips,         s->maps.lb_rings,      s->maps.lb_backends,
-          s->maps.lb_flows,        s->maps.lb_config,     s->maps.lb_nexthops,
-          s->maps.lb_reason_stats, s->maps.lb_vip_stats,  s->maps.lb_backend_stats};
+  return {s->maps.lb_vips,         s->maps.lb_rings,        s->maps.lb_ring_sel,
+          s->maps.lb_backends,     s->maps.lb_flows,        s->maps.lb_config,
+          s->maps.lb_nexthops,     s->maps.lb_reason_stats, s->maps.lb_vip_stats,
+          s->maps.lb_backend_stats};
 }
 
 Result<> mapUpdate(bpf_map* map, const void* key, const void* value, uint64_t flags = BPF_ANY) {
@@ -286,6 +294,122 @@ size_t percpuStride(size_t valueSize) { return (valueSize + 7) & ~size_t{7}; }
 
 }  // namespace
 
+// ---- rings ------------------------------------------------------------------
+//
+// Every VIP has two ring buffers (lb_rings[LB_RING_INDEX(vip, 0|1)]) and a
+// selector (lb_ring_sel[vip]) naming the live one. A swap writes the whole
+// inactive buffer through its mmap, then flips the selector with one 4-byte
+// array update, which waits for nothing. Contract 2 needs one more thing: a
+// packet that read the old selector just before a flip may still be reading
+// the buffer it named, so that buffer may be rewritten only after an RCU grace
+// period has passed since the flip (XDP runs inside an RCU read-side section,
+// and synchronize_rcu() waits for every section that began before it). The
+// kernel runs synchronize_rcu() after every update of a map-in-map from user
+// space; GracePeriods below uses that on a private ARRAY_OF_MAPS, in a thread
+// of its own, right after each flip, so by the time the same VIP swaps again
+// (a reload or a health change later) the wait is usually over. Updates of
+// lb_rings itself (new buffers) end with a grace period too, which covers
+// every earlier flip of every VIP.
+
+// Hands out flip numbers and runs grace periods in the background.
+class GracePeriods {
+ public:
+  static Result<std::unique_ptr<GracePeriods>> create() {
+    std::unique_ptr<GracePeriods> g(new GracePeriods());
+    g->innerFd_ = bpf_map_create(BPF_MAP_TYPE_ARRAY, "lb_rcu_inner", 4, 4, 1, nullptr);
+    if (g->innerFd_ < 0) return errnoError(errno, "create map lb_rcu_inner");
+    LIBBPF_OPTS(bpf_map_create_opts, opts, .inner_map_fd = static_cast<__u32>(g->innerFd_));
+    g->outerFd_ = bpf_map_create(BPF_MAP_TYPE_ARRAY_OF_MAPS, "lb_rcu_sync", 4, 4, 1, &opts);
+    if (g->outerFd_ < 0) return errnoError(errno, "create map lb_rcu_sync");
+    g->thread_ = std::thread([p = g.get()] { p->run(); });
+    return g;
+  }
+
+  ~GracePeriods() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+    if (outerFd_ >= 0) ::close(outerFd_);
+    if (innerFd_ >= 0) ::close(innerFd_);
+  }
+
+  // The number of the last flip.
+  uint64_t flips() {
+    std::lock_guard lock(mu_);
+    return flips_;
+  }
+
+  // A selector flip has just been written: numbers it and starts a grace
+  // period that covers it.
+  uint64_t flipped() {
+    uint64_t n;
+    {
+      std::lock_guard lock(mu_);
+      n = ++flips_;
+    }
+    cv_.notify_all();
+    return n;
+  }
+
+  // A synchronize_rcu() that began after flip n has ended (a map-in-map
+  // update made by the caller).
+  void covered(uint64_t n) {
+    {
+      std::lock_guard lock(mu_);
+      done_ = std::max(done_, n);
+    }
+    cv_.notify_all();
+  }
+
+  // Returns once a grace period that began after flip n has ended.
+  Result<> waitFor(uint64_t n) {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return done_ >= n || error_; });
+    if (done_ >= n) return {};
+    Error e = *error_;
+    error_.reset();  // lets the thread try again for the next waiter
+    cv_.notify_all();
+    return std::unexpected(e);
+  }
+
+ private:
+  GracePeriods() = default;
+
+  void run() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [&] { return stop_ || (flips_ > done_ && !error_); });
+      if (stop_) return;
+      const uint64_t target = flips_;
+      lock.unlock();
+      const uint32_t zero = 0;
+      // Replacing the inner map with itself: the kernel's synchronize_rcu()
+      // after the update is the point; nothing reads this map.
+      const int rc = bpf_map_update_elem(outerFd_, &zero, &innerFd_, BPF_ANY);
+      const int err = errno;
+      lock.lock();
+      if (rc == 0)
+        done_ = std::max(done_, target);
+      else
+        error_ = Error{std::error_code(err, std::system_category()),
+                       "wait for an RCU grace period (update map lb_rcu_sync)"};
+      cv_.notify_all();
+    }
+  }
+
+  int innerFd_ = -1, outerFd_ = -1;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  uint64_t flips_ = 0;  // flips numbered so far
+  uint64_t done_ = 0;   // every flip up to this one is covered by a grace period
+  std::optional<Error> error_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
 // ---------------------------------------------------------------------------
 
 Result<std::unique_ptr<BpfDatapath>> BpfDatapath::open(const Options& options) {
@@ -302,7 +426,8 @@ Result<std::unique_ptr<BpfDatapath>> BpfDatapath::open(const Options& options) {
   balancer* s = dp->skel_;
   const uint32_t vips = options.maxVips + 1, backends = options.maxBackends + 1;
   bpf_map__set_max_entries(s->maps.lb_vips, 2 * options.maxVips);
-  bpf_map__set_max_entries(s->maps.lb_rings, vips);
+  bpf_map__set_max_entries(s->maps.lb_rings, LB_RING_BUFFERS * vips);
+  bpf_map__set_max_entries(s->maps.lb_ring_sel, vips);
   bpf_map__set_max_entries(s->maps.lb_vip_stats, vips);
   bpf_map__set_max_entries(s->maps.lb_backends, backends);
   bpf_map__set_max_entries(s->maps.lb_nexthops, backends);
@@ -348,12 +473,16 @@ Result<std::unique_ptr<BpfDatapath>> BpfDatapath::open(const Options& options) {
     dp->vips_ = *listed;
   else
     return std::unexpected(listed.error());
+  auto gp = GracePeriods::create();
+  if (!gp) return std::unexpected(gp.error());
+  dp->gracePeriods_ = std::move(*gp);
   if (dp->adopted_) spdlog::info("adopted pinned maps under {}", options.pinPath);
   return dp;
 }
 
 BpfDatapath::~BpfDatapath() {
-  for (auto& [id, fd] : ringFds_) ::close(fd);
+  for (auto& [id, v] : rings_)
+    for (auto& b : v.buffer) release(b);
   if (skel_) balancer::destroy(skel_);
 }
 
@@ -510,88 +639,313 @@ Result<std::map<uint32_t, BackendEntry>> BpfDatapath::listBackends() {
   return out;
 }
 
-Result<> BpfDatapath::swapRing(uint32_t vipId, const Ring& ring) {
-  if (vipId == 0 || vipId > options_.maxVips)
-    return makeError("VIP id " + std::to_string(vipId) + " outside 1.." +
-                     std::to_string(options_.maxVips));
+namespace {
+
+uint32_t ringEntries(uint32_t m) {
+  return (m + LB_RING_HEADER_SLOTS + LB_RING_SLOTS_PER_ELEM - 1) / LB_RING_SLOTS_PER_ELEM;
+}
+
+size_t pageRound(size_t n) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  return (n + page - 1) / page * page;
+}
+
+// A ring read from a buffer's memory; an error when the header lies.
+Result<Ring> ringFrom(const uint32_t* slots, uint32_t capacity, uint32_t vipId) {
+  const uint32_t m = slots[LB_RING_SIZE_SLOT];
+  if (m == 0 || m > capacity - LB_RING_HEADER_SLOTS)
+    return makeError("ring of VIP " + std::to_string(vipId) + " is corrupt (M = " +
+                     std::to_string(m) + ", " + std::to_string(capacity) + " slots)");
+  Ring ring;
+  ring.generation = slots[LB_RING_GEN_SLOT];
+  ring.slots.assign(slots + LB_RING_HEADER_SLOTS, slots + LB_RING_HEADER_SLOTS + m);
+  return ring;
+}
+
+}  // namespace
+
+void BpfDatapath::release(RingBuffer& b) {
+  if (b.slots) munmap(b.slots, b.bytes);
+  if (b.fd >= 0) ::close(b.fd);
+  b = RingBuffer{};
+}
+
+void BpfDatapath::forgetRings(uint32_t vipId) {
+  auto it = rings_.find(vipId);
+  if (it == rings_.end()) return;
+  for (auto& b : it->second.buffer) release(b);
+  rings_.erase(it);
+}
+
+// The VIP's buffers as this process knows them; a VIP not seen yet (new, or
+// adopted from a previous daemon) starts with the live selector from the map
+// and no buffers of ours.
+Result<BpfDatapath::VipRings*> BpfDatapath::vipRings(uint32_t vipId) {
+  if (auto it = rings_.find(vipId); it != rings_.end()) return &it->second;
+  lb_ring_sel sel{};
+  if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.lb_ring_sel), &vipId, &sel) != 0)
+    return errnoError(errno, "read map lb_ring_sel");
+  VipRings& v = rings_[vipId];
+  v.live = sel.active & 1;
+  return &v;
+}
+
+namespace {
+
+// Creates and mmaps a buffer for a ring of m slots and writes the ring into
+// it. Not yet in lb_rings, so nothing reads it.
+struct NewBuffer {
+  int fd = -1;
+  uint32_t* slots = nullptr;
+  size_t bytes = 0;
+  uint32_t capacity = 0;
+};
+
+void fill(uint32_t* slots, const Ring& ring) {
+  slots[LB_RING_SIZE_SLOT] = static_cast<uint32_t>(ring.slots.size());
+  slots[LB_RING_GEN_SLOT] = static_cast<uint32_t>(ring.generation);
+  std::memcpy(slots + LB_RING_HEADER_SLOTS, ring.slots.data(),
+              ring.slots.size() * sizeof(uint32_t));
+}
+
+Result<NewBuffer> createBuffer(const Ring& ring) {
   const uint32_t m = static_cast<uint32_t>(ring.slots.size());
-  if (m == 0) return makeError("ring of VIP " + std::to_string(vipId) + " is empty");
-  // Built off to the side, filled, then swapped in with one update (contract 2).
-  LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_INNER_MAP);
-  const int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "lb_ring", sizeof(uint32_t), sizeof(uint32_t),
-                                m + LB_RING_HEADER_SLOTS, &opts);
-  if (fd < 0) return errnoError(errno, "create ring map (" + std::to_string(m) + " slots)");
-  std::vector<uint32_t> keys(m + LB_RING_HEADER_SLOTS), values(m + LB_RING_HEADER_SLOTS);
-  for (uint32_t i = 0; i < keys.size(); ++i) keys[i] = i;
-  values[LB_RING_SIZE_SLOT] = m;
-  values[LB_RING_GEN_SLOT] = static_cast<uint32_t>(ring.generation);
-  std::copy(ring.slots.begin(), ring.slots.end(), values.begin() + LB_RING_HEADER_SLOTS);
-  uint32_t count = static_cast<uint32_t>(keys.size());
-  if (bpf_map_update_batch(fd, keys.data(), values.data(), &count, nullptr) != 0) {
+  const uint32_t entries = ringEntries(m);
+  // The flags must equal the template's (lb_ring_inner in bpf/include/lb_maps.h).
+  LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_INNER_MAP | BPF_F_MMAPABLE);
+  NewBuffer b;
+  b.fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "lb_ring", sizeof(uint32_t), sizeof(lb_ring_elem),
+                        entries, &opts);
+  if (b.fd < 0) return errnoError(errno, "create ring map (M = " + std::to_string(m) + ")");
+  b.bytes = pageRound(size_t{entries} * sizeof(lb_ring_elem));
+  void* p = mmap(nullptr, b.bytes, PROT_READ | PROT_WRITE, MAP_SHARED, b.fd, 0);
+  if (p == MAP_FAILED) {
     const int err = errno;
-    ::close(fd);
-    return errnoError(err, "fill ring map");
+    ::close(b.fd);
+    return errnoError(err, "mmap ring map (M = " + std::to_string(m) + ")");
   }
-  const int rc = bpf_map_update_elem(bpf_map__fd(skel_->maps.lb_rings), &vipId, &fd, BPF_ANY);
-  const int err = errno;
-  if (rc != 0) {
-    ::close(fd);
-    return errnoError(err, "swap ring into map lb_rings");
+  b.slots = static_cast<uint32_t*>(p);
+  b.capacity = entries * LB_RING_SLOTS_PER_ELEM;
+  fill(b.slots, ring);
+  return b;
+}
+
+}  // namespace
+
+Result<> BpfDatapath::swapRings(std::span<const RingUpdate> updates) {
+  std::lock_guard lock(ringsMutex_);
+  std::set<uint32_t> seen;
+  for (const auto& u : updates) {
+    if (u.vipId == 0 || u.vipId > options_.maxVips)
+      return makeError("VIP id " + std::to_string(u.vipId) + " outside 1.." +
+                       std::to_string(options_.maxVips));
+    if (u.ring.slots.empty())
+      return makeError("ring of VIP " + std::to_string(u.vipId) + " is empty");
+    if (!seen.insert(u.vipId).second)
+      return makeError("two rings for VIP " + std::to_string(u.vipId) + " in one swap");
   }
-  forgetRing(vipId);
-  ringFds_[vipId] = fd;
+
+  // What each VIP needs. A buffer gets a new map when it is not ours (a new
+  // VIP, or a previous daemon's map) or when M changed; a new map goes into
+  // lb_rings before the flip when its slot is not live, after it otherwise.
+  struct Install {
+    uint32_t vipId, buffer;
+    NewBuffer buf;
+  };
+  std::vector<Install> before, after;
+  std::vector<uint32_t> targets(updates.size());
+  std::vector<bool> inPlace(updates.size(), false);
+  auto dropAll = [&](const Error& e) -> Result<> {
+    for (auto* list : {&before, &after})
+      for (auto& i : *list) {
+        if (i.buf.slots) munmap(i.buf.slots, i.buf.bytes);
+        if (i.buf.fd >= 0) ::close(i.buf.fd);
+      }
+    // What the kernel holds for these VIPs is re-learnt on the next swap;
+    // treating our buffers as foreign is always safe (they get new maps).
+    for (const auto& u : updates) forgetRings(u.vipId);
+    return std::unexpected(e);
+  };
+  const int ringsFd = bpf_map__fd(skel_->maps.lb_rings);
+  for (size_t i = 0; i < updates.size(); ++i) {
+    const auto& [vipId, ring] = updates[i];
+    auto v = vipRings(vipId);
+    if (!v) return dropAll(v.error());
+    const uint32_t target = (*v)->live ^ 1;
+    targets[i] = target;
+    const RingBuffer& t = (*v)->buffer[target];
+    if (t.fd >= 0 && t.capacity == ringEntries(ring.slots.size()) * LB_RING_SLOTS_PER_ELEM) {
+      inPlace[i] = true;
+    } else {
+      auto b = createBuffer(ring);
+      if (!b) return dropAll(b.error());
+      before.push_back({vipId, target, *b});
+    }
+    // The live slot's buffer will be the target of the next swap: give it a
+    // map of ours now, with the same ring, so that swap needs no lb_rings
+    // update. An empty slot is filled before the flip, a live foreign map
+    // replaced after it.
+    if ((*v)->buffer[(*v)->live].fd < 0) {
+      const uint32_t idx = LB_RING_INDEX(vipId, (*v)->live);
+      uint32_t innerId = 0;
+      const bool occupied = bpf_map_lookup_elem(ringsFd, &idx, &innerId) == 0;
+      if (!occupied && errno != ENOENT)
+        return dropAll(errnoError(errno, "read map lb_rings").error());
+      auto b = createBuffer(ring);
+      if (!b) return dropAll(b.error());
+      (occupied ? after : before).push_back({vipId, (*v)->live, *b});
+    }
+  }
+
+  // New maps go in with one batched update: one grace period, whatever the
+  // count, and it covers every flip made before it.
+  auto install = [&](std::vector<Install>& list) -> Result<> {
+    if (list.empty()) return {};
+    std::vector<uint32_t> keys, fds;
+    for (const auto& i : list) {
+      keys.push_back(LB_RING_INDEX(i.vipId, i.buffer));
+      fds.push_back(static_cast<uint32_t>(i.buf.fd));
+    }
+    const uint64_t flipsBefore = gracePeriods_->flips();
+    uint32_t count = static_cast<uint32_t>(keys.size());
+    if (bpf_map_update_batch(ringsFd, keys.data(), fds.data(), &count, nullptr) != 0)
+      return errnoError(errno, "install ring maps into lb_rings");
+    gracePeriods_->covered(flipsBefore);
+    for (auto& i : list) {
+      RingBuffer& b = rings_[i.vipId].buffer[i.buffer];
+      release(b);
+      b.fd = i.buf.fd;
+      b.slots = i.buf.slots;
+      b.bytes = i.buf.bytes;
+      b.capacity = i.buf.capacity;
+      i.buf = NewBuffer{};  // owned by rings_ now
+    }
+    list.clear();
+    return {};
+  };
+  if (auto r = install(before); !r) return dropAll(r.error());
+
+  // In-place rewrites of buffers that were live once: contract 2 holds once a
+  // grace period has passed since the flip that retired them (see above).
+  uint64_t waitFlip = 0;
+  for (size_t i = 0; i < updates.size(); ++i)
+    if (inPlace[i])
+      waitFlip = std::max(waitFlip, rings_[updates[i].vipId].buffer[targets[i]].retiredAtFlip);
+  if (waitFlip)
+    if (auto r = gracePeriods_->waitFor(waitFlip); !r) return dropAll(r.error());
+  for (size_t i = 0; i < updates.size(); ++i)
+    if (inPlace[i]) fill(rings_[updates[i].vipId].buffer[targets[i]].slots, updates[i].ring);
+
+  // The flip: per VIP one update of its lb_ring_sel entry, in which only one
+  // byte changes for a reader (lb_shared.h). The fence orders the buffer
+  // writes above before it on every architecture; readers reach the buffer
+  // through an address that depends on the selector they read, so they see
+  // them too.
+  std::atomic_thread_fence(std::memory_order_release);
+  std::vector<uint32_t> keys;
+  std::vector<lb_ring_sel> sels;
+  for (size_t i = 0; i < updates.size(); ++i) {
+    keys.push_back(updates[i].vipId);
+    sels.push_back({targets[i], static_cast<uint32_t>(updates[i].ring.generation)});
+  }
+  uint32_t count = static_cast<uint32_t>(keys.size());
+  if (bpf_map_update_batch(bpf_map__fd(skel_->maps.lb_ring_sel), keys.data(), sels.data(), &count,
+                           nullptr) != 0)
+    return dropAll(errnoError(errno, "flip map lb_ring_sel").error());
+  const uint64_t flip = gracePeriods_->flipped();
+  for (size_t i = 0; i < updates.size(); ++i) {
+    VipRings& v = rings_[updates[i].vipId];
+    v.buffer[v.live].retiredAtFlip = flip;
+    v.live = targets[i];
+  }
+  if (auto r = install(after); !r) return dropAll(r.error());
   return {};
 }
 
-void BpfDatapath::forgetRing(uint32_t vipId) {
-  if (auto it = ringFds_.find(vipId); it != ringFds_.end()) {
-    ::close(it->second);
-    ringFds_.erase(it);
-  }
-}
-
 Result<> BpfDatapath::removeRing(uint32_t vipId) {
-  if (auto r = mapDelete(skel_->maps.lb_rings, &vipId); !r) return r;
-  forgetRing(vipId);
+  {
+    std::lock_guard lock(ringsMutex_);
+    // Both buffers leave lb_rings; a packet between its selector read and its
+    // ring lookup finds none and is dropped as no_backend, like any VIP
+    // without a ring.
+    for (uint32_t b = 0; b < LB_RING_BUFFERS; ++b) {
+      const uint32_t idx = LB_RING_INDEX(vipId, b);
+      if (auto r = mapDelete(skel_->maps.lb_rings, &idx); !r) return r;
+    }
+    forgetRings(vipId);
+  }
   std::vector<uint8_t> zeros(percpuStride(sizeof(lb_vip_stats)) * ncpus_, 0);
   if (bpf_map_update_elem(bpf_map__fd(skel_->maps.lb_vip_stats), &vipId, zeros.data(), BPF_ANY))
     return errnoError(errno, "reset map lb_vip_stats");
   return {};
 }
 
-Result<std::optional<Ring>> BpfDatapath::readRing(uint32_t vipId) {
+// A live ring in a map this process did not create: opened by id, which
+// needs CAP_SYS_ADMIN.
+Result<std::optional<Ring>> BpfDatapath::readForeignRing(uint32_t vipId, uint32_t index) {
   uint32_t innerId = 0;
-  if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.lb_rings), &vipId, &innerId) != 0) {
+  if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.lb_rings), &index, &innerId) != 0) {
     if (errno == ENOENT) return std::optional<Ring>{};
     return errnoError(errno, "read map lb_rings");
   }
-  auto cached = ringFds_.find(vipId);
-  const int fd = cached != ringFds_.end() ? dup(cached->second) : bpf_map_get_fd_by_id(innerId);
+  const int fd = bpf_map_get_fd_by_id(innerId);
   if (fd < 0)
-    return errnoError(errno, "open ring map " + std::to_string(innerId) +
-                                 (errno == EPERM ? " (reading a ring another process wrote needs CAP_SYS_ADMIN)" : ""));
+    return errnoError(
+        errno,
+        "open ring map " + std::to_string(innerId) +
+            (errno == EPERM ? " (reading a ring another process wrote needs CAP_SYS_ADMIN)" : ""));
   bpf_map_info info{};
   uint32_t len = sizeof info;
-  if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) {
+  if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0 || info.value_size != sizeof(lb_ring_elem)) {
+    const int err = errno;
     ::close(fd);
-    return errnoError(errno, "read ring map info");
+    return errnoError(err ? err : EINVAL, "read ring map info");
   }
-  std::vector<uint32_t> keys(info.max_entries), values(info.max_entries);
-  uint32_t count = info.max_entries, outBatch = 0;
-  const int rc = bpf_map_lookup_batch(fd, nullptr, &outBatch, keys.data(), values.data(), &count,
-                                      nullptr);
+  const size_t bytes = pageRound(size_t{info.max_entries} * sizeof(lb_ring_elem));
+  void* p = mmap(nullptr, bytes, PROT_READ, MAP_SHARED, fd, 0);
   const int err = errno;
   ::close(fd);
-  if (rc != 0 && err != ENOENT) return errnoError(err, "read ring map");
-  std::vector<uint32_t> byKey(info.max_entries);
-  for (uint32_t i = 0; i < count; ++i)
-    if (keys[i] < byKey.size()) byKey[keys[i]] = values[i];
-  Ring ring;
-  ring.generation = byKey[LB_RING_GEN_SLOT];
-  const uint32_t m = byKey[LB_RING_SIZE_SLOT];
-  if (m + LB_RING_HEADER_SLOTS > byKey.size()) return makeError("ring map of VIP " + std::to_string(vipId) + " is corrupt");
-  ring.slots.assign(byKey.begin() + LB_RING_HEADER_SLOTS, byKey.begin() + LB_RING_HEADER_SLOTS + m);
-  return std::optional<Ring>{std::move(ring)};
+  if (p == MAP_FAILED) return errnoError(err, "mmap ring map " + std::to_string(innerId));
+  auto ring =
+      ringFrom(static_cast<const uint32_t*>(p), info.max_entries * LB_RING_SLOTS_PER_ELEM, vipId);
+  munmap(p, bytes);
+  if (!ring) return std::unexpected(ring.error());
+  return std::optional<Ring>{std::move(*ring)};
+}
+
+Result<std::optional<Ring>> BpfDatapath::readRing(uint32_t vipId) {
+  std::lock_guard lock(ringsMutex_);
+  lb_ring_sel sel{};
+  if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.lb_ring_sel), &vipId, &sel) != 0)
+    return errnoError(errno, "read map lb_ring_sel");
+  const uint32_t live = sel.active & 1;
+  const uint32_t index = LB_RING_INDEX(vipId, live);
+  auto it = rings_.find(vipId);
+  if (it == rings_.end() || it->second.buffer[live].fd < 0) return readForeignRing(vipId, index);
+  const RingBuffer& b = it->second.buffer[live];
+  // Still in lb_rings? removeRing forgets the buffers, so yes unless someone
+  // else deleted it; then there is no ring.
+  uint32_t innerId = 0;
+  if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.lb_rings), &index, &innerId) != 0) {
+    if (errno == ENOENT) return std::optional<Ring>{};
+    return errnoError(errno, "read map lb_rings");
+  }
+  auto ring = ringFrom(b.slots, b.capacity, vipId);
+  if (!ring) return std::unexpected(ring.error());
+  return std::optional<Ring>{std::move(*ring)};
+}
+
+Result<std::optional<uint64_t>> BpfDatapath::readGeneration(uint32_t vipId) {
+  lb_ring_sel sel{};
+  if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.lb_ring_sel), &vipId, &sel) != 0)
+    return errnoError(errno, "read map lb_ring_sel");
+  const uint32_t index = LB_RING_INDEX(vipId, sel.active & 1);
+  uint32_t innerId = 0;
+  if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.lb_rings), &index, &innerId) != 0) {
+    if (errno == ENOENT) return std::optional<uint64_t>{};
+    return errnoError(errno, "read map lb_rings");
+  }
+  return std::optional<uint64_t>{sel.generation};
 }
 
 Result<CounterSnapshot> BpfDatapath::readCounters() {

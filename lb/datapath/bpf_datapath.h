@@ -6,7 +6,9 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -19,6 +21,8 @@ struct decap;
 namespace xdplb::datapath {
 
 enum class XdpMode { Native, Generic, Auto };
+
+class GracePeriods;
 
 struct TestRunResult {
   uint32_t action = 0;          // XDP_* the program returned
@@ -56,10 +60,13 @@ class BpfDatapath : public Datapath {
   Result<> putBackend(uint32_t id, const BackendEntry& backend) override;
   Result<> removeBackend(uint32_t id) override;
   Result<std::map<uint32_t, BackendEntry>> listBackends() override;
-  Result<> swapRing(uint32_t vipId, const Ring& ring) override;
+  // Writes each ring into its VIP's inactive buffer and flips lb_ring_sel;
+  // see "Ring swap" in docs/design.md.
+  Result<> swapRings(std::span<const RingUpdate> updates) override;
   // Also zeroes the VIP's counters, so a reused id starts from zero.
   Result<> removeRing(uint32_t vipId) override;
   Result<std::optional<Ring>> readRing(uint32_t vipId) override;
+  Result<std::optional<uint64_t>> readGeneration(uint32_t vipId) override;
   Result<CounterSnapshot> readCounters() override;
   Result<std::unordered_set<uint32_t>> backendIdsInFlows() override;
 
@@ -81,10 +88,31 @@ class BpfDatapath : public Datapath {
   bool adopted_ = false;
   int ncpus_ = 1;
   std::map<VipKey, uint32_t> vips_;  // mirror of the non-alias lb_vips entries
-  // The live inner ring map of each VIP this process swapped in: reading a
-  // ring back by map id needs CAP_SYS_ADMIN, which the service does not have.
-  std::map<uint32_t, int> ringFds_;
-  void forgetRing(uint32_t vipId);
+
+  // One ring buffer (an inner map of lb_rings) that this process created and
+  // mmapped. Buffers of a previous daemon are never written: reopening them
+  // by id needs CAP_SYS_ADMIN, which the service does not have.
+  struct RingBuffer {
+    int fd = -1;                 // -1: the slot is empty or holds a map we did not create
+    uint32_t* slots = nullptr;   // the mmapped map: header slots, then the ring
+    size_t bytes = 0;            // length of the mapping
+    uint32_t capacity = 0;       // slots the map holds (2 per element)
+    uint64_t retiredAtFlip = 0;  // flip that took it out of service; 0: none to wait for
+  };
+  struct VipRings {
+    RingBuffer buffer[LB_RING_BUFFERS];
+    uint32_t live = 0;  // lb_ring_sel[vip] as this process last wrote or read it
+  };
+  Result<VipRings*> vipRings(uint32_t vipId);
+  void forgetRings(uint32_t vipId);
+  static void release(RingBuffer& b);
+  Result<std::optional<Ring>> readForeignRing(uint32_t vipId, uint32_t index);
+
+  // Serialises ring operations: lookups from the HTTP thread read rings
+  // while the main thread swaps them.
+  std::mutex ringsMutex_;
+  std::map<uint32_t, VipRings> rings_;
+  std::unique_ptr<GracePeriods> gracePeriods_;
 };
 
 class Decap {

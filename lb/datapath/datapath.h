@@ -79,6 +79,11 @@ struct Ring {
   std::vector<uint32_t> slots;  // backend ids, size M
 };
 
+struct RingUpdate {
+  uint32_t vipId = 0;
+  Ring ring;
+};
+
 class Datapath {
  public:
   virtual ~Datapath() = default;
@@ -99,12 +104,24 @@ class Datapath {
   [[nodiscard]] virtual Result<> removeBackend(uint32_t id) = 0;
   [[nodiscard]] virtual Result<std::map<uint32_t, BackendEntry>> listBackends() = 0;
 
-  // Builds a new inner ring map off to the side, fills it (size, generation,
-  // slots) and swaps it in with one update of lb_rings (contract 2).
-  [[nodiscard]] virtual Result<> swapRing(uint32_t vipId, const Ring& ring) = 0;
+  // Makes each ring the live ring of its VIP. Per VIP the swap is atomic for
+  // packets (contract 2): the ring is written off to the side (size,
+  // generation, slots) and made live with one update. Several VIPs at once
+  // share the costs that do not depend on the count (start-up, adoption, a
+  // reload that changes many VIPs). On error some VIPs may have their new
+  // ring live and others not; swapping again converges.
+  [[nodiscard]] virtual Result<> swapRings(std::span<const RingUpdate> updates) = 0;
+  [[nodiscard]] Result<> swapRing(uint32_t vipId, const Ring& ring) {
+    const RingUpdate one{vipId, ring};
+    return swapRings(std::span<const RingUpdate>(&one, 1));
+  }
   [[nodiscard]] virtual Result<> removeRing(uint32_t vipId) = 0;
   // The live ring of a VIP; nullopt when it has none.
   [[nodiscard]] virtual Result<std::optional<Ring>> readRing(uint32_t vipId) = 0;
+  // The generation of a VIP's live ring; nullopt when it has none. Unlike
+  // readRing it works on rings another process wrote without CAP_SYS_ADMIN,
+  // so a restarted daemon continues the count (contract 4).
+  [[nodiscard]] virtual Result<std::optional<uint64_t>> readGeneration(uint32_t vipId) = 0;
 
   [[nodiscard]] virtual Result<CounterSnapshot> readCounters() = 0;
 

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
 
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <random>
@@ -470,6 +471,97 @@ TEST_F(BalancerTest, RingSwapUnderLoadNeverMixesRings) {
   sender.join();
   EXPECT_GT(runs.load(), 100);
   EXPECT_EQ(bad.load(), 0) << "of " << runs.load() << " packets";
+}
+
+// Swaps back to back on one VIP, rewriting each buffer in place while a
+// sender thread runs packets: every packet must reach the backend that one
+// whole ring names. The rings differ in size as well as members (buffer 0
+// holds M = 1009, buffer 1 M = 1013, and the size changes to 1021 halfway,
+// which gives the buffers new maps), so a packet that took M from one ring
+// and its slot from another would name a backend no ring gives it.
+TEST_F(BalancerTest, BackToBackSwapsOnOneVipNeverMixRings) {
+  vip("198.51.100.10", 80, 1);
+  for (uint32_t id = 1; id <= 8; ++id)
+    backend(id, ("10.99.0." + std::to_string(10 + id)).c_str(), 1);
+  // Ring k: members {2k+1, 2k+2} of group k % 4, size by buffer and phase.
+  std::vector<std::vector<uint32_t>> rings;
+  constexpr int kSwaps = 300;
+  auto ringSize = [](int i) -> uint32_t { return i < kSwaps / 2 ? (i % 2 ? 1013 : 1009) : 1021; };
+  for (int i = 0; i < kSwaps; ++i) {
+    const uint32_t g = static_cast<uint32_t>(i % 4);
+    std::vector<maglev::Member> ms{{addrs[2 * g + 1].bytes(), 2 * g + 1, 100},
+                                   {addrs[2 * g + 2].bytes(), 2 * g + 2, 100}};
+    rings.push_back(maglev::build(ms, ringSize(i), kSeed));
+  }
+  ASSERT_TRUE(dp->swapRing(1, {1, rings[0]}));
+  std::atomic<bool> stop{false};
+  std::atomic<int> runs{0}, bad{0};
+  std::string firstBad;
+  std::thread sender([&] {
+    std::mt19937 rng(5);
+    while (!stop) {
+      auto s = flow("203.0.113.9", "198.51.100.10", static_cast<uint16_t>(1024 + rng() % 60000), 80,
+                    kTcpSyn);
+      auto r = dp->testRun(build(s), net.ifindex);
+      ++runs;
+      bool ok = r && r->action == XDP_TX;
+      if (ok) {
+        const auto dst = outerDestination(r->output);
+        ok = std::any_of(rings.begin(), rings.end(),
+                         [&](const auto& ring) { return dst == addrs[expected(ring, s)]; });
+      }
+      if (!ok && bad++ == 0)
+        firstBad = "sport " + std::to_string(s.sport) + " action " +
+                   (r ? std::to_string(r->action) : "error");
+    }
+  });
+  for (int i = 1; i < kSwaps; ++i) {
+    ASSERT_TRUE(dp->swapRing(1, {uint64_t(i + 1), rings[i]}));
+    if (i % 50 == 0) {
+      auto live = dp->readRing(1);
+      ASSERT_TRUE(live && *live);
+      EXPECT_EQ((*live)->generation, uint64_t(i + 1));
+      EXPECT_EQ((*live)->slots, rings[i]);
+    }
+  }
+  stop = true;
+  sender.join();
+  EXPECT_GT(runs.load(), 100);
+  EXPECT_EQ(bad.load(), 0) << "of " << runs.load() << " packets; first: " << firstBad;
+}
+
+// Several VIPs swapped in one call: each gets its own ring, and the next
+// swap of one leaves the others alone.
+TEST_F(BalancerTest, SwapRingsInstallsSeveralVipsAtOnce) {
+  vip("198.51.100.10", 80, 1);
+  vip("198.51.100.11", 80, 2);
+  vip("198.51.100.12", 80, 3);
+  for (uint32_t id = 1; id <= 3; ++id)
+    backend(id, ("10.99.0." + std::to_string(10 + id)).c_str(), id);
+  auto single = [&](uint32_t id) {
+    const std::vector<maglev::Member> ms{{addrs[id].bytes(), id, 100}};
+    return maglev::build(ms, kRing, kSeed);
+  };
+  std::vector<datapath::RingUpdate> updates;
+  for (uint32_t v = 1; v <= 3; ++v) updates.push_back({v, {7, single(v)}});
+  ASSERT_TRUE(dp->swapRings(updates));
+  for (uint32_t v = 1; v <= 3; ++v) {
+    const std::string dst = "198.51.100." + std::to_string(9 + v);
+    EXPECT_EQ(outerDestination(run(flow("203.0.113.9", dst.c_str(), 4000, 80, kTcpSyn)).output),
+              addrs[v]);
+    auto r = dp->readRing(v);
+    ASSERT_TRUE(r && *r);
+    EXPECT_EQ((*r)->generation, 7u);
+  }
+  // VIP 2 now sends to backend 1; VIPs 1 and 3 are unchanged.
+  ASSERT_TRUE(dp->swapRing(2, {8, single(1)}));
+  EXPECT_EQ(outerDestination(run(flow("203.0.113.9", "198.51.100.11", 4001, 80, kTcpSyn)).output),
+            addrs[1]);
+  EXPECT_EQ((*dp->readRing(1))->generation, 7u);
+  EXPECT_EQ((*dp->readRing(3))->generation, 7u);
+  // Two rings for one VIP in one call is a caller's bug, refused.
+  updates.push_back(updates.front());
+  EXPECT_FALSE(dp->swapRings(updates));
 }
 
 TEST_F(BalancerTest, ReadRingReturnsWhatWasSwappedIn) {

@@ -3,13 +3,16 @@
 // after kill -9 that adopts pinned maps with their flows.
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
+#include <linux/capability.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <random>
 
+#include "lb/common/caps.h"
 #include "lb/config/config.h"
 #include "lb/control/lookup.h"
 #include "lb/control/reconciler.h"
@@ -71,6 +74,35 @@ class ControlTest : public ::testing::Test {
     auto r = dp.testRun(build(s), net.ifindex);
     if (!r || r->action != XDP_TX) return std::nullopt;
     return outerDestination(r->output);
+  }
+  // A first daemon: applies cfg with maps pinned under pin, carries 200
+  // flows, dies by SIGKILL. Returns the backend of each flow.
+  std::vector<IpAddr> runAndKill(const config::Config& cfg, const std::string& pin) {
+    int fds[2];
+    EXPECT_EQ(pipe(fds), 0);
+    const pid_t child = fork();
+    EXPECT_GE(child, 0);
+    if (child == 0) {
+      close(fds[0]);
+      auto dp = open(pin);
+      control::Reconciler rec(*dp, {8, 64});
+      if (!dp || !rec.adopt() || !rec.apply(cfg)) _exit(2);
+      for (uint32_t i = 0; i < 200; ++i) {
+        auto dst = send(*dp, flow(i, kTcpSyn));
+        if (!dst) _exit(3);
+        if (write(fds[1], dst->bytes().data(), 16) != 16) _exit(4);
+      }
+      kill(getpid(), SIGKILL);
+    }
+    close(fds[1]);
+    std::vector<IpAddr> first;
+    uint8_t buf[16];
+    while (read(fds[0], buf, 16) == 16) first.push_back(IpAddr::v4(buf));
+    close(fds[0]);
+    int status = 0;
+    waitpid(child, &status, 0);
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "child status " << status;
+    return first;
   }
   TestNet net;
 };
@@ -143,31 +175,7 @@ TEST_F(ControlTest, RestartAfterKill9AdoptsPinnedMapsAndKeepsFlows) {
   } cleanup{pin};
   const auto cfg = parse(configText({{"10.99.0.11", 100}, {"10.99.0.12", 100}, {"10.99.0.13", 100}}, pin));
 
-  // The first daemon: applies, carries 200 flows, dies by SIGKILL.
-  int fds[2];
-  ASSERT_EQ(pipe(fds), 0);
-  const pid_t child = fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    close(fds[0]);
-    auto dp = open(pin);
-    control::Reconciler rec(*dp, {8, 64});
-    if (!dp || !rec.adopt() || !rec.apply(cfg)) _exit(2);
-    for (uint32_t i = 0; i < 200; ++i) {
-      auto dst = send(*dp, flow(i, kTcpSyn));
-      if (!dst) _exit(3);
-      if (write(fds[1], dst->bytes().data(), 16) != 16) _exit(4);
-    }
-    kill(getpid(), SIGKILL);
-  }
-  close(fds[1]);
-  std::vector<IpAddr> first;
-  uint8_t buf[16];
-  while (read(fds[0], buf, 16) == 16) first.push_back(IpAddr::v4(buf));
-  close(fds[0]);
-  int status = 0;
-  waitpid(child, &status, 0);
-  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "child status " << status;
+  const std::vector<IpAddr> first = runAndKill(cfg, pin);
   ASSERT_EQ(first.size(), 200u);
 
   // The second daemon adopts: flows are still in the table, ids and the
@@ -188,6 +196,63 @@ TEST_F(ControlTest, RestartAfterKill9AdoptsPinnedMapsAndKeepsFlows) {
   for (const auto& b : st.vips[0].backends)
     if (b.address == ip("10.99.0.11")) EXPECT_EQ(b.id, 1u);
   for (uint32_t i = 0; i < 200; ++i) EXPECT_EQ(send(*dp, flow(i, kTcpAck)), first[i]) << i;
+}
+
+// The daemon as the systemd unit runs it, without CAP_SYS_ADMIN, restarted
+// after kill -9: it cannot open the ring maps the first daemon created, so
+// its first swap installs buffers of its own; the generation continues (read
+// from lb_ring_sel), flows stay, the new ring is live, and the next swap
+// rewrites its own buffer in place.
+TEST_F(ControlTest, RestartWithoutCapSysAdminInstallsItsOwnRingBuffers) {
+  const std::string pin = "/sys/fs/bpf/xdplb-test-nosysadmin-" + std::to_string(getpid());
+  struct Cleanup {
+    std::string p;
+    ~Cleanup() { std::filesystem::remove_all(p); }
+  } cleanup{pin};
+  const auto cfg =
+      parse(configText({{"10.99.0.11", 100}, {"10.99.0.12", 100}, {"10.99.0.13", 100}}, pin));
+  const std::vector<IpAddr> first = runAndKill(cfg, pin);
+  ASSERT_EQ(first.size(), 200u);
+
+  // The second daemon runs in a child that drops CAP_SYS_ADMIN; each exit
+  // code names the step that failed.
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct caps[2]{};
+    if (syscall(SYS_capget, &hdr, caps) != 0) _exit(10);
+    caps[CAP_SYS_ADMIN / 32].effective &= ~(1u << (CAP_SYS_ADMIN % 32));
+    if (syscall(SYS_capset, &hdr, caps) != 0 || haveCapability(CAP_SYS_ADMIN)) _exit(10);
+    auto dp = open(pin);
+    if (!dp || !dp->adopted()) _exit(11);
+    if (dp->readRing(1)) _exit(12);  // the first daemon's ring: EPERM, as in production
+    control::Reconciler rec(*dp, {8, 64});
+    if (!rec.adopt()) _exit(13);
+    auto changed = cfg;
+    changed.vips[0].backends.push_back({ip("10.99.0.14"), 100, {}});
+    if (!rec.apply(changed)) _exit(14);
+    if (rec.status().vips[0].generation != 2) _exit(15);
+    for (uint32_t i = 0; i < 200; ++i)
+      if (send(*dp, flow(i, kTcpAck)) != first[i]) _exit(16);
+    bool reachesNew = false;
+    for (uint32_t i = 1000; i < 1400; ++i)
+      reachesNew |= send(*dp, flow(i, kTcpSyn)) == ip("10.99.0.14");
+    if (!reachesNew) _exit(17);
+    // Drain .11: the second swap goes into a buffer this process created.
+    changed.vips[0].backends[0].weight = 0;
+    if (!rec.apply(changed)) _exit(18);
+    for (uint32_t i = 2000; i < 2300; ++i)
+      if (send(*dp, flow(i, kTcpSyn)) == ip("10.99.0.11")) _exit(19);
+    auto live = dp->readRing(1);
+    if (!live || !*live || (*live)->generation != 3) _exit(20);
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status)) << "status " << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0)
+      << "the restarted daemon failed at step " << WEXITSTATUS(status);
 }
 
 TEST_F(ControlTest, IncompatiblePinnedLayoutIsReplaced) {

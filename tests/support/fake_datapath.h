@@ -4,6 +4,7 @@
 #pragma once
 
 #include <map>
+#include <span>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -38,16 +39,19 @@ class FakeDatapath : public datapath::Datapath {
     return {};
   }
   Result<std::map<uint32_t, datapath::BackendEntry>> listBackends() override { return backends; }
-  Result<> swapRing(uint32_t vipId, const datapath::Ring& ring) override {
-    for (uint32_t id : ring.slots) {
-      if (id == 0) continue;
-      auto it = backends.find(id);
-      if (it == backends.end() || it->second.state != datapath::BackendState::Up)
-        invariantViolations.push_back("ring of VIP " + std::to_string(vipId) + " names backend " +
-                                      std::to_string(id) + " that is not up");
+  Result<> swapRings(std::span<const datapath::RingUpdate> updates) override {
+    for (const auto& [vipId, ring] : updates) {
+      for (uint32_t id : ring.slots) {
+        if (id == 0) continue;
+        auto it = backends.find(id);
+        if (it == backends.end() || it->second.state != datapath::BackendState::Up)
+          invariantViolations.push_back("ring of VIP " + std::to_string(vipId) + " names backend " +
+                                        std::to_string(id) + " that is not up");
+      }
+      rings[vipId] = ring;
+      ++swaps[vipId];
     }
-    rings[vipId] = ring;
-    ++swaps[vipId];
+    ++swapCalls;
     return {};
   }
   Result<> removeRing(uint32_t vipId) override {
@@ -59,6 +63,11 @@ class FakeDatapath : public datapath::Datapath {
     if (it == rings.end()) return std::optional<datapath::Ring>{};
     return std::optional<datapath::Ring>{it->second};
   }
+  Result<std::optional<uint64_t>> readGeneration(uint32_t vipId) override {
+    auto it = rings.find(vipId);
+    if (it == rings.end()) return std::optional<uint64_t>{};
+    return std::optional<uint64_t>{it->second.generation};
+  }
   Result<datapath::CounterSnapshot> readCounters() override { return counters; }
   Result<std::unordered_set<uint32_t>> backendIdsInFlows() override { return flowBackends; }
 
@@ -68,6 +77,7 @@ class FakeDatapath : public datapath::Datapath {
   std::map<uint32_t, datapath::BackendEntry> backends;
   std::map<uint32_t, datapath::Ring> rings;
   std::map<uint32_t, int> swaps;
+  int swapCalls = 0;  // swapRings calls, each with one or more rings
   std::vector<uint32_t> removedBackends;
   std::unordered_set<uint32_t> flowBackends;
   datapath::CounterSnapshot counters;

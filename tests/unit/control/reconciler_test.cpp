@@ -102,6 +102,26 @@ TEST_F(ReconcilerTest, UnchangedConfigSwapsNothingAndChangedVipSwapsOnlyItself) 
   EXPECT_EQ(dp.rings.at(vipId("dns")).generation, 2u);
 }
 
+TEST_F(ReconcilerTest, OneApplySwapsEveryChangedRingInOneCall) {
+  auto cfg = makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}}),
+                         makeVip("dns", "198.51.100.11", {{"10.0.0.3", 100}}),
+                         makeVip("ntp", "198.51.100.12", {{"10.0.0.5", 100}})});
+  ASSERT_TRUE(rec.apply(cfg));
+  EXPECT_EQ(dp.swapCalls, 1);
+  EXPECT_EQ(dp.rings.size(), 3u);
+  // Two of three VIPs change: one more call, carrying both.
+  cfg.vips[0].backends.push_back({ip("10.0.0.2"), 100, {}});
+  cfg.vips[2].backends.push_back({ip("10.0.0.6"), 100, {}});
+  ASSERT_TRUE(rec.apply(cfg));
+  EXPECT_EQ(dp.swapCalls, 2);
+  EXPECT_EQ(dp.swaps[vipId("web")], 2);
+  EXPECT_EQ(dp.swaps[vipId("dns")], 1);
+  EXPECT_EQ(dp.swaps[vipId("ntp")], 2);
+  // Nothing changed: no call at all.
+  ASSERT_TRUE(rec.apply(cfg));
+  EXPECT_EQ(dp.swapCalls, 2);
+}
+
 TEST_F(ReconcilerTest, BackendIdsAreStableAcrossReloads) {
   auto cfg = makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}, {"10.0.0.2", 100}})});
   ASSERT_TRUE(rec.apply(cfg));
