@@ -361,9 +361,16 @@ int cmdDetach(std::vector<std::string> args) {
     std::cerr << "xdplb detach: " << r.error().message() << "\n";
     return 1;
   }
-  std::cout << "detached xdp_balancer from";
-  for (const auto& i : cfg->daemon.interfaces) std::cout << " " << i;
-  std::cout << " and removed " << cfg->daemon.pinPath << "\n";
+  if (r->empty()) {
+    std::cout << "xdp_balancer was attached to none of";
+    for (const auto& i : cfg->daemon.interfaces) std::cout << " " << i;
+    std::cout << ";";
+  } else {
+    std::cout << "detached xdp_balancer from";
+    for (const auto& i : *r) std::cout << " " << i;
+    std::cout << ";";
+  }
+  std::cout << " removed " << cfg->daemon.pinPath << "\n";
   return 0;
 }
 

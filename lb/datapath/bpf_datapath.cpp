@@ -187,8 +187,15 @@ std::pair<std::string, int> attachedProgram(int ifindex, uint32_t* attachFlags) 
 // Attaches prog_fd to ifindex: atomically replacing a program of one of the
 // names in `ours`, else through libxdp (which falls back to a single-program
 // attach where its dispatcher is refused), else through plain netlink.
-Result<std::string> attachProgram(int progFd, const std::string& iface, XdpMode mode,
-                                  std::initializer_list<const char*> ours) {
+// How a program went onto an interface; fresh when nothing was attached there
+// before (so undoing the attach restores what was).
+struct Attached {
+  std::string how;
+  bool fresh = false;
+};
+
+Result<Attached> attachProgram(int progFd, const std::string& iface, XdpMode mode,
+                               std::initializer_list<const char*> ours) {
   const int ifindex = static_cast<int>(if_nametoindex(iface.c_str()));
   if (ifindex == 0) return makeError("no interface named '" + iface + "'");
   const auto [xmode, flags] = modeFlags(mode);
@@ -199,8 +206,8 @@ Result<std::string> attachProgram(int progFd, const std::string& iface, XdpMode 
     // netlink attach without UPDATE_IF_NOEXIST swaps it atomically.
     const int rc = bpf_xdp_attach(ifindex, progFd, flags ? flags : oldFlags, nullptr);
     if (rc != 0) return errnoError(rc, "replace the XDP program on " + iface);
-    return "replaced the attached program (" + name.substr(1) +
-           ") atomically; its name is unreadable without CAP_SYS_ADMIN";
+    return Attached{"replaced the attached program (" + name.substr(1) +
+                    ") atomically; its name is unreadable without CAP_SYS_ADMIN"};
   }
   if (oldFd >= 0) {
     bool mine = false;
@@ -217,7 +224,7 @@ Result<std::string> attachProgram(int progFd, const std::string& iface, XdpMode 
     const int rc = bpf_xdp_attach(ifindex, progFd, use | XDP_FLAGS_REPLACE, &opts);
     ::close(oldFd);
     if (rc != 0) return errnoError(rc, "replace the XDP program on " + iface);
-    return std::string("replaced the running ") + name + " atomically";
+    return Attached{"replaced the running " + name + " atomically"};
   }
   // libxdp reads the program's BTF, which needs CAP_SYS_ADMIN (it crashes
   // without it here); under the least-privilege unit we attach directly.
@@ -225,7 +232,7 @@ Result<std::string> attachProgram(int progFd, const std::string& iface, XdpMode 
   if (xp && !libxdp_get_error(xp)) {
     const int rc = xdp_program__attach(xp, ifindex, xmode, 0);
     xdp_program__close(xp);
-    if (rc == 0) return std::string("attached through libxdp");
+    if (rc == 0) return Attached{"attached through libxdp", true};
     spdlog::debug("libxdp attach on {} failed ({}); plain netlink attach", iface,
                   std::strerror(-rc));
   }
@@ -236,19 +243,20 @@ Result<std::string> attachProgram(int progFd, const std::string& iface, XdpMode 
                            : "";
     return errnoError(rc, "attach XDP to " + iface + hint);
   }
-  return std::string("attached (single program)");
+  return Attached{"attached (single program)", true};
 }
 
-Result<> detachProgram(const std::string& iface, std::initializer_list<const char*> ours) {
+// True when a program was detached, false when none was attached.
+Result<bool> detachProgram(const std::string& iface, std::initializer_list<const char*> ours) {
   const int ifindex = static_cast<int>(if_nametoindex(iface.c_str()));
   if (ifindex == 0) return makeError("no interface named '" + iface + "'");
   uint32_t flags = 0;
   auto [name, fd] = attachedProgram(ifindex, &flags);
   if (fd == -2) {
     if (bpf_xdp_detach(ifindex, flags, nullptr) != 0) return errnoError(errno, "detach XDP from " + iface);
-    return {};
+    return true;
   }
-  if (fd < 0) return {};
+  if (fd < 0) return false;
   bool mine = false;
   for (const char* n : ours) mine = mine || name == n;
   if (!mine) {
@@ -261,7 +269,7 @@ Result<> detachProgram(const std::string& iface, std::initializer_list<const cha
   const int rc = bpf_xdp_attach(ifindex, -1, flags | XDP_FLAGS_REPLACE, &opts);
   ::close(fd);
   if (rc != 0) return errnoError(rc, "detach XDP from " + iface);
-  return {};
+  return true;
 }
 
 Result<TestRunResult> runProgram(int progFd, std::span<const uint8_t> packet,
@@ -467,7 +475,7 @@ Result<std::unique_ptr<BpfDatapath>> BpfDatapath::open(const Options& options) {
     }
   }
   if (int rc = balancer::load(s); rc != 0)
-    return errnoError(rc, "load xdp_balancer (needs CAP_BPF and CAP_PERFMON; see the log above)");
+    return errnoError(rc, "load xdp_balancer (needs CAP_BPF, CAP_PERFMON and, for the lb_tx_ports devmap, CAP_NET_ADMIN; see the log above)");
 
   if (auto listed = dp->listVips(); listed)
     dp->vips_ = *listed;
@@ -496,26 +504,42 @@ int BpfDatapath::mapFd(const std::string& name) const {
 }
 
 Result<> BpfDatapath::attach(const std::vector<std::string>& interfaces, XdpMode mode) {
+  // A start that fails on one interface takes the program off the interfaces
+  // it attached to in this call, so no half-started balancer is left behind.
+  // Interfaces where a previous xdp_balancer ran keep the new one: they
+  // forwarded before this start and still do (contract 4).
+  std::vector<std::string> fresh;
+  auto undo = [&](Error err) -> Result<> {
+    for (const auto& done : fresh)
+      if (auto r = detachProgram(done, {"xdp_balancer", "xdp_dispatcher"}); r && *r)
+        spdlog::warn("xdp_balancer taken off {} again: the start failed", done);
+    return std::unexpected(std::move(err));
+  };
   for (const auto& iface : interfaces) {
-    auto how = attachProgram(progFd(), iface, mode, {"xdp_balancer"});
-    if (!how) return std::unexpected(how.error());
+    auto attached = attachProgram(progFd(), iface, mode, {"xdp_balancer"});
+    if (!attached) return undo(attached.error());
+    if (attached->fresh) fresh.push_back(iface);
     const uint32_t ifindex = if_nametoindex(iface.c_str());
-    if (auto r = mapUpdate(skel_->maps.lb_tx_ports, &ifindex, &ifindex); !r) return r;
-    spdlog::info("xdp_balancer on {}: {}", iface, *how);
+    if (auto r = mapUpdate(skel_->maps.lb_tx_ports, &ifindex, &ifindex); !r) return undo(r.error());
+    spdlog::info("xdp_balancer on {}: {}", iface, attached->how);
   }
   return {};
 }
 
-Result<> BpfDatapath::detachAll(const std::string& pinPath,
-                                const std::vector<std::string>& interfaces) {
-  for (const auto& iface : interfaces)
-    if (auto r = detachProgram(iface, {"xdp_balancer", "xdp_dispatcher"}); !r) return r;
+Result<std::vector<std::string>> BpfDatapath::detachAll(
+    const std::string& pinPath, const std::vector<std::string>& interfaces) {
+  std::vector<std::string> detached;
+  for (const auto& iface : interfaces) {
+    auto r = detachProgram(iface, {"xdp_balancer", "xdp_dispatcher"});
+    if (!r) return std::unexpected(r.error());
+    if (*r) detached.push_back(iface);
+  }
   if (!pinPath.empty()) {
     std::error_code ec;
     std::filesystem::remove_all(pinPath, ec);
     if (ec) return std::unexpected(Error{ec, "remove " + pinPath});
   }
-  return {};
+  return detached;
 }
 
 Result<> BpfDatapath::setConfig(const GlobalConfig& c) {
@@ -1041,7 +1065,7 @@ Result<std::unique_ptr<Decap>> Decap::open() {
   routeLibraryLogs();
   std::unique_ptr<Decap> d(new Decap());
   d->skel_ = decap::open_and_load();
-  if (!d->skel_) return errnoError(errno, "load xdp_decap (needs CAP_BPF)");
+  if (!d->skel_) return errnoError(errno, "load xdp_decap (needs CAP_BPF and CAP_PERFMON)");
   return d;
 }
 
@@ -1059,14 +1083,17 @@ Result<> Decap::addAddress(const IpAddr& addr) {
 }
 
 Result<> Decap::attach(const std::string& interface, XdpMode mode) {
-  auto how = attachProgram(bpf_program__fd(skel_->progs.xdp_decap), interface, mode, {"xdp_decap"});
-  if (!how) return std::unexpected(how.error());
-  spdlog::debug("xdp_decap on {}: {}", interface, *how);
+  auto attached =
+      attachProgram(bpf_program__fd(skel_->progs.xdp_decap), interface, mode, {"xdp_decap"});
+  if (!attached) return std::unexpected(attached.error());
+  spdlog::debug("xdp_decap on {}: {}", interface, attached->how);
   return {};
 }
 
 Result<> Decap::detach(const std::string& interface) {
-  return detachProgram(interface, {"xdp_decap", "xdp_dispatcher"});
+  auto r = detachProgram(interface, {"xdp_decap", "xdp_dispatcher"});
+  if (!r) return std::unexpected(r.error());
+  return {};
 }
 
 Result<TestRunResult> Decap::testRun(std::span<const uint8_t> packet) {

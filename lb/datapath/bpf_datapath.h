@@ -46,12 +46,13 @@ class BpfDatapath : public Datapath {
   bool adopted() const { return adopted_; }
 
   // Attaches xdp_balancer to each interface (replacing a previous
-  // xdp_balancer atomically) and adds it to lb_tx_ports.
+  // xdp_balancer atomically) and adds it to lb_tx_ports. On failure the
+  // interfaces this call attached to are detached again.
   [[nodiscard]] Result<> attach(const std::vector<std::string>& interfaces, XdpMode mode);
   // The real shutdown: detaches xdp_balancer from the interfaces and removes
-  // the pinned maps.
-  [[nodiscard]] static Result<> detachAll(const std::string& pinPath,
-                                          const std::vector<std::string>& interfaces);
+  // the pinned maps. Returns the interfaces it was detached from.
+  [[nodiscard]] static Result<std::vector<std::string>> detachAll(
+      const std::string& pinPath, const std::vector<std::string>& interfaces);
 
   Result<> setConfig(const GlobalConfig& config) override;
   Result<> putVip(const VipKey& key, uint32_t vipId) override;

@@ -37,7 +37,8 @@ class BalancerTest : public ::testing::Test {
     auto n = enterTestNet();
     ASSERT_TRUE(n) << n.error().message();
     net = *n;
-    auto d = BpfDatapath::open({.pinPath = "", .maxVips = 16, .maxBackends = 64, .flowTableSize = 65536});
+    auto d = BpfDatapath::open(
+        {.pinPath = "", .maxVips = 16, .maxBackends = 64, .flowTableSize = 65536});
     ASSERT_TRUE(d) << d.error().message();
     dp = std::move(*d);
     ASSERT_TRUE(dp->setConfig({kSeed, ip("10.99.0.1"), ip("fd00:99::1")}));
@@ -80,7 +81,8 @@ class BalancerTest : public ::testing::Test {
     return s;
   }
   uint32_t expected(const std::vector<uint32_t>& slots, const PacketSpec& s) {
-    return control::ringPick(slots, control::flowHash(s.src, s.sport, s.dst, s.dport, s.proto, kSeed));
+    return control::ringPick(slots,
+                             control::flowHash(s.src, s.sport, s.dst, s.dport, s.proto, kSeed));
   }
 
   TestNet net;
@@ -105,7 +107,8 @@ void checkEncap(const std::vector<uint8_t>& in, const std::vector<uint8_t>& out,
   EXPECT_EQ(be16(out, l2 - 2), v4Outer ? 0x0800 : 0x86dd);
   const size_t o = l2;
   const bool innerV4 = (in[l2] >> 4) == 4;
-  const uint16_t innerLen = innerV4 ? be16(in, l2 + 2) : static_cast<uint16_t>(40 + be16(in, l2 + 4));
+  const uint16_t innerLen =
+      innerV4 ? be16(in, l2 + 2) : static_cast<uint16_t>(40 + be16(in, l2 + 4));
   const uint8_t innerTos = innerV4 ? in[l2 + 1] : static_cast<uint8_t>(be16(in, l2) >> 4);
   if (v4Outer) {
     EXPECT_EQ(out[o], 0x45);
@@ -223,7 +226,8 @@ TEST_F(BalancerTest, FlowsSpreadOverTheRingExactlyAsUserspacePredicts) {
   int mismatches = 0;
   for (int i = 0; i < kFlows; ++i) {
     uint8_t a[4] = {203, 0, static_cast<uint8_t>(rng() % 256), static_cast<uint8_t>(rng() % 256)};
-    auto s = flow("203.0.113.1", "198.51.100.10", static_cast<uint16_t>(1024 + rng() % 60000), 80, kTcpSyn);
+    auto s = flow("203.0.113.1", "198.51.100.10", static_cast<uint16_t>(1024 + rng() % 60000), 80,
+                  kTcpSyn);
     s.src = IpAddr::v4(a);
     auto r = run(s);
     ASSERT_EQ(r.action, XDP_TX);
@@ -453,7 +457,8 @@ TEST_F(BalancerTest, RingSwapUnderLoadNeverMixesRings) {
   std::thread sender([&] {
     std::mt19937 rng(3);
     while (!stop && runs < 200000) {
-      auto s = flow("203.0.113.9", "198.51.100.10", static_cast<uint16_t>(1024 + rng() % 60000), 80, kTcpSyn);
+      auto s = flow("203.0.113.9", "198.51.100.10", static_cast<uint16_t>(1024 + rng() % 60000), 80,
+                    kTcpSyn);
       auto r = dp->testRun(build(s), net.ifindex);
       ++runs;
       if (!r || r->action != XDP_TX) {
@@ -598,6 +603,22 @@ TEST_F(BalancerTest, AnotherEgressInterfaceIsAnXdpRedirectThroughTheDevmap) {
   ASSERT_TRUE(BpfDatapath::detachAll("", {"veth-lb", "veth-b"}));
 }
 
+TEST_F(BalancerTest, AFailedAttachTakesOffOnlyWhatItAttached) {
+  // Nothing attached before: a failure on the second interface leaves none.
+  auto bad = dp->attach({"veth-lb", "no-such-if9"}, datapath::XdpMode::Native);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message().find("no-such-if9"), std::string::npos) << bad.error().message();
+  auto none = BpfDatapath::detachAll("", {"veth-lb"});
+  ASSERT_TRUE(none);
+  EXPECT_TRUE(none->empty()) << "xdp_balancer left on veth-lb after a failed attach";
+  // A running balancer (a restart's case) keeps forwarding through a failed start.
+  ASSERT_TRUE(dp->attach({"veth-lb"}, datapath::XdpMode::Native));
+  ASSERT_FALSE(dp->attach({"veth-lb", "no-such-if9"}, datapath::XdpMode::Native));
+  auto kept = BpfDatapath::detachAll("", {"veth-lb"});
+  ASSERT_TRUE(kept);
+  EXPECT_EQ(*kept, std::vector<std::string>{"veth-lb"});
+}
+
 TEST_F(BalancerTest, ANeighbourChangeIsFollowedWithinASecond) {
   vip("198.51.100.10", 80, 1);
   backend(1, "10.99.0.11", 1);
@@ -608,7 +629,9 @@ TEST_F(BalancerTest, ANeighbourChangeIsFollowedWithinASecond) {
     return std::vector<uint8_t>(r.output.begin(), r.output.begin() + 6);
   };
   ASSERT_EQ(dmac(), (std::vector<uint8_t>{0x02, 0, 0, 0, 0, 0xbb}));
-  ASSERT_EQ(std::system("ip neigh replace 10.99.0.11 lladdr 02:00:00:00:00:dd nud permanent dev veth-lb"), 0);
+  ASSERT_EQ(
+      std::system("ip neigh replace 10.99.0.11 lladdr 02:00:00:00:00:dd nud permanent dev veth-lb"),
+      0);
   const auto start = std::chrono::steady_clock::now();
   std::vector<uint8_t> now;
   while (std::chrono::steady_clock::now() - start < std::chrono::seconds(2)) {
@@ -654,7 +677,8 @@ TEST_F(DecapTest, RemovesEachTunnelFamilyAndPassesTheRest) {
     const size_t l2 = s.vlan ? 18 : 14;
     ASSERT_EQ(r->output.size(), original.size()) << describe(r->output);
     EXPECT_TRUE(std::equal(original.begin() + 12, original.end(), r->output.begin() + 12))
-        << dst << "\n" << describe(r->output);
+        << dst << "\n"
+        << describe(r->output);
     (void)l2;
   }
   // Ordinary traffic and tunnels to someone else: untouched.
