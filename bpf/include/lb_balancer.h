@@ -23,13 +23,20 @@
 static __always_inline int lb_match_vip(void *data, void *data_end, struct lb_pkt *p,
 					__u32 *vip_id)
 {
-	struct lb_vip_key k = {};
+	/* Written as whole words, like the flow key (see struct lb_pkt):
+	 * w[2] holds port | proto << 16 | family << 24 (bytes 16..19 of the
+	 * key; the upper half lies beyond the 20-byte key). */
+	union {
+		struct lb_vip_key k;
+		__u64 w[3];
+	} k;
+	__u64 tail = (__u64)p->key.proto << 16 | (__u64)p->key.family << 24;
 	struct lb_vip_value *v0, *v;
 	int rc;
 
-	__builtin_memcpy(k.addr, p->key.dst, 16);
-	k.proto = p->key.proto;
-	k.family = p->key.family;
+	k.w[0] = p->key_words[2];
+	k.w[1] = p->key_words[3];
+	k.w[2] = tail;
 	v0 = bpf_map_lookup_elem(&lb_vips, &k);
 	if (!v0)
 		return LB_R_PASS_NOT_VIP;
@@ -41,7 +48,7 @@ static __always_inline int lb_match_vip(void *data, void *data_end, struct lb_pk
 	if (rc >= 0)
 		return rc;
 	if (v0->flags & LB_VIP_F_HAS_PORTS) {
-		k.port = p->key.dport;
+		k.w[2] = tail | p->key.dport;
 		v = bpf_map_lookup_elem(&lb_vips, &k);
 		if (v) {
 			*vip_id = v->vip_id;
