@@ -76,7 +76,7 @@ static __always_inline int lb_balance(struct xdp_md *ctx)
 	struct lb_flow_value *fv;
 	struct lb_nexthop *nh = 0;
 	struct lb_vip_stats *vs;
-	__u32 vip_id = 0, backend_id = 0, hash, zero = 0;
+	__u32 vip_id = 0, backend_id = 0, hash = 0, zero = 0;
 	__u64 now = 0, bytes;
 	int rc, new_flow = 0;
 
@@ -92,7 +92,6 @@ static __always_inline int lb_balance(struct xdp_md *ctx)
 	cfg = bpf_map_lookup_elem(&lb_config, &zero);
 	if (!cfg)
 		return lb_exit(LB_R_DROP_INTERNAL, bytes, XDP_DROP);
-	hash = lb_flow_hash(&p.key, cfg->hash_seed);
 
 	/* A SYN is always a new flow: it takes the ring. */
 	if (!p.syn) {
@@ -104,11 +103,18 @@ static __always_inline int lb_balance(struct xdp_md *ctx)
 			    (p.key.proto != IPPROTO_UDP ||
 			     now - fv->last_seen_ns < LB_UDP_FLOW_TIMEOUT_NS)) {
 				backend_id = fv->backend_id;
+				hash = fv->hash;
 				if (now - fv->last_seen_ns > LB_FLOW_REFRESH_NS)
 					fv->last_seen_ns = now;
 			}
 		}
 	}
+	/* The flow hash (ten serial murmur rounds, about half of the
+	 * program's own time on a flow-table hit) is needed to pick a ring
+	 * slot and for the IPv6 flow label; a known flow keeps it in its
+	 * entry, so only a new flow computes it. */
+	if (!backend_id)
+		hash = lb_flow_hash(&p.key, cfg->hash_seed);
 	if (!backend_id) {
 		void *ring = bpf_map_lookup_elem(&lb_rings, &vip_id);
 		__u32 slot = LB_RING_SIZE_SLOT, *m, *id;
@@ -128,7 +134,7 @@ static __always_inline int lb_balance(struct xdp_md *ctx)
 			return lb_exit(LB_R_DROP_NO_BACKEND, bytes, XDP_DROP);
 		if (!now)
 			now = bpf_ktime_get_coarse_ns();
-		struct lb_flow_value nv = {.backend_id = backend_id, .vip_id = vip_id,
+		struct lb_flow_value nv = {.backend_id = backend_id, .hash = hash,
 					   .last_seen_ns = now};
 		bpf_map_update_elem(&lb_flows, &p.key, &nv, BPF_ANY);
 		new_flow = 1;

@@ -10,7 +10,7 @@
 
 #include <linux/types.h>
 
-#define LB_LAYOUT_VERSION 1
+#define LB_LAYOUT_VERSION 2
 
 #define LB_FAMILY_V4 4
 #define LB_FAMILY_V6 6
@@ -117,8 +117,10 @@ struct lb_flow_key {
 
 struct lb_flow_value {
 	__u32 backend_id;
-	__u32 vip_id;
-	__u64 last_seen_ns; /* bpf_ktime_get_ns() */
+	__u32 hash;         /* lb_flow_hash of the key, computed once when the
+			     * entry is made: a flow-table hit needs it only
+			     * for the IPv6 flow label and skips the hash */
+	__u64 last_seen_ns; /* bpf_ktime_get_coarse_ns() */
 };
 
 /* ---- lb_config: ARRAY[1] of lb_config ------------------------------------- */

@@ -153,6 +153,19 @@ TEST_F(BalancerTest, SixInSix) {
   EXPECT_EQ(r.action, XDP_TX);
   checkEncap(in, r.output, 14, ip("fd00:99::1"), ip("fd00:99::11"),
              control::flowHash(s.src, s.sport, s.dst, s.dport, 6, kSeed));
+
+  // A later packet hits the flow table, which skips the hash and takes the
+  // flow label from the entry: it must be the same label.
+  s.tcpFlags = kTcpAck;
+  const auto in2 = build(s);
+  r = run(s);
+  EXPECT_EQ(r.action, XDP_TX);
+  checkEncap(in2, r.output, 14, ip("fd00:99::1"), ip("fd00:99::11"),
+             control::flowHash(s.src, s.sport, s.dst, s.dport, 6, kSeed));
+  auto c = dp->readCounters();
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->vips[2].packets, 2u);
+  EXPECT_EQ(c->vips[2].newFlows, 1u) << "the second packet must be a flow-table hit";
 }
 
 TEST_F(BalancerTest, FourInSix) {
