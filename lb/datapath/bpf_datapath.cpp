@@ -111,13 +111,15 @@ std::string pinnedMismatch(bpf_map* map, const std::string& path) {
     why = "cannot read " + path;
   } else if (info.type != bpf_map__type(map) || info.key_size != bpf_map__key_size(map) ||
              info.value_size != bpf_map__value_size(map) ||
-             info.max_entries != bpf_map__max_entries(map)) {
-    why = std::string(bpf_map__name(map)) + " differs (type/key/value/entries " +
+             info.max_entries != bpf_map__max_entries(map) ||
+             info.map_flags != bpf_map__map_flags(map)) {
+    why = std::string(bpf_map__name(map)) + " differs (type/key/value/entries/flags " +
           std::to_string(info.type) + "/" + std::to_string(info.key_size) + "/" +
-          std::to_string(info.value_size) + "/" + std::to_string(info.max_entries) + ", want " +
-          std::to_string(bpf_map__type(map)) + "/" + std::to_string(bpf_map__key_size(map)) + "/" +
-          std::to_string(bpf_map__value_size(map)) + "/" +
-          std::to_string(bpf_map__max_entries(map)) + ")";
+          std::to_string(info.value_size) + "/" + std::to_string(info.max_entries) + "/" +
+          std::to_string(info.map_flags) + ", want " + std::to_string(bpf_map__type(map)) + "/" +
+          std::to_string(bpf_map__key_size(map)) + "/" + std::to_string(bpf_map__value_size(map)) +
+          "/" + std::to_string(bpf_map__max_entries(map)) + "/" +
+          std::to_string(bpf_map__map_flags(map)) + ")";
   } else if (std::string(bpf_map__name(map)) == "lb_config") {
     uint32_t zero = 0;
     lb_config cfg{};
@@ -307,7 +309,16 @@ Result<std::unique_ptr<BpfDatapath>> BpfDatapath::open(const Options& options) {
   bpf_map__set_max_entries(s->maps.lb_backends, backends);
   bpf_map__set_max_entries(s->maps.lb_nexthops, backends);
   bpf_map__set_max_entries(s->maps.lb_backend_stats, backends);
-  bpf_map__set_max_entries(s->maps.lb_flows, options.flowTableSize);
+  // lb_flows has an LRU list per CPU (BPF_F_NO_COMMON_LRU); the kernel
+  // rounds its size up to a multiple of the possible CPUs, so we do it here
+  // and a restarted daemon finds the size it asks for (pinnedMismatch).
+  const uint64_t flows = (uint64_t{options.flowTableSize} + dp->ncpus_ - 1) / dp->ncpus_ * dp->ncpus_;
+  if (flows > UINT32_MAX) return makeError("flow_table_size too large");
+  bpf_map__set_max_entries(s->maps.lb_flows, static_cast<uint32_t>(flows));
+  if (const long online = sysconf(_SC_NPROCESSORS_ONLN); online > 0 && online < dp->ncpus_)
+    spdlog::warn("{} CPUs possible but {} online: the flow table gives each possible CPU {} "
+                 "entries, so only {} are usable now",
+                 dp->ncpus_, online, flows / dp->ncpus_, flows / dp->ncpus_ * online);
 
   if (!options.pinPath.empty()) {
     if (auto r = checkBpfFs(options.pinPath); !r) return std::unexpected(r.error());

@@ -3,6 +3,7 @@
 // field by field; a failure prints the packet.
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
+#include <sched.h>
 
 #include <atomic>
 #include <map>
@@ -259,6 +260,56 @@ TEST_F(BalancerTest, FlowsSpreadOverTheRingExactlyAsUserspacePredicts) {
   for (uint32_t id = 1; id <= 3; ++id) sum += c->backends[id].packets;
   EXPECT_EQ(sum, uint64_t(kFlows));
   EXPECT_EQ(c->backends[3].packets, got[addrs.at(3)]);
+}
+
+// The flow table has an LRU list per CPU (BPF_F_NO_COMMON_LRU) but one hash
+// table: a flow made on one CPU is found from another (an RSS change, a
+// fragment on another queue), and keeps its backend there.
+TEST_F(BalancerTest, AFlowMadeOnOneCpuIsFoundOnAnother) {
+  cpu_set_t allowed;
+  ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
+  std::vector<int> cpus;
+  for (int c = 0; c < CPU_SETSIZE && cpus.size() < 2; ++c)
+    if (CPU_ISSET(c, &allowed)) cpus.push_back(c);
+  if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs to run on";
+  auto pinTo = [](int cpu) {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    return sched_setaffinity(0, sizeof one, &one) == 0;
+  };
+  struct Restore {
+    cpu_set_t set;
+    ~Restore() { sched_setaffinity(0, sizeof set, &set); }
+  } restore{allowed};
+
+  vip("198.51.100.10", 80, 1);
+  for (uint32_t id = 1; id <= 4; ++id) backend(id, ("10.99.0." + std::to_string(10 + id)).c_str(), 1);
+  const auto slots = ring(1, {{1, 100}, {2, 100}, {3, 100}, {4, 100}});
+  auto s = flow("203.0.113.9", "198.51.100.10", 40123, 80, kTcpSyn);
+  ASSERT_TRUE(pinTo(cpus[0]));
+  auto r = run(s);
+  ASSERT_EQ(r.action, XDP_TX);
+  const auto first = outerDestination(r.output);
+  ASSERT_TRUE(first);
+  EXPECT_EQ(*first, addrs.at(expected(slots, s)));
+
+  // The ring changes so that a ring pick would move the flow; the flow
+  // table must keep it, on the other CPU too.
+  std::vector<std::pair<uint32_t, uint32_t>> others;
+  for (uint32_t id = 1; id <= 4; ++id)
+    if (addrs.at(id) != *first) others.push_back({id, 100});
+  ring(1, others, 2);
+  ASSERT_TRUE(pinTo(cpus[1]));
+  s.tcpFlags = kTcpAck;
+  r = run(s);
+  ASSERT_EQ(r.action, XDP_TX);
+  const auto second = outerDestination(r.output);
+  ASSERT_TRUE(second);
+  EXPECT_EQ(*second, *first) << "the flow was not found from CPU " << cpus[1];
+  auto c = dp->readCounters();
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->vips[1].newFlows, 1u);
 }
 
 TEST_F(BalancerTest, FlowTableKeepsBackendsAcrossSwapsDrainingKeepsDownLoses) {
