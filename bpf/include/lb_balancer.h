@@ -17,7 +17,8 @@
 
 /* VIP of the packet (contract: see lb_vips in lb_shared.h): the port-0 entry
  * of the address+protocol first, so traffic to other addresses costs one
- * lookup; then the exact port when the address has port VIPs. IPv4
+ * lookup; then the port VIPs it lists, and the exact port only when the
+ * address has more port VIPs than it lists. IPv4
  * fragments, first and later, go to the port-0 entry's fragment VIP and hash
  * with ports 0, so every fragment of a datagram reaches the same backend. */
 static __always_inline int lb_match_vip(void *data, void *data_end, struct lb_pkt *p,
@@ -48,6 +49,15 @@ static __always_inline int lb_match_vip(void *data, void *data_end, struct lb_pk
 	if (rc >= 0)
 		return rc;
 	if (v0->flags & LB_VIP_F_HAS_PORTS) {
+#pragma unroll
+		for (int i = 0; i < LB_VIP_INLINE_PORTS; i++) {
+			if (v0->port_vip_ids[i] && v0->ports[i] == p->key.dport) {
+				*vip_id = v0->port_vip_ids[i];
+				return -1;
+			}
+		}
+	}
+	if (v0->flags & LB_VIP_F_MORE_PORTS) {
 		k.w[2] = tail | p->key.dport;
 		v = bpf_map_lookup_elem(&lb_vips, &k);
 		if (v) {

@@ -419,23 +419,30 @@ Result<> BpfDatapath::setConfig(const GlobalConfig& c) {
 
 // The port-0 entry of (addr, proto): the every-port VIP if there is one, else
 // an alias while port VIPs exist; its fragment target is the every-port VIP,
-// else the only port VIP, else none (fragments dropped, counted).
+// else the only port VIP, else none (fragments dropped, counted). It lists
+// the first LB_VIP_INLINE_PORTS port VIPs (in port order) so that packets to
+// them cost one lookup; with more, the datapath looks up the exact port.
 Result<> BpfDatapath::writeVipEntries(const IpAddr& addr, uint8_t proto) {
   uint32_t port0 = 0, portCount = 0, onlyPortVip = 0;
+  lb_vip_value v{};
   for (const auto& [k, id] : vips_) {
     if (k.addr != addr || k.proto != proto) continue;
     if (k.port == 0) {
       port0 = id;
     } else {
+      if (portCount < LB_VIP_INLINE_PORTS) {
+        v.ports[portCount] = htons(k.port);
+        v.port_vip_ids[portCount] = id;
+      }
       ++portCount;
       onlyPortVip = id;
     }
   }
   const lb_vip_key key0 = vipKey(addr, 0, proto);
   if (!port0 && portCount == 0) return mapDelete(skel_->maps.lb_vips, &key0);
-  lb_vip_value v{};
   v.vip_id = port0;
-  v.flags = (port0 ? 0 : LB_VIP_F_ALIAS) | (portCount ? LB_VIP_F_HAS_PORTS : 0);
+  v.flags = (port0 ? 0 : LB_VIP_F_ALIAS) | (portCount ? LB_VIP_F_HAS_PORTS : 0) |
+            (portCount > LB_VIP_INLINE_PORTS ? LB_VIP_F_MORE_PORTS : 0);
   v.frag_vip_id = port0 ? port0 : (portCount == 1 ? onlyPortVip : 0);
   return mapUpdate(skel_->maps.lb_vips, &key0, &v);
 }
@@ -456,11 +463,14 @@ Result<> BpfDatapath::putVip(const VipKey& key, uint32_t vipId) {
 
 Result<> BpfDatapath::removeVip(const VipKey& key) {
   vips_.erase(key);
+  // The port-0 entry lists port VIPs itself: it stops naming this one
+  // before its exact entry goes.
+  if (auto r = writeVipEntries(key.addr, key.proto); !r) return r;
   if (key.port != 0) {
     const lb_vip_key k = vipKey(key.addr, key.port, key.proto);
     if (auto r = mapDelete(skel_->maps.lb_vips, &k); !r) return r;
   }
-  return writeVipEntries(key.addr, key.proto);
+  return {};
 }
 
 Result<std::map<VipKey, uint32_t>> BpfDatapath::listVips() {

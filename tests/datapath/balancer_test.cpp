@@ -347,6 +347,49 @@ TEST_F(BalancerTest, FlowTableKeepsBackendsAcrossSwapsDrainingKeepsDownLoses) {
   EXPECT_EQ(*ids, (std::unordered_set<uint32_t>{2}));
 }
 
+// The port-0 entry lists LB_VIP_INLINE_PORTS port VIPs of its address;
+// more of them take a second, exact lookup. Either way each port reaches
+// its own VIP, an every-port VIP of the address takes the other ports, and
+// a removed VIP stops matching while the others (one moving into the list)
+// keep theirs.
+TEST_F(BalancerTest, EveryPortVipOfAnAddressMatchesWithMorePortsThanTheEntryLists) {
+  constexpr uint32_t kPorts = LB_VIP_INLINE_PORTS + 2;
+  auto portOf = [](uint32_t id) { return static_cast<uint16_t>(8000 + id * 11); };
+  for (uint32_t id = 1; id <= kPorts; ++id) {
+    vip("198.51.100.10", portOf(id), id);
+    backend(id, ("10.99.0." + std::to_string(10 + id)).c_str(), id);
+    ring(id, {{id, 100}});
+  }
+  auto hits = [&](std::set<uint32_t> removed) {
+    for (uint32_t id = 1; id <= kPorts; ++id) {
+      auto r = run(flow("203.0.113.9", "198.51.100.10", 40000, portOf(id), kTcpSyn));
+      if (removed.count(id)) {
+        EXPECT_EQ(r.action, XDP_PASS) << "removed VIP " << id << " still matches";
+        continue;
+      }
+      EXPECT_EQ(r.action, XDP_TX) << "port " << portOf(id);
+      EXPECT_EQ(outerDestination(r.output), addrs.at(id)) << "port " << portOf(id);
+    }
+    auto r = run(flow("203.0.113.9", "198.51.100.10", 40000, 7999, kTcpSyn));
+    return r;
+  };
+  EXPECT_EQ(hits({}).action, XDP_PASS) << "a port no VIP has";
+  // An every-port VIP of the same address takes the unlisted ports only.
+  vip("198.51.100.10", 0, kPorts + 1);
+  backend(kPorts + 1, "10.99.0.30", kPorts + 1);
+  ring(kPorts + 1, {{kPorts + 1, 100}});
+  auto r = hits({});
+  EXPECT_EQ(r.action, XDP_TX);
+  EXPECT_EQ(outerDestination(r.output), ip("10.99.0.30"));
+  ASSERT_TRUE(dp->removeVip({ip("198.51.100.10"), 0, 6}));
+  ASSERT_TRUE(dp->removeVip({ip("198.51.100.10"), portOf(2), 6}));
+  EXPECT_EQ(hits({2}).action, XDP_PASS);
+  auto c = dp->readCounters();
+  ASSERT_TRUE(c);
+  for (uint32_t id = 1; id <= kPorts; ++id)
+    EXPECT_EQ(c->vips[id].packets, id == 2 ? 2u : 3u) << "VIP " << id;
+}
+
 TEST_F(BalancerTest, NotAVipPassesUntouched) {
   vip("198.51.100.10", 80, 1);
   vip("198.51.100.30", 0, 2);
