@@ -41,14 +41,12 @@ struct {
 	__type(value, struct lb_backend);
 } lb_backends SEC(".maps");
 
-/* One hash table, so every CPU finds every flow (RSS changes, fragments on
- * another queue), but an LRU list per CPU: an insert takes a node from its
- * own CPU's list without the common LRU's global lock, and evicts its own
- * CPU's least recent flow. Each CPU therefore holds max_entries / possible
- * CPUs flows it created (docs/design.md, "Flow table"). */
+/* One table with one common LRU: every CPU finds every flow (RSS changes,
+ * fragments on another queue) and the whole table serves whichever CPUs
+ * are busy. Per-CPU LRU lists (BPF_F_NO_COMMON_LRU) were measured and
+ * not taken (docs/design.md, "Flow table"). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__uint(max_entries, 65536);
 	__type(key, struct lb_flow_key);
 	__type(value, struct lb_flow_value);

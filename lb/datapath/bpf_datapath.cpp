@@ -309,16 +309,7 @@ Result<std::unique_ptr<BpfDatapath>> BpfDatapath::open(const Options& options) {
   bpf_map__set_max_entries(s->maps.lb_backends, backends);
   bpf_map__set_max_entries(s->maps.lb_nexthops, backends);
   bpf_map__set_max_entries(s->maps.lb_backend_stats, backends);
-  // lb_flows has an LRU list per CPU (BPF_F_NO_COMMON_LRU); the kernel
-  // rounds its size up to a multiple of the possible CPUs, so we do it here
-  // and a restarted daemon finds the size it asks for (pinnedMismatch).
-  const uint64_t flows = (uint64_t{options.flowTableSize} + dp->ncpus_ - 1) / dp->ncpus_ * dp->ncpus_;
-  if (flows > UINT32_MAX) return makeError("flow_table_size too large");
-  bpf_map__set_max_entries(s->maps.lb_flows, static_cast<uint32_t>(flows));
-  if (const long online = sysconf(_SC_NPROCESSORS_ONLN); online > 0 && online < dp->ncpus_)
-    spdlog::warn("{} CPUs possible but {} online: the flow table gives each possible CPU {} "
-                 "entries, so only {} are usable now",
-                 dp->ncpus_, online, flows / dp->ncpus_, flows / dp->ncpus_ * online);
+  bpf_map__set_max_entries(s->maps.lb_flows, options.flowTableSize);
 
   if (!options.pinPath.empty()) {
     if (auto r = checkBpfFs(options.pinPath); !r) return std::unexpected(r.error());

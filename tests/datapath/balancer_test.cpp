@@ -262,9 +262,9 @@ TEST_F(BalancerTest, FlowsSpreadOverTheRingExactlyAsUserspacePredicts) {
   EXPECT_EQ(c->backends[3].packets, got[addrs.at(3)]);
 }
 
-// The flow table has an LRU list per CPU (BPF_F_NO_COMMON_LRU) but one hash
-// table: a flow made on one CPU is found from another (an RSS change, a
-// fragment on another queue), and keeps its backend there.
+// The flow table is one table for all CPUs (not per CPU, as Katran's): a
+// flow made on one CPU is found from another (an RSS change, a fragment on
+// another queue), and keeps its backend there.
 TEST_F(BalancerTest, AFlowMadeOnOneCpuIsFoundOnAnother) {
   cpu_set_t allowed;
   ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);

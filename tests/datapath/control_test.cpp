@@ -1,7 +1,6 @@
 // The reconciler against the real maps: drain and removal seen by packets,
 // `xdplb lookup` agreeing with xdp_balancer on 100,000 flows, and a restart
 // after kill -9 that adopts pinned maps with their flows.
-#include <bpf/libbpf.h>
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
 #include <signal.h>
@@ -189,30 +188,6 @@ TEST_F(ControlTest, RestartAfterKill9AdoptsPinnedMapsAndKeepsFlows) {
   for (const auto& b : st.vips[0].backends)
     if (b.address == ip("10.99.0.11")) EXPECT_EQ(b.id, 1u);
   for (uint32_t i = 0; i < 200; ++i) EXPECT_EQ(send(*dp, flow(i, kTcpAck)), first[i]) << i;
-}
-
-// The kernel rounds a per-CPU-LRU flow table up to a multiple of the
-// possible CPUs; the daemon asks for the rounded size itself, so a restart
-// finds what it asks for and adopts the maps (with their flows) instead of
-// replacing them.
-TEST_F(ControlTest, AFlowTableSizeThatIsNoMultipleOfTheCpusIsAdopted) {
-  const int ncpus = libbpf_num_possible_cpus();
-  ASSERT_GT(ncpus, 0);
-  if (ncpus == 1) GTEST_SKIP() << "every size is a multiple of one CPU";
-  const std::string pin = "/sys/fs/bpf/xdplb-test-size-" + std::to_string(getpid());
-  struct Cleanup {
-    std::string p;
-    ~Cleanup() { std::filesystem::remove_all(p); }
-  } cleanup{pin};
-  const uint32_t size = 65536 * static_cast<uint32_t>(ncpus) + 1;
-  {
-    auto d = BpfDatapath::open({.pinPath = pin, .maxVips = 4, .maxBackends = 64, .flowTableSize = size});
-    ASSERT_TRUE(d) << d.error().message();
-    EXPECT_FALSE((*d)->adopted());
-  }
-  auto d = BpfDatapath::open({.pinPath = pin, .maxVips = 4, .maxBackends = 64, .flowTableSize = size});
-  ASSERT_TRUE(d) << d.error().message();
-  EXPECT_TRUE((*d)->adopted());
 }
 
 TEST_F(ControlTest, IncompatiblePinnedLayoutIsReplaced) {
