@@ -4,10 +4,12 @@
 // repeats by bench_balancer (bpf/bench_wrapper.bpf.c), whose restore cost is
 // measured alone (bench_restore) and subtracted; a do-nothing program gives
 // the floor. Every run is checked to have taken the intended path: the
-// reason counter grew by exactly `repeat`, and new flows as expected; the
-// new-flow case varies the 5-tuple every iteration (bench_input.vary) and is
-// checked to have left that many distinct entries in the flow table (up to
-// its size), so it measures real inserts into a full LRU table.
+// reason counter grew by exactly `repeat`, every run returned the intended
+// action and left the intended packet, and new flows as expected; the
+// new-flow case varies the 5-tuple every iteration (bench_input.vary), runs
+// on a table it filled first, and is checked to have taken one new tuple per
+// iteration and left the table full: real inserts into a full LRU table.
+// Every case starts from an empty flow table.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
@@ -71,7 +73,15 @@ bool runOnce(int progFd, const std::vector<uint8_t>& pkt, uint32_t ifindex, uint
 }
 
 // Median ns/run of prog over kRuns runs of kRepeat repeats.
-double measure(int progFd, const std::vector<uint8_t>& pkt, uint32_t ifindex) {
+struct Measured {
+  double ns = -1;         // median ns/run; -1 when a run failed
+  bool sameAction = true;  // every run returned `action`
+  uint32_t action = 0;     // what the last iteration returned
+  std::vector<uint8_t> out;  // and the packet it left
+};
+
+Measured measure(int progFd, const std::vector<uint8_t>& pkt, uint32_t ifindex) {
+  Measured m;
   std::vector<double> runs;
   std::vector<uint8_t> out(pkt.size() + 256);
   for (int i = 0; i < kRuns; ++i) {
@@ -87,11 +97,15 @@ double measure(int progFd, const std::vector<uint8_t>& pkt, uint32_t ifindex) {
     o.ctx_in = &ctx;
     o.ctx_size_in = sizeof ctx;
     o.repeat = kRepeat;
-    if (bpf_prog_test_run_opts(progFd, &o) != 0) return -1;
+    if (bpf_prog_test_run_opts(progFd, &o) != 0) return m;
     runs.push_back(o.duration);
+    if (i > 0 && o.retval != m.action) m.sameAction = false;
+    m.action = o.retval;
+    m.out.assign(out.begin(), out.begin() + o.data_size_out);
   }
   std::sort(runs.begin(), runs.end());
-  return runs[kRuns / 2];
+  m.ns = runs[kRuns / 2];
+  return m;
 }
 
 // Empties the flow table, so every case starts from the same state (an LRU
@@ -150,12 +164,15 @@ int main(int argc, char** argv) {
   if (!dp->setConfig({seed, ip("10.99.0.1"), ip("fd00:99::1")})) return die("setConfig");
   // 8 backends per VIP, as in the Katran comparison.
   std::vector<maglev::Member> v4, v6;
+  std::vector<IpAddr> backends;
   for (uint32_t i = 0; i < 8; ++i) {
     const IpAddr a4 = ip(("10.99.0." + std::to_string(11 + i)).c_str());
     const IpAddr a6 = ip(("fd00:99::" + std::to_string(11 + i)).c_str());
     if (!dp->putBackend(1 + i, {a4, 1, datapath::BackendState::Up}) ||
         !dp->putBackend(11 + i, {a6, 2, datapath::BackendState::Up}))
       return die("putBackend");
+    backends.push_back(a4);
+    backends.push_back(a6);
     v4.push_back({a4.bytes(), 1 + i, 100});
     v6.push_back({a6.bytes(), 11 + i, 100});
   }
@@ -222,7 +239,7 @@ int main(int argc, char** argv) {
   const int restoreFd = bpf_program__fd(w->progs.bench_restore);
   const int benchFd = bpf_program__fd(w->progs.bench_balancer);
   auto pkt0 = build(cases[0].spec);
-  const double floor = measure(floorFd, pkt0, net->ifindex);
+  const double floor = measure(floorFd, pkt0, net->ifindex).ns;
 
   std::printf("xdp_balancer, BPF_PROG_TEST_RUN, %u repeats x %d runs (median), CPU %d, 8 backends, "
               "M=65537, flow table %u (LRU)\n",
@@ -257,12 +274,13 @@ int main(int argc, char** argv) {
     if (c.vary && !runOnce(benchFd, pkt, net->ifindex, static_cast<uint32_t>(flowCapacity)))
       return die("filling the flow table");
     auto before = dp->readCounters();
-    const double total = measure(benchFd, pkt, net->ifindex);
+    const Measured run = measure(benchFd, pkt, net->ifindex);
+    const double total = run.ns;
     auto after = dp->readCounters();
     BenchInput done{};
     if (bpf_map_lookup_elem(inputFd, &zero, &done) != 0) return die("bench_input");
     if (total < 0 || !before || !after) return die("test run failed");
-    const double restore = measure(restoreFd, pkt, net->ifindex);
+    const double restore = measure(restoreFd, pkt, net->ifindex).ns;
     const uint64_t expect = uint64_t{kRepeat} * kRuns;
     const uint64_t got = after->reasons[c.reason].packets - before->reasons[c.reason].packets;
     uint64_t newFlows = 0;
@@ -277,14 +295,27 @@ int main(int argc, char** argv) {
     if (c.vary)
       ok = ok && done.counter == flowCapacity + expect &&
            flows >= std::min<uint64_t>(expect, flowCapacity) * 9 / 10;
+    // The action of every run, and the packet the last iteration left: a
+    // tunnel to one of the backends, or the input untouched.
+    const bool forwarded = c.reason == LB_R_TX;
+    bool outOk = run.sameAction && run.action == (forwarded ? XDP_TX : XDP_PASS);
+    if (forwarded) {
+      const auto dst = testing::outerDestination(run.out);
+      outOk = outOk && dst && std::find(backends.begin(), backends.end(), *dst) != backends.end();
+    } else {
+      outOk = outOk && run.out == pkt;
+    }
+    ok = ok && outOk;
+    allOk = allOk && ok;
     const double net_ = total - restore + floor;  // restore's run includes one floor
     std::printf("%-42s %10.1f %10.1f %10.1f %8.2f%s\n", c.name, total, restore, net_, net_ / floor,
                 ok ? "" : "  PATH CHECK FAILED");
     if (!ok)
       std::printf("    intended reason grew by %llu (want %llu), new flows %llu, flow entries %zu, "
-                  "tuples %u\n",
+                  "tuples %u, action %u%s, output %s\n",
                   static_cast<unsigned long long>(got), static_cast<unsigned long long>(expect),
-                  static_cast<unsigned long long>(newFlows), flows, done.counter);
+                  static_cast<unsigned long long>(newFlows), flows, done.counter, run.action,
+                  run.sameAction ? "" : " (not in every run)", outOk ? "as expected" : "wrong");
     else if (c.vary)
       std::printf("    (flow table now holds %zu entries)\n", flows);
   }
