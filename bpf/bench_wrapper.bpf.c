@@ -8,7 +8,15 @@
  * rewrites the saved Ethernet header — then runs exactly xdp_balancer's code
  * (lb_balance) on the balancer's own maps (shared by fd). bench_restore
  * measures that restore step alone, to be subtracted; bench_floor is the
- * do-nothing program. */
+ * do-nothing program.
+ *
+ * A case that must insert a new flow every iteration (the SYN case) sets
+ * vary: the restore step then writes a per-iteration counter into the
+ * source port and the last two bytes of the source address, so every
+ * iteration is a 5-tuple the flow table has never seen (2^32 of them) and
+ * the figure is a real insert into a full LRU table, not the rewrite of one
+ * key. The balancer checks no checksum, so the rewrite needs none.
+ * bench_restore does the same writes, so they are subtracted too. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <bpf/bpf_helpers.h>
@@ -20,6 +28,10 @@ struct bench_input {
 	__u32 shift; /* bench_restore: bytes a fake encapsulation adds */
 	__u8 eth[14];
 	__u8 pad[2];
+	__u32 vary;      /* nonzero: a new 5-tuple every iteration */
+	__u32 sport_off; /* offset of the L4 source port in the frame */
+	__u32 saddr_off; /* offset of the source address's last 2 bytes */
+	__u32 counter;   /* iterations so far (written by the program) */
 };
 
 struct {
@@ -29,7 +41,7 @@ struct {
 	__type(value, struct bench_input);
 } bench_input SEC(".maps");
 
-static __always_inline int bench_restore_input(struct xdp_md *ctx, const struct bench_input *in)
+static __always_inline int bench_restore_input(struct xdp_md *ctx, struct bench_input *in)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -42,6 +54,16 @@ static __always_inline int bench_restore_input(struct xdp_md *ctx, const struct 
 	if (data + 14 > data_end)
 		return -1;
 	__builtin_memcpy(data, in->eth, 14);
+	if (in->vary) {
+		__u32 n = in->counter++;
+		__u16 *sport = data + (in->sport_off & 0xff);
+		__u16 *saddr = data + (in->saddr_off & 0xff);
+
+		if ((void *)(sport + 1) > data_end || (void *)(saddr + 1) > data_end)
+			return -1;
+		*sport = (__u16)n;
+		*saddr = (__u16)(n >> 16);
+	}
 	return 0;
 }
 

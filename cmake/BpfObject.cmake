@@ -9,7 +9,7 @@ if(NOT XDPLB_MULTIARCH)
                   OUTPUT_VARIABLE XDPLB_MULTIARCH OUTPUT_STRIP_TRAILING_WHITESPACE)
 endif()
 
-set(XDPLB_BPF_CFLAGS -O2 -g -target bpf -D__TARGET_ARCH_x86 -Wall -Werror
+set(XDPLB_BPF_CFLAGS -O2 -g -target bpf -mcpu=v3 -D__TARGET_ARCH_x86 -Wall -Werror
     -Wno-unused-function -Wno-compare-distinct-pointer-types
     -I${PROJECT_SOURCE_DIR}/bpf/include -I${PROJECT_SOURCE_DIR}/bpf/shared
     -I${PROJECT_SOURCE_DIR}/bpf -I/usr/include/${XDPLB_MULTIARCH})

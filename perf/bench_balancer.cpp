@@ -1,9 +1,15 @@
 // ns/packet of xdp_balancer under BPF_PROG_TEST_RUN: 1,000,000 repeats a
-// case, median of 5 runs, pinned to one CPU. The input is restored between
+// case, median of 5 runs, pinned to one CPU (the first one the process may
+// run on, so `taskset -c 1` chooses it). The input is restored between
 // repeats by bench_balancer (bpf/bench_wrapper.bpf.c), whose restore cost is
 // measured alone (bench_restore) and subtracted; a do-nothing program gives
 // the floor. Every run is checked to have taken the intended path: the
-// reason counter grew by exactly `repeat`, and new flows as expected.
+// reason counter grew by exactly `repeat`, every run returned the intended
+// action and left the intended packet, and new flows as expected; the
+// new-flow case varies the 5-tuple every iteration (bench_input.vary), runs
+// on a table it filled first, and is checked to have taken one new tuple per
+// iteration and left the table full: real inserts into a full LRU table.
+// Every case starts from an empty flow table.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
@@ -27,11 +33,17 @@ using testing::PacketSpec;
 
 namespace {
 
+// struct bench_input of bpf/bench_wrapper.bpf.c.
 struct BenchInput {
   uint32_t len, shift;
   uint8_t eth[14];
   uint8_t pad[2];
+  uint32_t vary, sportOff, saddrOff, counter;
 };
+
+// The daemon's default flow_table_size (DESIGN.md), so inserts and their
+// LRU evictions cost what they cost in production; --flows changes it.
+uint32_t kFlowTableSize = 1048576;
 
 uint32_t kRepeat = 1000000;
 constexpr int kRuns = 5;
@@ -43,8 +55,33 @@ int die(const std::string& what) {
   return 1;
 }
 
+bool runOnce(int progFd, const std::vector<uint8_t>& pkt, uint32_t ifindex, uint32_t repeat) {
+  std::vector<uint8_t> out(pkt.size() + 256);
+  xdp_md ctx{};
+  ctx.data_end = static_cast<uint32_t>(pkt.size());
+  ctx.ingress_ifindex = ifindex;
+  bpf_test_run_opts o{};
+  o.sz = sizeof o;
+  o.data_in = pkt.data();
+  o.data_size_in = static_cast<uint32_t>(pkt.size());
+  o.data_out = out.data();
+  o.data_size_out = static_cast<uint32_t>(out.size());
+  o.ctx_in = &ctx;
+  o.ctx_size_in = sizeof ctx;
+  o.repeat = repeat;
+  return bpf_prog_test_run_opts(progFd, &o) == 0;
+}
+
 // Median ns/run of prog over kRuns runs of kRepeat repeats.
-double measure(int progFd, const std::vector<uint8_t>& pkt, uint32_t ifindex) {
+struct Measured {
+  double ns = -1;         // median ns/run; -1 when a run failed
+  bool sameAction = true;  // every run returned `action`
+  uint32_t action = 0;     // what the last iteration returned
+  std::vector<uint8_t> out;  // and the packet it left
+};
+
+Measured measure(int progFd, const std::vector<uint8_t>& pkt, uint32_t ifindex) {
+  Measured m;
   std::vector<double> runs;
   std::vector<uint8_t> out(pkt.size() + 256);
   for (int i = 0; i < kRuns; ++i) {
@@ -60,37 +97,82 @@ double measure(int progFd, const std::vector<uint8_t>& pkt, uint32_t ifindex) {
     o.ctx_in = &ctx;
     o.ctx_size_in = sizeof ctx;
     o.repeat = kRepeat;
-    if (bpf_prog_test_run_opts(progFd, &o) != 0) return -1;
+    if (bpf_prog_test_run_opts(progFd, &o) != 0) return m;
     runs.push_back(o.duration);
+    if (i > 0 && o.retval != m.action) m.sameAction = false;
+    m.action = o.retval;
+    m.out.assign(out.begin(), out.begin() + o.data_size_out);
   }
   std::sort(runs.begin(), runs.end());
-  return runs[kRuns / 2];
+  m.ns = runs[kRuns / 2];
+  return m;
+}
+
+// Empties the flow table, so every case starts from the same state (an LRU
+// insert costs differently into an empty, a filling and a full table).
+bool clearFlows(int fd) {
+  std::vector<lb_flow_key> keys;
+  lb_flow_key key{}, next{};
+  const void* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    keys.push_back(next);
+    key = next;
+    prev = &key;
+  }
+  for (size_t i = 0; i < keys.size(); i += 4096) {
+    uint32_t n = static_cast<uint32_t>(std::min<size_t>(4096, keys.size() - i));
+    if (bpf_map_delete_batch(fd, &keys[i], &n, nullptr) != 0) return false;
+  }
+  return true;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc > 1) kRepeat = static_cast<uint32_t>(std::stoul(argv[1]));
+  // bench_balancer [--repeat N] [--flows N] [--case SUBSTRING] (one case,
+  // e.g. to profile it alone with perf).
+  std::string only;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string opt = argv[i];
+    if (opt == "--repeat")
+      kRepeat = static_cast<uint32_t>(std::stoul(argv[i + 1]));
+    else if (opt == "--flows")
+      kFlowTableSize = static_cast<uint32_t>(std::stoul(argv[i + 1]));
+    else if (opt == "--case")
+      only = argv[i + 1];
+    else
+      return die("usage: bench_balancer [--repeat N] [--flows N] [--case SUBSTRING]");
+  }
+  if (argc % 2 == 0) return die("usage: bench_balancer [--repeat N] [--flows N] [--case SUBSTRING]");
+  // Pin to the first CPU we are allowed on: a test run and the per-CPU maps
+  // it touches then stay on one core, and `taskset -c N` picks which.
   cpu_set_t cpus;
   CPU_ZERO(&cpus);
-  CPU_SET(0, &cpus);
-  sched_setaffinity(0, sizeof cpus, &cpus);
+  if (sched_getaffinity(0, sizeof cpus, &cpus) != 0) return die("sched_getaffinity");
+  int cpu = 0;
+  while (cpu < CPU_SETSIZE && !CPU_ISSET(cpu, &cpus)) ++cpu;
+  CPU_ZERO(&cpus);
+  CPU_SET(cpu, &cpus);
+  if (sched_setaffinity(0, sizeof cpus, &cpus) != 0) return die("sched_setaffinity");
   auto net = testing::enterTestNet();
   if (!net) return die(net.error().message());
 
-  auto dpr = datapath::BpfDatapath::open({.pinPath = "", .maxVips = 16, .maxBackends = 64, .flowTableSize = 65536});
+  auto dpr = datapath::BpfDatapath::open({.pinPath = "", .maxVips = 16, .maxBackends = 64, .flowTableSize = kFlowTableSize});
   if (!dpr) return die(dpr.error().message());
   auto& dp = *dpr;
   const uint32_t seed = 7;
   if (!dp->setConfig({seed, ip("10.99.0.1"), ip("fd00:99::1")})) return die("setConfig");
   // 8 backends per VIP, as in the Katran comparison.
   std::vector<maglev::Member> v4, v6;
+  std::vector<IpAddr> backends;
   for (uint32_t i = 0; i < 8; ++i) {
     const IpAddr a4 = ip(("10.99.0." + std::to_string(11 + i)).c_str());
     const IpAddr a6 = ip(("fd00:99::" + std::to_string(11 + i)).c_str());
     if (!dp->putBackend(1 + i, {a4, 1, datapath::BackendState::Up}) ||
         !dp->putBackend(11 + i, {a6, 2, datapath::BackendState::Up}))
       return die("putBackend");
+    backends.push_back(a4);
+    backends.push_back(a6);
     v4.push_back({a4.bytes(), 1 + i, 100});
     v6.push_back({a6.bytes(), 11 + i, 100});
   }
@@ -120,12 +202,20 @@ int main(int argc, char** argv) {
     if (bpf_map__reuse_fd(s.map, dp->mapFd(s.name)) != 0) return die(std::string("reuse ") + s.name);
   if (bench_wrapper::load(w) != 0) return die("load bench_wrapper");
   const int inputFd = bpf_map__fd(w->maps.bench_input);
+  // Entries one CPU can fill: all of them, or with per-CPU LRU lists
+  // (BPF_F_NO_COMMON_LRU) its even share.
+  bpf_map_info flowInfo{};
+  uint32_t infoLen = sizeof flowInfo;
+  if (bpf_obj_get_info_by_fd(dp->mapFd("lb_flows"), &flowInfo, &infoLen) != 0) return die("lb_flows info");
+  uint64_t flowCapacity = flowInfo.max_entries;
+  if (flowInfo.map_flags & BPF_F_NO_COMMON_LRU) flowCapacity /= static_cast<uint64_t>(libbpf_num_possible_cpus());
 
   struct Case {
     const char* name;
     PacketSpec spec;
     int reason;
-    bool newFlow;
+    bool newFlow;  // every iteration takes the ring and writes a flow entry
+    bool vary;     // ... for a 5-tuple never seen before (bench_input.vary)
     uint32_t shift;
   };
   auto tcp = [](const char* src, const char* dst, uint8_t flags) {
@@ -139,55 +229,101 @@ int main(int argc, char** argv) {
   udp.proto = 17;
   udp.dport = 53;
   std::vector<Case> cases = {
-      {"new TCP flow (SYN: ring + flow insert)", tcp("203.0.113.9", "198.51.100.10", testing::kTcpSyn), LB_R_TX, true, 20},
-      {"established TCP flow (flow-table hit)", tcp("203.0.113.9", "198.51.100.10", testing::kTcpAck), LB_R_TX, false, 20},
-      {"UDP flow (established)", udp, LB_R_TX, false, 20},
-      {"IPv6 TCP flow (established, 6in6)", tcp("2001:db8:9::9", "2001:db8:1::10", testing::kTcpAck), LB_R_TX, false, 40},
-      {"non-VIP packet (pass)", tcp("203.0.113.9", "198.51.100.99", testing::kTcpAck), LB_R_PASS_NOT_VIP, false, 0},
+      // What this benchmark measured before the tuple varied: the same SYN
+      // again and again replaces one entry of a table that never fills.
+      {"SYN of one 5-tuple (replaces one entry)", tcp("203.0.113.9", "198.51.100.10", testing::kTcpSyn), LB_R_TX, true, false, 20},
+      // A new 5-tuple every iteration, into a full table: every insert
+      // evicts this CPU's least recent flow.
+      {"new TCP flow (SYN: ring + flow insert)", tcp("203.0.113.9", "198.51.100.10", testing::kTcpSyn), LB_R_TX, true, true, 20},
+      {"established TCP flow (flow-table hit)", tcp("203.0.113.9", "198.51.100.10", testing::kTcpAck), LB_R_TX, false, false, 20},
+      {"UDP flow (established)", udp, LB_R_TX, false, false, 20},
+      {"IPv6 TCP flow (established, 6in6)", tcp("2001:db8:9::9", "2001:db8:1::10", testing::kTcpAck), LB_R_TX, false, false, 40},
+      {"non-VIP packet (pass)", tcp("203.0.113.9", "198.51.100.99", testing::kTcpAck), LB_R_PASS_NOT_VIP, false, false, 0},
   };
 
   const int floorFd = bpf_program__fd(w->progs.bench_floor);
   const int restoreFd = bpf_program__fd(w->progs.bench_restore);
   const int benchFd = bpf_program__fd(w->progs.bench_balancer);
   auto pkt0 = build(cases[0].spec);
-  const double floor = measure(floorFd, pkt0, net->ifindex);
+  const double floor = measure(floorFd, pkt0, net->ifindex).ns;
 
-  std::printf("xdp_balancer, BPF_PROG_TEST_RUN, %u repeats x %d runs (median), CPU 0, 8 backends, M=65537\n",
-              kRepeat, kRuns);
+  std::printf("xdp_balancer, BPF_PROG_TEST_RUN, %u repeats x %d runs (median), CPU %d, 8 backends, "
+              "M=65537, flow table %u (LRU)\n",
+              kRepeat, kRuns, cpu, kFlowTableSize);
   std::printf("%-42s %10s %10s %10s %8s\n", "case", "ns/pkt", "restore", "net ns", "x floor");
   std::printf("%-42s %10.1f %10s %10.1f %8.2f\n", "do-nothing XDP program (floor)", floor, "-", floor, 1.0);
   bool allOk = true;
   for (const auto& c : cases) {
+    if (!only.empty() && std::string(c.name).find(only) == std::string::npos) continue;
     const auto pkt = build(c.spec);
     BenchInput in{};
     in.len = static_cast<uint32_t>(pkt.size());
     in.shift = c.shift;
     std::memcpy(in.eth, pkt.data(), 14);
+    if (c.vary) {
+      // IPv4 without options or VLAN: source address at 26, port at 34.
+      in.vary = 1;
+      in.saddrOff = 14 + 12 + 2;
+      in.sportOff = 14 + 20;
+    }
     const uint32_t zero = 0;
     if (bpf_map_update_elem(inputFd, &zero, &in, BPF_ANY) != 0) return die("bench_input");
     // Warm the flow table and the next-hop cache (established cases need the
     // flow; a SYN re-inserts it every repeat).
+    if (!clearFlows(dp->mapFd("lb_flows"))) return die("clear lb_flows");
     auto warm = c.spec;
     if (warm.proto == 6) warm.tcpFlags = testing::kTcpSyn;
     if (!dp->testRun(build(warm), net->ifindex)) return die("warm-up");
+    // New 5-tuples are measured in the steady state of a busy balancer: this
+    // CPU's share of the table is filled first, so every measured insert
+    // also evicts the least recent flow.
+    if (c.vary && !runOnce(benchFd, pkt, net->ifindex, static_cast<uint32_t>(flowCapacity)))
+      return die("filling the flow table");
     auto before = dp->readCounters();
-    const double total = measure(benchFd, pkt, net->ifindex);
+    const Measured run = measure(benchFd, pkt, net->ifindex);
+    const double total = run.ns;
     auto after = dp->readCounters();
+    BenchInput done{};
+    if (bpf_map_lookup_elem(inputFd, &zero, &done) != 0) return die("bench_input");
     if (total < 0 || !before || !after) return die("test run failed");
-    const double restore = measure(restoreFd, pkt, net->ifindex);
+    const double restore = measure(restoreFd, pkt, net->ifindex).ns;
     const uint64_t expect = uint64_t{kRepeat} * kRuns;
     const uint64_t got = after->reasons[c.reason].packets - before->reasons[c.reason].packets;
     uint64_t newFlows = 0;
     for (size_t v = 1; v < after->vips.size(); ++v) newFlows += after->vips[v].newFlows - before->vips[v].newFlows;
-    const bool ok = got == expect && newFlows == (c.newFlow ? expect : 0);
+    bool ok = got == expect && newFlows == (c.newFlow ? expect : 0);
+    // Distinct 5-tuples: every measured iteration took a new tuple (the
+    // wrapper's counter advanced once per iteration), and they land as
+    // distinct entries: this CPU's share of the table is full (the LRU may
+    // evict a little early; 90% is plenty to tell inserts from rewrites of
+    // one key).
+    const size_t flows = c.vary ? dp->flowCount() : 0;
+    if (c.vary)
+      ok = ok && done.counter == flowCapacity + expect &&
+           flows >= std::min<uint64_t>(expect, flowCapacity) * 9 / 10;
+    // The action of every run, and the packet the last iteration left: a
+    // tunnel to one of the backends, or the input untouched.
+    const bool forwarded = c.reason == LB_R_TX;
+    bool outOk = run.sameAction && run.action == (forwarded ? XDP_TX : XDP_PASS);
+    if (forwarded) {
+      const auto dst = testing::outerDestination(run.out);
+      outOk = outOk && dst && std::find(backends.begin(), backends.end(), *dst) != backends.end();
+    } else {
+      outOk = outOk && run.out == pkt;
+    }
+    ok = ok && outOk;
     allOk = allOk && ok;
     const double net_ = total - restore + floor;  // restore's run includes one floor
     std::printf("%-42s %10.1f %10.1f %10.1f %8.2f%s\n", c.name, total, restore, net_, net_ / floor,
                 ok ? "" : "  PATH CHECK FAILED");
     if (!ok)
-      std::printf("    intended reason grew by %llu (want %llu), new flows %llu\n",
+      std::printf("    intended reason grew by %llu (want %llu), new flows %llu, flow entries %zu, "
+                  "tuples %u, action %u%s, output %s\n",
                   static_cast<unsigned long long>(got), static_cast<unsigned long long>(expect),
-                  static_cast<unsigned long long>(newFlows));
+                  static_cast<unsigned long long>(newFlows), flows, done.counter, run.action,
+                  run.sameAction ? "" : " (not in every run)", outOk ? "as expected" : "wrong");
+    else if (c.vary)
+      std::printf("    (flow table now holds %zu entries)\n", flows);
   }
   std::printf("net ns = ns/pkt - restore + floor: the balancer's own cost including the test-run loop.\n");
   bench_wrapper::destroy(w);

@@ -17,19 +17,27 @@
 
 /* VIP of the packet (contract: see lb_vips in lb_shared.h): the port-0 entry
  * of the address+protocol first, so traffic to other addresses costs one
- * lookup; then the exact port when the address has port VIPs. IPv4
+ * lookup; then the port VIPs it lists, and the exact port only when the
+ * address has more port VIPs than it lists. IPv4
  * fragments, first and later, go to the port-0 entry's fragment VIP and hash
  * with ports 0, so every fragment of a datagram reaches the same backend. */
 static __always_inline int lb_match_vip(void *data, void *data_end, struct lb_pkt *p,
 					__u32 *vip_id)
 {
-	struct lb_vip_key k = {};
+	/* Written as whole words, like the flow key (see struct lb_pkt):
+	 * w[2] holds port | proto << 16 | family << 24 (bytes 16..19 of the
+	 * key; the upper half lies beyond the 20-byte key). */
+	union {
+		struct lb_vip_key k;
+		__u64 w[3];
+	} k;
+	__u64 tail = (__u64)p->key.proto << 16 | (__u64)p->key.family << 24;
 	struct lb_vip_value *v0, *v;
 	int rc;
 
-	__builtin_memcpy(k.addr, p->key.dst, 16);
-	k.proto = p->key.proto;
-	k.family = p->key.family;
+	k.w[0] = p->key_words[2];
+	k.w[1] = p->key_words[3];
+	k.w[2] = tail;
 	v0 = bpf_map_lookup_elem(&lb_vips, &k);
 	if (!v0)
 		return LB_R_PASS_NOT_VIP;
@@ -41,7 +49,16 @@ static __always_inline int lb_match_vip(void *data, void *data_end, struct lb_pk
 	if (rc >= 0)
 		return rc;
 	if (v0->flags & LB_VIP_F_HAS_PORTS) {
-		k.port = p->key.dport;
+#pragma unroll
+		for (int i = 0; i < LB_VIP_INLINE_PORTS; i++) {
+			if (v0->port_vip_ids[i] && v0->ports[i] == p->key.dport) {
+				*vip_id = v0->port_vip_ids[i];
+				return -1;
+			}
+		}
+	}
+	if (v0->flags & LB_VIP_F_MORE_PORTS) {
+		k.w[2] = tail | p->key.dport;
 		v = bpf_map_lookup_elem(&lb_vips, &k);
 		if (v) {
 			*vip_id = v->vip_id;
@@ -69,7 +86,7 @@ static __always_inline int lb_balance(struct xdp_md *ctx)
 	struct lb_flow_value *fv;
 	struct lb_nexthop *nh = 0;
 	struct lb_vip_stats *vs;
-	__u32 vip_id = 0, backend_id = 0, hash, zero = 0;
+	__u32 vip_id = 0, backend_id = 0, hash = 0, zero = 0;
 	__u64 now = 0, bytes;
 	int rc, new_flow = 0;
 
@@ -85,7 +102,6 @@ static __always_inline int lb_balance(struct xdp_md *ctx)
 	cfg = bpf_map_lookup_elem(&lb_config, &zero);
 	if (!cfg)
 		return lb_exit(LB_R_DROP_INTERNAL, bytes, XDP_DROP);
-	hash = lb_flow_hash(&p.key, cfg->hash_seed);
 
 	/* A SYN is always a new flow: it takes the ring. */
 	if (!p.syn) {
@@ -97,11 +113,18 @@ static __always_inline int lb_balance(struct xdp_md *ctx)
 			    (p.key.proto != IPPROTO_UDP ||
 			     now - fv->last_seen_ns < LB_UDP_FLOW_TIMEOUT_NS)) {
 				backend_id = fv->backend_id;
+				hash = fv->hash;
 				if (now - fv->last_seen_ns > LB_FLOW_REFRESH_NS)
 					fv->last_seen_ns = now;
 			}
 		}
 	}
+	/* The flow hash (ten serial murmur rounds, about half of the
+	 * program's own time on a flow-table hit) is needed to pick a ring
+	 * slot and for the IPv6 flow label; a known flow keeps it in its
+	 * entry, so only a new flow computes it. */
+	if (!backend_id)
+		hash = lb_flow_hash(&p.key, cfg->hash_seed);
 	if (!backend_id) {
 		/* The live buffer of the VIP's two (lb_shared.h): the selector
 		 * is read once, and M and the slot come from that one buffer,
@@ -137,7 +160,7 @@ static __always_inline int lb_balance(struct xdp_md *ctx)
 			return lb_exit(LB_R_DROP_NO_BACKEND, bytes, XDP_DROP);
 		if (!now)
 			now = bpf_ktime_get_coarse_ns();
-		struct lb_flow_value nv = {.backend_id = backend_id, .vip_id = vip_id,
+		struct lb_flow_value nv = {.backend_id = backend_id, .hash = hash,
 					   .last_seen_ns = now};
 		bpf_map_update_elem(&lb_flows, &p.key, &nv, BPF_ANY);
 		new_flow = 1;

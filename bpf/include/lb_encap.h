@@ -63,18 +63,23 @@ static __always_inline int lb_encap_v4(struct xdp_md *ctx, const struct lb_pkt *
 	if ((void *)(oh + 1) > data_end)
 		return -1;
 	*proto = bpf_htons(ETH_P_IP);
-	oh->version = 4;
-	oh->ihl = 5;
-	oh->tos = p->tos;
-	oh->tot_len = bpf_htons(p->ip_len + shift);
-	oh->id = 0;
-	oh->frag_off = p->df ? bpf_htons(LB_IP_DF) : 0;
-	oh->ttl = LB_OUTER_TTL;
-	oh->protocol = IPPROTO_IPIP;
-	oh->check = 0;
-	__builtin_memcpy(&oh->saddr, cfg->tunnel_src_v4, 4);
-	__builtin_memcpy(&oh->daddr, be->addr, 4);
-	oh->check = lb_ipv4_csum(oh);
+	/* The header is assembled in registers and written in four stores;
+	 * its checksum is summed from the same registers rather than read
+	 * back from the packet (reading 16-bit words just written as bytes
+	 * stalls store-to-load forwarding). Words as they lie in memory,
+	 * read little-endian: the one's-complement sum does not mind. */
+	__u64 w0 = 0x45 | (__u64)p->tos << 8 | (__u64)bpf_htons(p->ip_len + shift) << 16 |
+		   (__u64)(p->df ? bpf_htons(LB_IP_DF) : 0) << 48; /* id 0 */
+	__u32 w2 = LB_OUTER_TTL | IPPROTO_IPIP << 8;           /* check 0 */
+	__u32 saddr = *(const __u32 *)cfg->tunnel_src_v4;
+	__u32 daddr = *(const __u32 *)be->addr;
+
+	*(__u64 *)oh = w0;
+	((__u32 *)oh)[3] = saddr;
+	((__u32 *)oh)[4] = daddr;
+	((__u32 *)oh)[2] = w2 | (__u32)lb_csum_fold(lb_csum_words64(w0) + w2 +
+						     lb_csum_words32(saddr) +
+						     lb_csum_words32(daddr)) << 16;
 	return 0;
 }
 

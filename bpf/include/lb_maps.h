@@ -52,6 +52,10 @@ struct {
 	__type(value, struct lb_backend);
 } lb_backends SEC(".maps");
 
+/* One table with one common LRU: every CPU finds every flow (RSS changes,
+ * fragments on another queue) and the whole table serves whichever CPUs
+ * are busy. Per-CPU LRU lists (BPF_F_NO_COMMON_LRU) were measured and
+ * not taken (docs/design.md, "Flow table"). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);

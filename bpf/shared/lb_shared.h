@@ -10,7 +10,7 @@
 
 #include <linux/types.h>
 
-#define LB_LAYOUT_VERSION 2
+#define LB_LAYOUT_VERSION 3
 
 #define LB_FAMILY_V4 4
 #define LB_FAMILY_V6 6
@@ -91,7 +91,11 @@ struct lb_ring_sel {
  * Every VIP address+protocol has a port-0 entry. It is either a real
  * every-port VIP or, flagged LB_VIP_F_ALIAS, a marker that only says "this
  * address has VIPs of this protocol". The datapath looks up the port-0 entry
- * first, so a packet to a non-VIP address costs one lookup. */
+ * first, so a packet to a non-VIP address costs one lookup. The port-0 entry
+ * also lists up to LB_VIP_INLINE_PORTS port VIPs of its address+protocol, so
+ * a packet to one of them costs one lookup too; only an address with more
+ * port VIPs than that (LB_VIP_F_MORE_PORTS) looks up the exact port next.
+ * Every port VIP keeps its own exact entry as well (listing, adoption). */
 struct lb_vip_key {
 	__u8 addr[16];
 	__u16 port;   /* network byte order; 0 = every port */
@@ -101,6 +105,9 @@ struct lb_vip_key {
 
 #define LB_VIP_F_ALIAS     0x1 /* port-0 entry that is not itself a VIP */
 #define LB_VIP_F_HAS_PORTS 0x2 /* port-0 entry: VIPs with a port exist for this address+proto */
+#define LB_VIP_F_MORE_PORTS 0x4 /* port-0 entry: more port VIPs than ports[] lists */
+
+#define LB_VIP_INLINE_PORTS 4
 
 struct lb_vip_value {
 	__u32 vip_id;      /* index into lb_rings and lb_vip_stats; 0 on an alias */
@@ -108,6 +115,10 @@ struct lb_vip_value {
 	__u32 frag_vip_id; /* port-0 entries: VIP receiving IPv4 fragments of this
 			    * address+proto; 0 = drop them (counted) */
 	__u32 pad;
+	/* port-0 entries: port VIPs of this address+proto (port in network
+	 * byte order, VIP id); unused slots have port_vip_ids[i] == 0. */
+	__u16 ports[LB_VIP_INLINE_PORTS];
+	__u32 port_vip_ids[LB_VIP_INLINE_PORTS];
 };
 
 /* ---- lb_backends: ARRAY backend id -> lb_backend --------------------------- */
@@ -142,8 +153,10 @@ struct lb_flow_key {
 
 struct lb_flow_value {
 	__u32 backend_id;
-	__u32 vip_id;
-	__u64 last_seen_ns; /* bpf_ktime_get_ns() */
+	__u32 hash;         /* lb_flow_hash of the key, computed once when the
+			     * entry is made: a flow-table hit needs it only
+			     * for the IPv6 flow label and skips the hash */
+	__u64 last_seen_ns; /* bpf_ktime_get_coarse_ns() */
 };
 
 /* ---- lb_config: ARRAY[1] of lb_config ------------------------------------- */

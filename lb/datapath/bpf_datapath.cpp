@@ -119,13 +119,15 @@ std::string pinnedMismatch(bpf_map* map, const std::string& path) {
     why = "cannot read " + path;
   } else if (info.type != bpf_map__type(map) || info.key_size != bpf_map__key_size(map) ||
              info.value_size != bpf_map__value_size(map) ||
-             info.max_entries != bpf_map__max_entries(map)) {
-    why = std::string(bpf_map__name(map)) + " differs (type/key/value/entries " +
+             info.max_entries != bpf_map__max_entries(map) ||
+             info.map_flags != bpf_map__map_flags(map)) {
+    why = std::string(bpf_map__name(map)) + " differs (type/key/value/entries/flags " +
           std::to_string(info.type) + "/" + std::to_string(info.key_size) + "/" +
-          std::to_string(info.value_size) + "/" + std::to_string(info.max_entries) + ", want " +
-          std::to_string(bpf_map__type(map)) + "/" + std::to_string(bpf_map__key_size(map)) + "/" +
-          std::to_string(bpf_map__value_size(map)) + "/" +
-          std::to_string(bpf_map__max_entries(map)) + ")";
+          std::to_string(info.value_size) + "/" + std::to_string(info.max_entries) + "/" +
+          std::to_string(info.map_flags) + ", want " + std::to_string(bpf_map__type(map)) + "/" +
+          std::to_string(bpf_map__key_size(map)) + "/" + std::to_string(bpf_map__value_size(map)) +
+          "/" + std::to_string(bpf_map__max_entries(map)) + "/" +
+          std::to_string(bpf_map__map_flags(map)) + ")";
   } else if (std::string(bpf_map__name(map)) == "lb_config") {
     uint32_t zero = 0;
     lb_config cfg{};
@@ -561,23 +563,30 @@ Result<> BpfDatapath::setConfig(const GlobalConfig& c) {
 
 // The port-0 entry of (addr, proto): the every-port VIP if there is one, else
 // an alias while port VIPs exist; its fragment target is the every-port VIP,
-// else the only port VIP, else none (fragments dropped, counted).
+// else the only port VIP, else none (fragments dropped, counted). It lists
+// the first LB_VIP_INLINE_PORTS port VIPs (in port order) so that packets to
+// them cost one lookup; with more, the datapath looks up the exact port.
 Result<> BpfDatapath::writeVipEntries(const IpAddr& addr, uint8_t proto) {
   uint32_t port0 = 0, portCount = 0, onlyPortVip = 0;
+  lb_vip_value v{};
   for (const auto& [k, id] : vips_) {
     if (k.addr != addr || k.proto != proto) continue;
     if (k.port == 0) {
       port0 = id;
     } else {
+      if (portCount < LB_VIP_INLINE_PORTS) {
+        v.ports[portCount] = htons(k.port);
+        v.port_vip_ids[portCount] = id;
+      }
       ++portCount;
       onlyPortVip = id;
     }
   }
   const lb_vip_key key0 = vipKey(addr, 0, proto);
   if (!port0 && portCount == 0) return mapDelete(skel_->maps.lb_vips, &key0);
-  lb_vip_value v{};
   v.vip_id = port0;
-  v.flags = (port0 ? 0 : LB_VIP_F_ALIAS) | (portCount ? LB_VIP_F_HAS_PORTS : 0);
+  v.flags = (port0 ? 0 : LB_VIP_F_ALIAS) | (portCount ? LB_VIP_F_HAS_PORTS : 0) |
+            (portCount > LB_VIP_INLINE_PORTS ? LB_VIP_F_MORE_PORTS : 0);
   v.frag_vip_id = port0 ? port0 : (portCount == 1 ? onlyPortVip : 0);
   return mapUpdate(skel_->maps.lb_vips, &key0, &v);
 }
@@ -598,11 +607,14 @@ Result<> BpfDatapath::putVip(const VipKey& key, uint32_t vipId) {
 
 Result<> BpfDatapath::removeVip(const VipKey& key) {
   vips_.erase(key);
+  // The port-0 entry lists port VIPs itself: it stops naming this one
+  // before its exact entry goes.
+  if (auto r = writeVipEntries(key.addr, key.proto); !r) return r;
   if (key.port != 0) {
     const lb_vip_key k = vipKey(key.addr, key.port, key.proto);
     if (auto r = mapDelete(skel_->maps.lb_vips, &k); !r) return r;
   }
-  return writeVipEntries(key.addr, key.proto);
+  return {};
 }
 
 Result<std::map<VipKey, uint32_t>> BpfDatapath::listVips() {

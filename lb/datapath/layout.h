@@ -5,7 +5,7 @@
 #include "lb_shared.h"
 
 static_assert(sizeof(lb_vip_key) == 20);
-static_assert(sizeof(lb_vip_value) == 16);
+static_assert(sizeof(lb_vip_value) == 40);
 static_assert(sizeof(lb_backend) == 24);
 static_assert(sizeof(lb_flow_key) == 40);
 static_assert(sizeof(lb_flow_value) == 16);

@@ -3,6 +3,7 @@
 // field by field; a failure prints the packet.
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <atomic>
@@ -157,6 +158,19 @@ TEST_F(BalancerTest, SixInSix) {
   EXPECT_EQ(r.action, XDP_TX);
   checkEncap(in, r.output, 14, ip("fd00:99::1"), ip("fd00:99::11"),
              control::flowHash(s.src, s.sport, s.dst, s.dport, 6, kSeed));
+
+  // A later packet hits the flow table, which skips the hash and takes the
+  // flow label from the entry: it must be the same label.
+  s.tcpFlags = kTcpAck;
+  const auto in2 = build(s);
+  r = run(s);
+  EXPECT_EQ(r.action, XDP_TX);
+  checkEncap(in2, r.output, 14, ip("fd00:99::1"), ip("fd00:99::11"),
+             control::flowHash(s.src, s.sport, s.dst, s.dport, 6, kSeed));
+  auto c = dp->readCounters();
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->vips[2].packets, 2u);
+  EXPECT_EQ(c->vips[2].newFlows, 1u) << "the second packet must be a flow-table hit";
 }
 
 TEST_F(BalancerTest, FourInSix) {
@@ -253,6 +267,56 @@ TEST_F(BalancerTest, FlowsSpreadOverTheRingExactlyAsUserspacePredicts) {
   EXPECT_EQ(c->backends[3].packets, got[addrs.at(3)]);
 }
 
+// The flow table is one table for all CPUs (not per CPU, as Katran's): a
+// flow made on one CPU is found from another (an RSS change, a fragment on
+// another queue), and keeps its backend there.
+TEST_F(BalancerTest, AFlowMadeOnOneCpuIsFoundOnAnother) {
+  cpu_set_t allowed;
+  ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
+  std::vector<int> cpus;
+  for (int c = 0; c < CPU_SETSIZE && cpus.size() < 2; ++c)
+    if (CPU_ISSET(c, &allowed)) cpus.push_back(c);
+  if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs to run on";
+  auto pinTo = [](int cpu) {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    return sched_setaffinity(0, sizeof one, &one) == 0;
+  };
+  struct Restore {
+    cpu_set_t set;
+    ~Restore() { sched_setaffinity(0, sizeof set, &set); }
+  } restore{allowed};
+
+  vip("198.51.100.10", 80, 1);
+  for (uint32_t id = 1; id <= 4; ++id) backend(id, ("10.99.0." + std::to_string(10 + id)).c_str(), 1);
+  const auto slots = ring(1, {{1, 100}, {2, 100}, {3, 100}, {4, 100}});
+  auto s = flow("203.0.113.9", "198.51.100.10", 40123, 80, kTcpSyn);
+  ASSERT_TRUE(pinTo(cpus[0]));
+  auto r = run(s);
+  ASSERT_EQ(r.action, XDP_TX);
+  const auto first = outerDestination(r.output);
+  ASSERT_TRUE(first);
+  EXPECT_EQ(*first, addrs.at(expected(slots, s)));
+
+  // The ring changes so that a ring pick would move the flow; the flow
+  // table must keep it, on the other CPU too.
+  std::vector<std::pair<uint32_t, uint32_t>> others;
+  for (uint32_t id = 1; id <= 4; ++id)
+    if (addrs.at(id) != *first) others.push_back({id, 100});
+  ring(1, others, 2);
+  ASSERT_TRUE(pinTo(cpus[1]));
+  s.tcpFlags = kTcpAck;
+  r = run(s);
+  ASSERT_EQ(r.action, XDP_TX);
+  const auto second = outerDestination(r.output);
+  ASSERT_TRUE(second);
+  EXPECT_EQ(*second, *first) << "the flow was not found from CPU " << cpus[1];
+  auto c = dp->readCounters();
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->vips[1].newFlows, 1u);
+}
+
 TEST_F(BalancerTest, FlowTableKeepsBackendsAcrossSwapsDrainingKeepsDownLoses) {
   vip("198.51.100.10", 80, 1);
   backend(1, "10.99.0.11", 1);
@@ -286,6 +350,49 @@ TEST_F(BalancerTest, FlowTableKeepsBackendsAcrossSwapsDrainingKeepsDownLoses) {
   auto ids = dp->backendIdsInFlows();
   ASSERT_TRUE(ids);
   EXPECT_EQ(*ids, (std::unordered_set<uint32_t>{2}));
+}
+
+// The port-0 entry lists LB_VIP_INLINE_PORTS port VIPs of its address;
+// more of them take a second, exact lookup. Either way each port reaches
+// its own VIP, an every-port VIP of the address takes the other ports, and
+// a removed VIP stops matching while the others (one moving into the list)
+// keep theirs.
+TEST_F(BalancerTest, EveryPortVipOfAnAddressMatchesWithMorePortsThanTheEntryLists) {
+  constexpr uint32_t kPorts = LB_VIP_INLINE_PORTS + 2;
+  auto portOf = [](uint32_t id) { return static_cast<uint16_t>(8000 + id * 11); };
+  for (uint32_t id = 1; id <= kPorts; ++id) {
+    vip("198.51.100.10", portOf(id), id);
+    backend(id, ("10.99.0." + std::to_string(10 + id)).c_str(), id);
+    ring(id, {{id, 100}});
+  }
+  auto hits = [&](std::set<uint32_t> removed) {
+    for (uint32_t id = 1; id <= kPorts; ++id) {
+      auto r = run(flow("203.0.113.9", "198.51.100.10", 40000, portOf(id), kTcpSyn));
+      if (removed.count(id)) {
+        EXPECT_EQ(r.action, XDP_PASS) << "removed VIP " << id << " still matches";
+        continue;
+      }
+      EXPECT_EQ(r.action, XDP_TX) << "port " << portOf(id);
+      EXPECT_EQ(outerDestination(r.output), addrs.at(id)) << "port " << portOf(id);
+    }
+    auto r = run(flow("203.0.113.9", "198.51.100.10", 40000, 7999, kTcpSyn));
+    return r;
+  };
+  EXPECT_EQ(hits({}).action, XDP_PASS) << "a port no VIP has";
+  // An every-port VIP of the same address takes the unlisted ports only.
+  vip("198.51.100.10", 0, kPorts + 1);
+  backend(kPorts + 1, "10.99.0.30", kPorts + 1);
+  ring(kPorts + 1, {{kPorts + 1, 100}});
+  auto r = hits({});
+  EXPECT_EQ(r.action, XDP_TX);
+  EXPECT_EQ(outerDestination(r.output), ip("10.99.0.30"));
+  ASSERT_TRUE(dp->removeVip({ip("198.51.100.10"), 0, 6}));
+  ASSERT_TRUE(dp->removeVip({ip("198.51.100.10"), portOf(2), 6}));
+  EXPECT_EQ(hits({2}).action, XDP_PASS);
+  auto c = dp->readCounters();
+  ASSERT_TRUE(c);
+  for (uint32_t id = 1; id <= kPorts; ++id)
+    EXPECT_EQ(c->vips[id].packets, id == 2 ? 2u : 3u) << "VIP " << id;
 }
 
 TEST_F(BalancerTest, NotAVipPassesUntouched) {
