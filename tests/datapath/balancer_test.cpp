@@ -104,7 +104,9 @@ void checkEncap(const std::vector<uint8_t>& in, const std::vector<uint8_t>& out,
             (std::vector<uint8_t>{0x02, 0, 0, 0, 0, 0xbb}));
   EXPECT_EQ(std::vector<uint8_t>(out.begin() + 6, out.begin() + 12),
             (std::vector<uint8_t>{0x02, 0, 0, 0, 0, 0xaa}));
-  if (l2 == 18) EXPECT_EQ(be16(out, 12), 0x8100);
+  if (l2 == 18) {
+    EXPECT_EQ(be16(out, 12), 0x8100);
+  }
   EXPECT_EQ(be16(out, l2 - 2), v4Outer ? 0x0800 : 0x86dd);
   const size_t o = l2;
   const bool innerV4 = (in[l2] >> 4) == 4;

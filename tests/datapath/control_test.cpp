@@ -194,7 +194,9 @@ TEST_F(ControlTest, RestartAfterKill9AdoptsPinnedMapsAndKeepsFlows) {
   EXPECT_EQ(st.vips[0].id, 1u);
   EXPECT_EQ(st.vips[0].generation, 2u);
   for (const auto& b : st.vips[0].backends)
-    if (b.address == ip("10.99.0.11")) EXPECT_EQ(b.id, 1u);
+    if (b.address == ip("10.99.0.11")) {
+      EXPECT_EQ(b.id, 1u);
+    }
   for (uint32_t i = 0; i < 200; ++i) EXPECT_EQ(send(*dp, flow(i, kTcpAck)), first[i]) << i;
 }
 
