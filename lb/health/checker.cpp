@@ -25,6 +25,7 @@ struct HealthChecker::Check {
   uint64_t generation = 0;  // bumped on update/remove: late completions are ignored
   bool removed = false;
   std::shared_ptr<beast::tcp_stream> stream;
+  Schedule::Clock::time_point due, started;  // of the probe in flight
 
   Check(asio::io_context& io, CheckId i, const CheckSpec& s)
       : id(i), spec(s), machine(s.rise, s.fall), timer(io) {}
@@ -76,6 +77,7 @@ CheckId HealthChecker::add(const CheckSpec& spec) {
   if (spec.type == CheckType::None) {
     // Nothing to probe: up at once, reported once.
     ProbeResult r{true, "no check", {}};
+    c->due = c->started = Schedule::Clock::now();
     asio::post(io_, [this, c, r] { finish(c, c->generation, r); });
     return id;
   }
@@ -87,8 +89,8 @@ void HealthChecker::update(CheckId id, const CheckSpec& spec) {
   auto it = checks_.find(id);
   if (it == checks_.end()) return;
   auto& c = it->second;
-  const bool restart = spec.type != c->spec.type || spec.address != c->spec.address ||
-                       spec.port != c->spec.port;
+  const bool restart =
+      spec.type != c->spec.type || spec.address != c->spec.address || spec.port != c->spec.port;
   c->spec = spec;
   c->machine.setThresholds(spec.rise, spec.fall);
   if (restart) {
@@ -135,6 +137,8 @@ void HealthChecker::schedule(const std::shared_ptr<Check>& c, Schedule::Clock::d
   c->timer.expires_after(delay);
   c->timer.async_wait([this, c, gen](boost::system::error_code ec) {
     if (ec || c->removed || gen != c->generation) return;
+    c->due = c->timer.expiry();
+    c->started = Schedule::Clock::now();
     // The next probe is due one interval after this one starts, whatever
     // this one takes (the timeout is below the interval).
     schedule(c, schedule_.nextDelay(c->spec.interval));
@@ -192,7 +196,7 @@ void HealthChecker::finish(const std::shared_ptr<Check>& c, uint64_t generation,
   if (c->removed || generation != c->generation) return;
   c->last = r;
   auto t = c->machine.record(r.ok);
-  if (onEvent_) onEvent_(Event{c->id, std::move(r), t, c->machine.state()});
+  if (onEvent_) onEvent_(Event{c->id, std::move(r), t, c->machine.state(), c->due, c->started});
 }
 
 }  // namespace xdplb::health

@@ -52,6 +52,10 @@ struct Event {
   ProbeResult result;
   std::optional<Transition> transition;
   State state;
+  // When the probe was due by its schedule and when it really started: the
+  // difference is the loop's lateness (bench_health reports it). Equal for
+  // `none` checks, which are never probed.
+  std::chrono::steady_clock::time_point due, started;
 };
 
 // When the next probe is due: pure, so tests drive it with a fake clock and
