@@ -31,16 +31,21 @@ std::string addressText(const IpAddr& a) {
   return std::string(buf, p);
 }
 
-// Every backend's address as text, in snapshot order, formatted once per
-// scrape rather than once per sample (100,000 backends x 8 families).
-std::vector<std::vector<std::string>> addressesOf(const StatusSnapshot& s) {
-  std::vector<std::vector<std::string>> out(s.vips.size());
-  for (size_t i = 0; i < s.vips.size(); ++i) {
-    out[i].reserve(s.vips[i].backends.size());
-    for (const auto& b : s.vips[i].backends) out[i].push_back(addressText(b.address));
+// Label values of a snapshot, escaped once per scrape rather than once per
+// sample (100,000 backends x 8 families), then written verbatim.
+struct LabelTexts {
+  std::vector<std::string> vip;                   // per VIP
+  std::vector<std::vector<std::string>> backend;  // per VIP, per backend
+
+  explicit LabelTexts(const StatusSnapshot& s) : vip(s.vips.size()), backend(s.vips.size()) {
+    for (size_t i = 0; i < s.vips.size(); ++i) {
+      vip[i] = metrics::Writer::escape(s.vips[i].name);
+      backend[i].reserve(s.vips[i].backends.size());
+      // Address text has nothing to escape.
+      for (const auto& b : s.vips[i].backends) backend[i].push_back(addressText(b.address));
+    }
   }
-  return out;
-}
+};
 
 }  // namespace
 
@@ -110,43 +115,46 @@ void Telemetry::transition(const std::string& vip, const std::string& backend,
 void Telemetry::collectState(metrics::Writer& w) const {
   const auto s = snapshot_();
   if (!s) return;
-  const auto addr = addressesOf(*s);
-  // Calls f(vip, backend, its address) for every backend of every VIP.
+  const LabelTexts text(*s);
+  // Calls f(backend, its vip and backend labels) for every backend of every VIP.
   auto each = [&](auto&& f) {
     for (size_t i = 0; i < s->vips.size(); ++i)
       for (size_t j = 0; j < s->vips[i].backends.size(); ++j)
-        f(s->vips[i], s->vips[i].backends[j], std::string_view(addr[i][j]));
+        f(s->vips[i].backends[j], metrics::LabelView{"vip", text.vip[i], true},
+          metrics::LabelView{"backend", text.backend[i][j], true});
   };
+  using L = metrics::LabelView;
   w.family("xdplb_backend_up", "1 when the backend takes new flows (in its VIP's ring)", "gauge");
-  each([&](const VipStatus& v, const BackendStatus& b, std::string_view a) {
-    w.sample("xdplb_backend_up", {{"vip", v.name}, {"backend", a}}, b.inRing ? 1 : 0);
+  each([&](const BackendStatus& b, L vip, L backend) {
+    w.sample("xdplb_backend_up", {vip, backend}, b.inRing ? 1 : 0);
   });
   w.family("xdplb_backend_weight", "Configured weight of the backend (0 = draining)", "gauge");
-  each([&](const VipStatus& v, const BackendStatus& b, std::string_view a) {
-    w.sample("xdplb_backend_weight", {{"vip", v.name}, {"backend", a}}, b.inConfig ? b.weight : 0);
+  each([&](const BackendStatus& b, L vip, L backend) {
+    w.sample("xdplb_backend_weight", {vip, backend}, b.inConfig ? b.weight : 0);
   });
   w.family("xdplb_backend_health", "Health state of the backend (1 for the current state)",
            "gauge");
-  each([&](const VipStatus& v, const BackendStatus& b, std::string_view a) {
+  each([&](const BackendStatus& b, L vip, L backend) {
     for (auto st : {health::State::Unknown, health::State::Up, health::State::Down})
-      w.sample("xdplb_backend_health", {{"vip", v.name}, {"backend", a}, {"state", healthName(st)}},
+      w.sample("xdplb_backend_health", {vip, backend, {"state", healthName(st), true}},
                b.health == st ? 1 : 0);
   });
   w.family("xdplb_backend_datapath_state",
            "Datapath state of the backend (1 for the current state: up, draining, down)", "gauge");
-  each([&](const VipStatus& v, const BackendStatus& b, std::string_view a) {
+  each([&](const BackendStatus& b, L vip, L backend) {
     for (auto st : {datapath::BackendState::Up, datapath::BackendState::Draining,
                     datapath::BackendState::Down})
       w.sample("xdplb_backend_datapath_state",
-               {{"vip", v.name}, {"backend", a}, {"state", datapath::toString(st)}},
-               b.state == st ? 1 : 0);
+               {vip, backend, {"state", datapath::toString(st), true}}, b.state == st ? 1 : 0);
   });
   w.family("xdplb_ring_generation", "Generation of the VIP's live ring", "gauge");
-  for (const auto& v : s->vips)
-    w.sample("xdplb_ring_generation", {{"vip", v.name}}, static_cast<double>(v.generation));
+  for (size_t i = 0; i < s->vips.size(); ++i)
+    w.sample("xdplb_ring_generation", {{"vip", text.vip[i], true}},
+             static_cast<double>(s->vips[i].generation));
   w.family("xdplb_vip_all_down",
            "1 when every backend of the VIP is down and its all_down policy is in force", "gauge");
-  for (const auto& v : s->vips) w.sample("xdplb_vip_all_down", {{"vip", v.name}}, v.allDown);
+  for (size_t i = 0; i < s->vips.size(); ++i)
+    w.sample("xdplb_vip_all_down", {{"vip", text.vip[i], true}}, s->vips[i].allDown);
 }
 
 void Telemetry::collectDatapath(metrics::Writer& w) const {
@@ -186,17 +194,19 @@ void Telemetry::collectDatapath(metrics::Writer& w) const {
            "counter");
   for (const auto& v : s->vips)
     w.sample("xdplb_vip_new_flows_total", {{"vip", v.name}}, vipCounter(v).newFlows);
-  const auto addr = addressesOf(*s);
+  const LabelTexts text(*s);
   w.family("xdplb_backend_packets_total", "Packets forwarded to the backend", "counter");
   for (size_t i = 0; i < s->vips.size(); ++i)
     for (size_t j = 0; j < s->vips[i].backends.size(); ++j)
-      w.sample("xdplb_backend_packets_total", {{"vip", s->vips[i].name}, {"backend", addr[i][j]}},
+      w.sample("xdplb_backend_packets_total",
+               {{"vip", text.vip[i], true}, {"backend", text.backend[i][j], true}},
                backendCounter(s->vips[i].backends[j]).packets);
   w.family("xdplb_backend_bytes_total", "Bytes forwarded to the backend (before encapsulation)",
            "counter");
   for (size_t i = 0; i < s->vips.size(); ++i)
     for (size_t j = 0; j < s->vips[i].backends.size(); ++j)
-      w.sample("xdplb_backend_bytes_total", {{"vip", s->vips[i].name}, {"backend", addr[i][j]}},
+      w.sample("xdplb_backend_bytes_total",
+               {{"vip", text.vip[i], true}, {"backend", text.backend[i][j], true}},
                backendCounter(s->vips[i].backends[j]).bytes);
 }
 

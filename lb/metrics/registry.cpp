@@ -5,6 +5,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 
 namespace xdplb::metrics {
@@ -77,62 +78,97 @@ void Writer::family(std::string_view name, std::string_view help, std::string_vi
   out_ += '\n';
 }
 
-void Writer::escaped(std::string_view v) {
-  // Label values rarely need escaping: copy runs between the characters that
-  // do, not one character at a time.
-  size_t run = 0;
-  for (size_t i = 0; i < v.size(); ++i) {
-    const char c = v[i];
-    if (c > '\\' || (c != '\\' && c != '"' && c != '\n')) continue;
-    out_.append(v.data() + run, i - run);
-    out_ += c == '\n' ? "\\n" : c == '"' ? "\\\"" : "\\\\";
-    run = i + 1;
+// One sample line, built on the stack and appended to the output at once: a
+// large scrape is a million lines, and appending them to the output string a
+// character at a time cost a tenth of the render.
+class Writer::Line {
+ public:
+  explicit Line(std::string& out) : out_(out) {}
+  ~Line() { out_.append(buf_, n_); }
+  void put(char c) {
+    if (n_ == sizeof buf_) flush();
+    buf_[n_++] = c;
   }
-  out_.append(v.data() + run, v.size() - run);
-}
+  void put(std::string_view s) {
+    if (s.size() > sizeof buf_ - n_) {
+      flush();
+      if (s.size() > sizeof buf_) return (void)out_.append(s);
+    }
+    std::memcpy(buf_ + n_, s.data(), s.size());
+    n_ += s.size();
+  }
+  void escaped(std::string_view v) {
+    // Label values rarely need escaping: copy runs between the characters
+    // that do, not one character at a time.
+    size_t run = 0;
+    for (size_t i = 0; i < v.size(); ++i) {
+      const char c = v[i];
+      if (c > '\\' || (c != '\\' && c != '"' && c != '\n')) continue;
+      put(v.substr(run, i - run));
+      put(c == '\n' ? "\\n" : c == '"' ? "\\\"" : "\\\\");
+      run = i + 1;
+    }
+    put(v.substr(run));
+  }
+  void label(bool first, std::string_view name, std::string_view value, bool verbatim = false) {
+    put(first ? '{' : ',');
+    put(name);
+    put("=\"");
+    if (verbatim)
+      put(value);
+    else
+      escaped(value);
+    put('"');
+  }
+  void number(double v) {
+    if (std::isnan(v)) return put("NaN");
+    if (std::isinf(v)) return put(v > 0 ? "+Inf" : "-Inf");
+    // Most samples of a large scrape are 0 or 1 (state sets, up).
+    if (v == 0 || v == 1) return put(v == 0 ? '0' : '1');
+    char buf[40];
+    // Integral values (counters, states) print as integers; others in the
+    // shortest form that reads back to the same double.
+    const auto r = v == std::floor(v) && std::fabs(v) < 1e15
+                       ? std::to_chars(buf, buf + sizeof buf, static_cast<int64_t>(v))
+                       : std::to_chars(buf, buf + sizeof buf, v);
+    put(std::string_view(buf, static_cast<size_t>(r.ptr - buf)));
+  }
+  // " value\n" after the labels, if any.
+  void end(bool anyLabel, double value) {
+    if (anyLabel) put('}');
+    put(' ');
+    number(value);
+    put('\n');
+  }
 
-void Writer::label(bool first, std::string_view name, std::string_view value) {
-  out_ += first ? '{' : ',';
-  out_ += name;
-  out_ += "=\"";
-  escaped(value);
-  out_ += '"';
-}
+ private:
+  void flush() {
+    out_.append(buf_, n_);
+    n_ = 0;
+  }
+  std::string& out_;
+  char buf_[512];
+  size_t n_ = 0;
+};
 
-void Writer::number(double v) {
-  if (std::isnan(v)) {
-    out_ += "NaN";
-    return;
+std::string Writer::escape(std::string_view value) {
+  std::string out;
+  {
+    Line line(out);
+    line.escaped(value);
   }
-  if (std::isinf(v)) {
-    out_ += v > 0 ? "+Inf" : "-Inf";
-    return;
-  }
-  // Most samples of a large scrape are 0 or 1 (state sets, up).
-  if (v == 0 || v == 1) {
-    out_ += v == 0 ? '0' : '1';
-    return;
-  }
-  char buf[40];
-  // Integral values (counters, states) print as integers; others in the
-  // shortest form that reads back to the same double.
-  const auto r = v == std::floor(v) && std::fabs(v) < 1e15
-                     ? std::to_chars(buf, buf + sizeof buf, static_cast<int64_t>(v))
-                     : std::to_chars(buf, buf + sizeof buf, v);
-  out_.append(buf, static_cast<size_t>(r.ptr - buf));
+  return out;
 }
 
 void Writer::sample(std::string_view name, std::initializer_list<LabelView> l, double value) {
-  out_ += name;
+  Line line(out_);
+  line.put(name);
   bool first = true;
-  for (const auto& [k, v] : l) {
-    label(first, k, v);
+  for (const auto& lv : l) {
+    line.label(first, lv.name, lv.value, lv.verbatim);
     first = false;
   }
-  if (!first) out_ += '}';
-  out_ += ' ';
-  number(value);
-  out_ += '\n';
+  line.end(!first, value);
 }
 
 void Writer::sample(std::string_view name, const Labels& l, double value) {
@@ -141,40 +177,37 @@ void Writer::sample(std::string_view name, const Labels& l, double value) {
 
 void Writer::sample(std::string_view name, const Labels& l, std::string_view extraName,
                     std::string_view extraValue, double value) {
-  out_ += name;
+  Line line(out_);
+  line.put(name);
   bool first = true;
   for (const auto& [k, v] : l) {
-    label(first, k, v);
+    line.label(first, k, v);
     first = false;
   }
   if (!extraName.empty()) {
-    label(first, extraName, extraValue);
+    line.label(first, extraName, extraValue);
     first = false;
   }
-  if (!first) out_ += '}';
-  out_ += ' ';
-  number(value);
-  out_ += '\n';
+  line.end(!first, value);
 }
 
 void Writer::sample(std::string_view name, const std::vector<std::string>& names,
                     const Labels& values, std::string_view extraName, std::string_view extraValue,
                     double value) {
   // Series are keyed by the values given; print them under the family's names.
-  out_ += name;
+  Line line(out_);
+  line.put(name);
   bool first = true;
   for (size_t i = 0; i < values.size(); ++i) {
-    label(first, i < names.size() ? std::string_view(names[i]) : values[i].first, values[i].second);
+    line.label(first, i < names.size() ? std::string_view(names[i]) : values[i].first,
+               values[i].second);
     first = false;
   }
   if (!extraName.empty()) {
-    label(first, extraName, extraValue);
+    line.label(first, extraName, extraValue);
     first = false;
   }
-  if (!first) out_ += '}';
-  out_ += ' ';
-  number(value);
-  out_ += '\n';
+  line.end(!first, value);
 }
 
 template <>

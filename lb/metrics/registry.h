@@ -21,9 +21,12 @@ namespace xdplb::metrics {
 using Labels = std::vector<std::pair<std::string, std::string>>;
 
 // A label for one sample, without copying its name or value: collectors
-// write a million of these per scrape of a large balancer.
+// write a million of these per scrape of a large balancer. `verbatim`: the
+// value is already escaped (Writer::escape), as a collector does once per
+// scrape for a value it writes in many samples.
 struct LabelView {
   std::string_view name, value;
+  bool verbatim = false;
 };
 
 class Counter {
@@ -129,11 +132,13 @@ class Writer {
               std::string_view extraName, std::string_view extraValue, double value);
   void reserve(size_t bytes) { out_.reserve(bytes); }
   std::string& text() { return out_; }
+  // A label value as the exposition format writes it (backslash, double
+  // quote and newline escaped), for LabelView::verbatim.
+  static std::string escape(std::string_view value);
+
+  class Line;
 
  private:
-  void label(bool first, std::string_view name, std::string_view value);
-  void escaped(std::string_view value);
-  void number(double v);
   std::string out_;
 };
 

@@ -172,6 +172,27 @@ TEST(Telemetry, ExportsEveryMetricOfTheMetricsIssue) {
     EXPECT_TRUE(reasons.count(r)) << r;
 }
 
+TEST(Telemetry, LabelValuesAreEscapedInEveryFamily) {
+  // VIP names are validated by the config, but the exposition must not rely
+  // on it: values escaped once per scrape are still escaped.
+  auto snap = std::const_pointer_cast<StatusSnapshot>(smallSnapshot());
+  snap->vips[0].name = "we\"b\\1\n";
+  FakeDatapath dp;
+  metrics::Registry registry;
+  Telemetry t(registry, &dp, [&] { return std::shared_ptr<const StatusSnapshot>(snap); });
+  const std::string text = registry.render();
+  const std::string escaped = R"(vip="we\"b\\1\n")";
+  for (const char* family :
+       {"xdplb_backend_up{", "xdplb_backend_weight{", "xdplb_backend_health{",
+        "xdplb_backend_datapath_state{", "xdplb_ring_generation{", "xdplb_vip_all_down{",
+        "xdplb_vip_packets_total{", "xdplb_backend_packets_total{", "xdplb_backend_bytes_total{"})
+    EXPECT_NE(text.find(std::string(family) + escaped), std::string::npos) << family;
+  EXPECT_EQ(text.find("we\"b"), std::string::npos);
+  // IPv4 addresses are formatted by hand for speed: the same text as IpAddr.
+  EXPECT_NE(text.find(R"(backend="10.0.0.1")"), std::string::npos);
+  EXPECT_NE(text.find(R"(backend="2001:db8::2")"), std::string::npos);
+}
+
 TEST(Telemetry, ReadmeListsExactlyTheExportedMetrics) {
   const std::string readme = readFile(std::string(XDPLB_SOURCE_DIR) + "/README.md");
   const auto from = readme.find("## HTTP endpoint and metrics");
