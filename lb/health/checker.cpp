@@ -1,6 +1,7 @@
 #include "lb/health/checker.h"
 
 #include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <boost/asio.hpp>
@@ -36,8 +37,8 @@ Schedule::Clock::duration Schedule::secondDelay(std::chrono::milliseconds interv
 // One probe in flight. Its socket is plain (no beast::tcp_stream: that one
 // allocates an implementation with two timers per connection) and its
 // timeout is the check's `deadline` timer, so a TCP probe costs one
-// allocation and one timer-queue entry. At 10,000 checks a second that is
-// what keeps the checker under 10% of a core (perf/README.md).
+// allocation and one timer-queue entry (bench_health: lb/health adds ~5% of
+// a core to the kernel's own cost at 10,000 TCP checks a second).
 struct HealthChecker::Probe {
   Probe(asio::io_context& io, uint64_t gen) : socket(io), generation(gen) {}
   tcp::socket socket;
@@ -202,6 +203,10 @@ void HealthChecker::schedule(const std::shared_ptr<Check>& c, Schedule::Clock::t
   c->timer.expires_at(due);
   c->timer.async_wait([this, c, gen](boost::system::error_code ec) {
     if (ec || c->removed || gen != c->generation) return;
+    // A probe still in flight is past its timeout (below the interval) but
+    // its deadline has not run yet: it failed, and is reported as the probe
+    // it was, before this one's times replace its own.
+    if (c->inFlight) end(c, c->inFlight, false, "timeout");
     c->due = c->timer.expiry();
     c->started = Schedule::Clock::now();
     // The next probe is due one interval after this one was due, whatever
@@ -218,9 +223,6 @@ void HealthChecker::schedule(const std::shared_ptr<Check>& c, Schedule::Clock::t
 }
 
 void HealthChecker::probe(const std::shared_ptr<Check>& c) {
-  // A probe still in flight is past its timeout (below the interval) but its
-  // timer has not run yet: it failed.
-  if (c->inFlight) end(c, c->inFlight, false, "timeout");
   auto p = std::make_shared<Probe>(io_, c->generation);
   p->start = Schedule::Clock::now();
   const tcp::endpoint ep = endpointOf(c->spec.address, c->spec.port);
@@ -230,9 +232,8 @@ void HealthChecker::probe(const std::shared_ptr<Check>& c) {
     // Let connect() pick the source port per destination: bound alone, each
     // probe socket would hold an ephemeral port of its own, and 10,000 checks
     // from one source address would exhaust them.
-    boost::system::error_code ignored;
-    p->socket.set_option(
-        asio::detail::socket_option::boolean<IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT>(true), ignored);
+    const int one = 1;
+    ::setsockopt(p->socket.native_handle(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
     p->socket.bind(endpointOf(*c->spec.source, 0), ec);
   }
   c->inFlight = p;
@@ -286,6 +287,7 @@ void HealthChecker::end(const std::shared_ptr<Check>& c, std::shared_ptr<Probe> 
   p->socket.close(ignored);
   finish(c, p->generation, {ok, std::move(reason), Schedule::Clock::now() - p->start});
 }
+
 void HealthChecker::finish(const std::shared_ptr<Check>& c, uint64_t generation, ProbeResult r) {
   if (c->removed || generation != c->generation) return;
   c->last = r;
