@@ -26,8 +26,10 @@ class Server {
   }
   uint16_t port() const { return acceptor_.local_endpoint().port(); }
   void close() { acceptor_.close(); }
-  // Source addresses of the connections accepted so far.
+  // Source addresses of the connections accepted so far, and the first bytes
+  // each sent.
   std::vector<asio::ip::address> peers;
+  std::vector<std::string> requests;
 
  private:
   void accept() {
@@ -44,8 +46,9 @@ class Server {
     if (!ec) peers.push_back(peer.address());
     if (b_ == Behaviour::AcceptOnly || b_ == Behaviour::Silent) return;  // never answers
     auto buf = std::make_shared<std::array<char, 1024>>();
-    s->async_read_some(asio::buffer(*buf), [this, s, buf](boost::system::error_code ec, size_t) {
+    s->async_read_some(asio::buffer(*buf), [this, s, buf](boost::system::error_code ec, size_t n) {
       if (ec) return;
+      requests.emplace_back(buf->data(), n);
       std::string reply;
       switch (b_) {
         case Behaviour::Http200:
@@ -179,6 +182,29 @@ TEST_F(CheckerTest, HttpStatusAndBadServers) {
     expectReachedOnProbe(ids[i], cases[i].want, cases[i].want == State::Up ? 1 : 2,
                          cases[i].reason);
   }
+}
+
+TEST_F(CheckerTest, HttpSendsPathAndHostAndAcceptsTheExpectedStatuses) {
+  Server srv(io, Behaviour::Http503);
+  auto s = spec(CheckType::Http, srv.port());
+  s.path = "/health?deep=1";
+  s.host = "www.example.com";
+  s.expect = {200, 503};  // a backend that answers 503 on purpose (maintenance page)
+  const auto id = checker.add(s);
+  ASSERT_TRUE(runUntil([&] { return checker.state(id) == State::Up; }, kWithin));
+  ASSERT_FALSE(srv.requests.empty());
+  const std::string& req = srv.requests.front();
+  EXPECT_TRUE(req.starts_with("GET /health?deep=1 HTTP/1.1\r\n")) << req;
+  EXPECT_NE(req.find("\r\nHost: www.example.com\r\n"), std::string::npos) << req;
+  EXPECT_NE(req.find("\r\nConnection: close\r\n"), std::string::npos) << req;
+
+  // Without a host, the backend's address (in brackets for IPv6) is sent.
+  auto plain = spec(CheckType::Http, srv.port());
+  plain.expect = {503};
+  const auto id2 = checker.add(plain);
+  ASSERT_TRUE(runUntil([&] { return checker.state(id2) == State::Up; }, kWithin));
+  EXPECT_NE(srv.requests.back().find("\r\nHost: 127.0.0.1\r\n"), std::string::npos)
+      << srv.requests.back();
 }
 
 TEST_F(CheckerTest, UpThenDownThenUpAgainWithTransitions) {
