@@ -23,30 +23,34 @@ using namespace std::chrono_literals;
 const char* const kBackends[] = {"127.0.0.11", "127.0.0.12", "127.0.0.13"};
 
 // A listener on addr:port that accepts and closes (a TCP check's "up").
-std::unique_ptr<tcp::acceptor> listen(asio::io_context& io, const char* addr, uint16_t port) {
-  auto a = std::make_unique<tcp::acceptor>(io);
-  const tcp::endpoint ep(asio::ip::make_address(addr), port);
-  a->open(ep.protocol());
-  a->set_option(asio::socket_base::reuse_address(true));
-  a->bind(ep);
-  a->listen();
-  auto* raw = a.get();
-  auto accept = std::make_shared<std::function<void()>>();
-  *accept = [raw, accept] {
-    raw->async_accept([accept](boost::system::error_code ec, tcp::socket) {
-      if (!ec) (*accept)();
+class Listener {
+ public:
+  Listener(asio::io_context& io, const char* addr, uint16_t port) : acceptor_(io) {
+    const tcp::endpoint ep(asio::ip::make_address(addr), port);
+    acceptor_.open(ep.protocol());
+    acceptor_.set_option(asio::socket_base::reuse_address(true));
+    acceptor_.bind(ep);
+    acceptor_.listen();
+    accept();
+  }
+  uint16_t port() const { return acceptor_.local_endpoint().port(); }
+
+ private:
+  void accept() {
+    acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket) {
+      if (!ec) accept();
     });
-  };
-  (*accept)();
-  return a;
-}
+  }
+  tcp::acceptor acceptor_;
+};
 
 TEST(HealthToRing, DownBackendLeavesTheRingAndItsReturnRestoresIt) {
   asio::io_context io;
-  std::map<std::string, std::unique_ptr<tcp::acceptor>> servers;
-  servers[kBackends[0]] = listen(io, kBackends[0], 0);
-  const uint16_t port = servers[kBackends[0]]->local_endpoint().port();
-  for (const char* a : {kBackends[1], kBackends[2]}) servers[a] = listen(io, a, port);
+  std::map<std::string, std::unique_ptr<Listener>> servers;
+  servers[kBackends[0]] = std::make_unique<Listener>(io, kBackends[0], 0);
+  const uint16_t port = servers[kBackends[0]]->port();
+  for (const char* a : {kBackends[1], kBackends[2]})
+    servers[a] = std::make_unique<Listener>(io, a, port);
 
   config::Config cfg;
   cfg.daemon.hashSeed = 5;
@@ -144,7 +148,7 @@ TEST(HealthToRing, DownBackendLeavesTheRingAndItsReturnRestoresIt) {
   EXPECT_EQ(statusOf(kBackends[1]).lastResult, "refused");
 
   // It comes back: rise successes, and the ring is the all-up ring again.
-  servers[kBackends[1]] = listen(io, kBackends[1], port);
+  servers[kBackends[1]] = std::make_unique<Listener>(io, kBackends[1], port);
   ASSERT_TRUE(runUntil([&] { return healthOf(kBackends[1]) == health::State::Up; }));
   EXPECT_EQ(dp.rings[vipId].slots, allUp);
   EXPECT_TRUE(dp.invariantViolations.empty()) << dp.invariantViolations.front();
