@@ -424,36 +424,7 @@ class Daemon {
   }
 
   metrics::HttpResponse lookupHandler(const metrics::HttpRequest& req) {
-    metrics::HttpResponse r;
-    r.contentType = "application/json";
-    auto param = [&](const char* k) -> std::string {
-      auto it = req.params.find(k);
-      return it == req.params.end() ? "" : it->second;
-    };
-    auto fail = [&](unsigned status, const std::string& msg) {
-      r.status = status;
-      r.body = nlohmann::json{{"error", msg}}.dump() + "\n";
-      return r;
-    };
-    FlowQuery q;
-    const std::string vip = param("vip");
-    auto src = IpAddr::parse(param("src"));
-    if (vip.empty() || !src) return fail(400, "need vip= and src= (an IP address)");
-    q.src = *src;
-    try {
-      q.srcPort = static_cast<uint16_t>(std::stoul(param("sport")));
-      if (!param("dport").empty()) q.dstPort = static_cast<uint16_t>(std::stoul(param("dport")));
-    } catch (const std::exception&) {
-      return fail(400, "sport= and dport= must be port numbers");
-    }
-    auto found = lookupLive(*snapshot(), *dp_, vip, q);
-    if (!found) return fail(404, found.error().message());
-    r.body = nlohmann::json{{"vip", vip},
-                            {"backend", *found ? (*found)->toString() : ""},
-                            {"found", found->has_value()}}
-                 .dump() +
-             "\n";
-    return r;
+    return lookupHttp(*snapshot(), *dp_, req);
   }
 
   DaemonOptions options_;

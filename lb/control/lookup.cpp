@@ -1,5 +1,8 @@
 #include "lb/control/lookup.h"
 
+#include <charconv>
+#include <nlohmann/json.hpp>
+
 #include "lb/control/flow.h"
 #include "lb/maglev/maglev.h"
 
@@ -49,6 +52,54 @@ Result<std::optional<IpAddr>> lookupLive(const StatusSnapshot& s, datapath::Data
   return std::optional<IpAddr>{};
 }
 
+namespace {
+
+// A port number, the whole of `text`: "80" but not "", "8o" or "70000".
+std::optional<uint16_t> parsePort(const std::string& text) {
+  unsigned v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || v > 65535)
+    return std::nullopt;
+  return static_cast<uint16_t>(v);
+}
+
+}  // namespace
+
+metrics::HttpResponse lookupHttp(const StatusSnapshot& s, datapath::Datapath& dp,
+                                 const metrics::HttpRequest& req) {
+  metrics::HttpResponse r;
+  r.contentType = "application/json";
+  auto param = [&](const char* k) -> std::string {
+    auto it = req.params.find(k);
+    return it == req.params.end() ? "" : it->second;
+  };
+  auto fail = [&](unsigned status, const std::string& msg) {
+    r.status = status;
+    r.body = nlohmann::json{{"error", msg}}.dump() + "\n";
+    return r;
+  };
+  FlowQuery q;
+  const std::string vip = param("vip");
+  auto src = IpAddr::parse(param("src"));
+  if (vip.empty() || !src) return fail(400, "need vip= and src= (an IP address)");
+  q.src = *src;
+  const auto sport = parsePort(param("sport"));
+  if (!sport) return fail(400, "sport= must be a port number (0-65535)");
+  q.srcPort = *sport;
+  if (!param("dport").empty()) {
+    q.dstPort = parsePort(param("dport"));
+    if (!q.dstPort) return fail(400, "dport= must be a port number (0-65535)");
+  }
+  auto found = lookupLive(s, dp, vip, q);
+  if (!found) return fail(404, found.error().message());
+  r.body = nlohmann::json{{"vip", vip},
+                          {"backend", *found ? (*found)->toString() : ""},
+                          {"found", found->has_value()}}
+               .dump() +
+           "\n";
+  return r;
+}
+
 Result<std::optional<IpAddr>> OfflineLookup::lookup(const std::string& vipName,
                                                     const FlowQuery& q) {
   auto it = rings_.find(vipName);
@@ -66,17 +117,17 @@ Result<std::optional<IpAddr>> OfflineLookup::lookup(const std::string& vipName,
       if (vip->backends[i].weight > 0)
         members.push_back({vip->backends[i].address.bytes(), static_cast<uint32_t>(i + 1),
                            vip->backends[i].weight});
-    it = rings_.emplace(vipName, Built{vip, maglev::build(members, vip->ringSize,
-                                                          cfg_.daemon.hashSeed)})
+    it = rings_
+             .emplace(vipName,
+                      Built{vip, maglev::build(members, vip->ringSize, cfg_.daemon.hashSeed)})
              .first;
   }
   const config::Vip& vip = *it->second.vip;
   if (auto r = checkFamily(q.src, vip.address); !r) return std::unexpected(r.error());
   auto port = resolvePort(vip.name, vip.port, q.dstPort);
   if (!port) return std::unexpected(port.error());
-  const uint32_t idx =
-      ringPick(it->second.slots,
-               flowHash(q.src, q.srcPort, vip.address, *port, vip.protocol, cfg_.daemon.hashSeed));
+  const uint32_t idx = ringPick(it->second.slots, flowHash(q.src, q.srcPort, vip.address, *port,
+                                                           vip.protocol, cfg_.daemon.hashSeed));
   if (idx == 0) return std::optional<IpAddr>{};
   return std::optional<IpAddr>{vip.backends[idx - 1].address};
 }

@@ -14,6 +14,7 @@
 #include "lb/config/config.h"
 #include "lb/control/reconciler.h"
 #include "lb/datapath/datapath.h"
+#include "lb/metrics/http_server.h"
 
 namespace xdplb::control {
 
@@ -28,8 +29,14 @@ const VipStatus* findVip(const StatusSnapshot& s, const std::string& vip);
 
 [[nodiscard]] Result<std::optional<IpAddr>> lookupLive(const StatusSnapshot& s,
                                                        datapath::Datapath& dp,
-                                                       const std::string& vip,
-                                                       const FlowQuery& q);
+                                                       const std::string& vip, const FlowQuery& q);
+
+// GET /api/v1/lookup?vip=NAME&src=IP&sport=N[&dport=N]: lookupLive as the
+// daemon serves it. 200 with {"vip", "backend", "found"} ("found": false and
+// an empty backend when the ring is empty), 400 for a malformed query, 404
+// for an unknown VIP or a flow that cannot reach it.
+metrics::HttpResponse lookupHttp(const StatusSnapshot& s, datapath::Datapath& dp,
+                                 const metrics::HttpRequest& req);
 
 class OfflineLookup {
  public:

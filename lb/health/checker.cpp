@@ -1,8 +1,15 @@
 #include "lb/health/checker.h"
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <algorithm>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <optional>
+#include <sstream>
+#include <utility>
 
 namespace xdplb::health {
 namespace asio = boost::asio;
@@ -16,18 +23,64 @@ Schedule::Clock::duration Schedule::nextDelay(std::chrono::milliseconds interval
       std::chrono::duration<double, std::milli>(interval.count() * jitter(rng_)));
 }
 
+Schedule::Clock::duration Schedule::secondDelay(std::chrono::milliseconds interval,
+                                                std::chrono::milliseconds timeout) {
+  const double from =
+      interval.count() > 0
+          ? std::clamp(static_cast<double>(timeout.count()) / interval.count(), 0.1, 1.1)
+          : 0.1;
+  std::uniform_real_distribution<double> phase(from, 1.1);
+  return std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double, std::milli>(interval.count() * phase(rng_)));
+}
+
+// One probe in flight. Its socket is plain (no beast::tcp_stream: that one
+// allocates an implementation with two timers per connection) and its
+// timeout is the check's `deadline` timer, so a TCP probe costs one
+// allocation and one timer-queue entry (bench_health: lb/health adds ~5% of
+// a core to the kernel's own cost at 10,000 TCP checks a second).
+struct HealthChecker::Probe {
+  Probe(asio::io_context& io, uint64_t gen) : socket(io), generation(gen) {}
+  tcp::socket socket;
+  uint64_t generation;
+  Schedule::Clock::time_point start;
+  // HTTP only.
+  std::shared_ptr<const std::string> request;
+  beast::flat_buffer buffer;
+  std::optional<http::response_parser<http::string_body>> parser;
+};
+
 struct HealthChecker::Check {
   CheckId id;
   CheckSpec spec;
   StateMachine machine;
-  asio::steady_timer timer;
+  asio::steady_timer timer;     // the next probe
+  asio::steady_timer deadline;  // the timeout of the probe in flight
   std::optional<ProbeResult> last;
   uint64_t generation = 0;  // bumped on update/remove: late completions are ignored
+  uint64_t probes = 0;      // since the last (re)start
   bool removed = false;
-  std::shared_ptr<beast::tcp_stream> stream;
+  std::shared_ptr<Probe> inFlight;
+  Schedule::Clock::time_point due, started;    // of the probe in flight
+  std::shared_ptr<const std::string> request;  // HTTP: built once per spec
 
   Check(asio::io_context& io, CheckId i, const CheckSpec& s)
-      : id(i), spec(s), machine(s.rise, s.fall), timer(io) {}
+      : id(i), spec(s), machine(s.rise, s.fall), timer(io), deadline(io) {
+    buildRequest();
+  }
+
+  void buildRequest() {
+    if (spec.type != CheckType::Http) return request.reset();
+    http::request<http::empty_body> req{http::verb::get, spec.path, 11};
+    std::string host = spec.host.empty() ? spec.address.toString() : spec.host;
+    if (spec.host.empty() && spec.address.isV6()) host = "[" + host + "]";
+    req.set(http::field::host, host);
+    req.set(http::field::user_agent, "xdplb-health-check");
+    req.set(http::field::connection, "close");
+    std::ostringstream out;
+    out << req;
+    request = std::make_shared<const std::string>(out.str());
+  }
 };
 
 namespace {
@@ -43,6 +96,15 @@ tcp::endpoint endpointOf(const IpAddr& a, uint16_t port) {
   return {asio::ip::address_v6(b), port};
 }
 
+// Timers expire on whole milliseconds. Asio wakes up once per distinct
+// expiry (epoll_wait, then timerfd_settime); at 10,000 probes a second that
+// was two system calls per probe. On a millisecond grid the probes due in
+// the same millisecond share one wake-up, and a millisecond is nothing next
+// to the ±10% jitter.
+Schedule::Clock::time_point tick(Schedule::Clock::time_point t) {
+  return std::chrono::ceil<std::chrono::milliseconds>(t);
+}
+
 std::string reasonOf(const boost::system::error_code& ec) {
   if (ec == beast::error::timeout || ec == asio::error::timed_out) return "timeout";
   if (ec == asio::error::connection_refused) return "refused";
@@ -54,13 +116,6 @@ std::string reasonOf(const boost::system::error_code& ec) {
   if (ec.category() == make_error_code(http::error::bad_version).category()) return "bad response";
   return ec.message();
 }
-
-// One HTTP probe's buffers, kept alive by the completion handlers.
-struct HttpProbe {
-  http::request<http::empty_body> req;
-  beast::flat_buffer buffer;
-  http::response_parser<http::string_body> parser;
-};
 
 }  // namespace
 
@@ -76,10 +131,11 @@ CheckId HealthChecker::add(const CheckSpec& spec) {
   if (spec.type == CheckType::None) {
     // Nothing to probe: up at once, reported once.
     ProbeResult r{true, "no check", {}};
+    c->due = c->started = Schedule::Clock::now();
     asio::post(io_, [this, c, r] { finish(c, c->generation, r); });
     return id;
   }
-  schedule(c, Schedule::Clock::duration::zero());
+  schedule(c, Schedule::Clock::now());
   return id;
 }
 
@@ -87,15 +143,18 @@ void HealthChecker::update(CheckId id, const CheckSpec& spec) {
   auto it = checks_.find(id);
   if (it == checks_.end()) return;
   auto& c = it->second;
-  const bool restart = spec.type != c->spec.type || spec.address != c->spec.address ||
-                       spec.port != c->spec.port;
+  const bool restart =
+      spec.type != c->spec.type || spec.address != c->spec.address || spec.port != c->spec.port;
   c->spec = spec;
   c->machine.setThresholds(spec.rise, spec.fall);
+  // A probe in flight keeps the request it was sent with (it holds it).
+  c->buildRequest();
   if (restart) {
     ++c->generation;
     c->timer.cancel();
-    if (c->stream) c->stream->cancel();
-    schedule(c, Schedule::Clock::duration::zero());
+    abandon(*c);
+    c->probes = 0;
+    schedule(c, Schedule::Clock::now());
   }
 }
 
@@ -106,7 +165,7 @@ void HealthChecker::remove(CheckId id) {
   c->removed = true;
   ++c->generation;
   c->timer.cancel();
-  if (c->stream) c->stream->cancel();
+  abandon(*c);
   checks_.erase(it);
 }
 
@@ -125,74 +184,115 @@ void HealthChecker::stop() {
     c->removed = true;
     ++c->generation;
     c->timer.cancel();
-    if (c->stream) c->stream->cancel();
+    abandon(*c);
   }
   checks_.clear();
 }
 
-void HealthChecker::schedule(const std::shared_ptr<Check>& c, Schedule::Clock::duration delay) {
+void HealthChecker::abandon(Check& c) {
+  // Its handlers see that it is no longer in flight and report nothing.
+  if (auto p = std::exchange(c.inFlight, nullptr)) {
+    boost::system::error_code ignored;
+    p->socket.close(ignored);
+  }
+  c.deadline.cancel();
+}
+
+void HealthChecker::schedule(const std::shared_ptr<Check>& c, Schedule::Clock::time_point due) {
   const uint64_t gen = c->generation;
-  c->timer.expires_after(delay);
+  c->timer.expires_at(due);
   c->timer.async_wait([this, c, gen](boost::system::error_code ec) {
     if (ec || c->removed || gen != c->generation) return;
-    // The next probe is due one interval after this one starts, whatever
-    // this one takes (the timeout is below the interval).
-    schedule(c, schedule_.nextDelay(c->spec.interval));
+    // A probe still in flight is past its timeout (below the interval) but
+    // its deadline has not run yet: it failed, and is reported as the probe
+    // it was, before this one's times replace its own.
+    if (c->inFlight) end(c, c->inFlight, false, "timeout");
+    c->due = c->timer.expiry();
+    c->started = Schedule::Clock::now();
+    // The next probe is due one interval after this one was due, whatever
+    // this one takes (the timeout is below the interval) and however late
+    // the loop ran it, so lateness does not accumulate. A loop that fell a
+    // whole interval behind starts afresh rather than firing a burst.
+    const auto delay = c->probes++ == 0 ? schedule_.secondDelay(c->spec.interval, c->spec.timeout)
+                                        : schedule_.nextDelay(c->spec.interval);
+    auto next = tick(c->due + delay);
+    if (next <= c->started) next = tick(c->started + delay);
+    schedule(c, next);
     probe(c);
   });
 }
 
 void HealthChecker::probe(const std::shared_ptr<Check>& c) {
-  const uint64_t gen = c->generation;
-  const auto start = Schedule::Clock::now();
-  auto stream = std::make_shared<beast::tcp_stream>(io_);
-  c->stream = stream;
+  auto p = std::make_shared<Probe>(io_, c->generation);
+  p->start = Schedule::Clock::now();
   const tcp::endpoint ep = endpointOf(c->spec.address, c->spec.port);
-  auto done = [this, c, gen, start, stream](bool ok, std::string reason) {
-    boost::system::error_code ignored;
-    stream->socket().close(ignored);
-    if (c->stream == stream) c->stream.reset();
-    finish(c, gen, {ok, std::move(reason), Schedule::Clock::now() - start});
-  };
-
   boost::system::error_code ec;
-  stream->socket().open(ep.protocol(), ec);
-  if (!ec && c->spec.source) stream->socket().bind(endpointOf(*c->spec.source, 0), ec);
+  p->socket.open(ep.protocol(), ec);
+  if (!ec && c->spec.source) {
+    // Let connect() pick the source port per destination: bound alone, each
+    // probe socket would hold an ephemeral port of its own, and 10,000 checks
+    // from one source address would exhaust them.
+    const int one = 1;
+    ::setsockopt(p->socket.native_handle(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    p->socket.bind(endpointOf(*c->spec.source, 0), ec);
+  }
+  c->inFlight = p;
   if (ec) {
-    asio::post(io_, [done, ec] { done(false, "source: " + ec.message()); });
+    // Reported from the loop, like every other result, not from inside add().
+    asio::post(io_, [this, c, p, ec] { end(c, p, false, "source: " + ec.message()); });
     return;
   }
-  stream->expires_after(c->spec.timeout);
-  stream->async_connect(ep, [this, c, stream, done](boost::system::error_code ec) {
-    if (ec) return done(false, reasonOf(ec));
-    if (c->spec.type == CheckType::Tcp) return done(true, "ok");
-    auto p = std::make_shared<HttpProbe>();
-    p->req = {http::verb::get, c->spec.path, 11};
-    std::string host = c->spec.host.empty() ? c->spec.address.toString() : c->spec.host;
-    if (c->spec.host.empty() && c->spec.address.isV6()) host = "[" + host + "]";
-    p->req.set(http::field::host, host);
-    p->req.set(http::field::user_agent, "xdplb-health-check");
-    p->req.set(http::field::connection, "close");
-    p->parser.body_limit(64 * 1024);
-    http::async_write(*stream, p->req, [c, stream, p, done](boost::system::error_code ec, size_t) {
-      if (ec) return done(false, reasonOf(ec));
-      http::async_read(*stream, p->buffer, p->parser,
-                       [c, p, done](boost::system::error_code ec, size_t) {
-                         if (ec) return done(false, reasonOf(ec));
-                         const unsigned status = p->parser.get().result_int();
-                         for (uint16_t want : c->spec.expect)
-                           if (status == want) return done(true, "ok");
-                         done(false, "status " + std::to_string(status));
-                       });
-    });
+  c->deadline.expires_at(tick(p->start + c->spec.timeout));
+  c->deadline.async_wait([this, c, p](boost::system::error_code ec) {
+    if (!ec) end(c, p, false, "timeout");
   });
+  p->socket.async_connect(ep, [this, c, p](boost::system::error_code ec) {
+    if (c->inFlight != p) return;
+    if (ec) return end(c, p, false, reasonOf(ec));
+    if (c->spec.type == CheckType::Tcp) return end(c, p, true, "ok");
+    p->request = c->request;
+    p->parser.emplace();
+    p->parser->body_limit(64 * 1024);
+    asio::async_write(p->socket, asio::buffer(*p->request),
+                      [this, c, p](boost::system::error_code ec, size_t) {
+                        if (c->inFlight != p) return;
+                        if (ec) return end(c, p, false, reasonOf(ec));
+                        http::async_read(p->socket, p->buffer, *p->parser,
+                                         [this, c, p](boost::system::error_code ec, size_t) {
+                                           if (c->inFlight != p) return;
+                                           if (ec) return end(c, p, false, reasonOf(ec));
+                                           const unsigned status = p->parser->get().result_int();
+                                           for (uint16_t want : c->spec.expect)
+                                             if (status == want) return end(c, p, true, "ok");
+                                           end(c, p, false, "status " + std::to_string(status));
+                                         });
+                      });
+  });
+}
+
+void HealthChecker::end(const std::shared_ptr<Check>& c, std::shared_ptr<Probe> p, bool ok,
+                        std::string reason) {
+  // p by value: the caller may pass c->inFlight itself, which is reset here.
+  if (c->inFlight != p) return;  // already ended (timeout, removal, restart)
+  c->inFlight.reset();
+  c->deadline.cancel();
+  boost::system::error_code ignored;
+  if (ok && c->spec.type == CheckType::Tcp) {
+    // Close a successful TCP check with a reset, as HAProxy does: no FIN
+    // exchange and no TIME_WAIT socket left behind per probe (10,000 probes
+    // a second would otherwise keep ~600,000 of them, past the kernel's
+    // tcp_max_tw_buckets).
+    p->socket.set_option(asio::socket_base::linger(true, 0), ignored);
+  }
+  p->socket.close(ignored);
+  finish(c, p->generation, {ok, std::move(reason), Schedule::Clock::now() - p->start});
 }
 
 void HealthChecker::finish(const std::shared_ptr<Check>& c, uint64_t generation, ProbeResult r) {
   if (c->removed || generation != c->generation) return;
   c->last = r;
   auto t = c->machine.record(r.ok);
-  if (onEvent_) onEvent_(Event{c->id, std::move(r), t, c->machine.state()});
+  if (onEvent_) onEvent_(Event{c->id, std::move(r), t, c->machine.state(), c->due, c->started});
 }
 
 }  // namespace xdplb::health

@@ -1,6 +1,8 @@
 // Health checkers on the daemon's io_context: one per (VIP, backend), each on
-// its own schedule — the first probe at once, then every interval with ±10%
-// jitter so thousands of probes do not fire together. No thread per check.
+// its own schedule — the first probe at once, the second at a random point of
+// the following interval (so checks added together, as all of them are at
+// start-up, spread out instead of firing in step for ever), then every
+// interval with ±10% jitter. No thread per check.
 //   tcp:  connect within the timeout.
 //   http: GET path with a Host header; the status must be in `expect`.
 //   none: Up at once, never probed.
@@ -52,6 +54,10 @@ struct Event {
   ProbeResult result;
   std::optional<Transition> transition;
   State state;
+  // When the probe was due by its schedule and when it really started: the
+  // difference is the loop's lateness (bench_health reports it). Equal for
+  // `none` checks, which are never probed.
+  std::chrono::steady_clock::time_point due, started;
 };
 
 // When the next probe is due: pure, so tests drive it with a fake clock and
@@ -62,6 +68,12 @@ class Schedule {
   explicit Schedule(uint64_t seed = std::random_device{}()) : rng_(seed) {}
   // interval scaled by a uniform factor in [0.9, 1.1].
   Clock::duration nextDelay(std::chrono::milliseconds interval);
+  // From the first probe to the second: uniform in [max(0.1, timeout /
+  // interval), 1.1] x interval, so a batch of checks started together (all of
+  // them at start-up) spreads over the interval instead of firing in step for
+  // ever, and no probe is overtaken by the next before its timeout.
+  Clock::duration secondDelay(std::chrono::milliseconds interval,
+                              std::chrono::milliseconds timeout);
 
  private:
   std::mt19937_64 rng_;
@@ -85,8 +97,11 @@ class HealthChecker {
   struct Check;
 
  private:
-  void schedule(const std::shared_ptr<Check>& c, Schedule::Clock::duration delay);
+  struct Probe;
+  void schedule(const std::shared_ptr<Check>& c, Schedule::Clock::time_point due);
   void probe(const std::shared_ptr<Check>& c);
+  void end(const std::shared_ptr<Check>& c, std::shared_ptr<Probe> p, bool ok, std::string reason);
+  void abandon(Check& c);
   void finish(const std::shared_ptr<Check>& c, uint64_t generation, ProbeResult r);
 
   boost::asio::io_context& io_;

@@ -1,11 +1,11 @@
 #include "lb/metrics/http_server.h"
 
-#include <boost/asio.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <optional>
 #include <thread>
 
@@ -39,6 +39,7 @@ struct HttpServer::Impl {
   tcp::acceptor acceptor{io};
   std::thread thread;
   std::atomic<size_t> connections{0};
+  size_t responseBytes = 0;  // bodies rendered and not yet written (server thread only)
   uint16_t port = 0;
 
   void accept();
@@ -58,8 +59,9 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->header_limit(static_cast<uint32_t>(server_.options.maxHeaderBytes));
     parser_->body_limit(server_.options.maxBodyBytes);
     stream_.expires_after(timeout);
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, size_t) { self->onRead(ec); });
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->onRead(ec); });
   }
 
  private:
@@ -96,6 +98,8 @@ class Session : public std::enable_shared_from_this<Session> {
       return reply(405, "only GET\n", keepAlive_);
     auto it = server_.routes.find(r.path);
     if (it == server_.routes.end()) return reply(404, "not found\n", keepAlive_);
+    if (server_.responseBytes >= server_.options.maxResponseBytes)
+      return reply(503, "busy: too many responses not yet read\n", false);
     HttpResponse out;
     try {
       out = it->second(r);
@@ -118,12 +122,20 @@ class Session : public std::enable_shared_from_this<Session> {
     res->body() = std::move(body);
     res->prepare_payload();
     if (head_) res->body().clear();
-    stream_.expires_after(server_.options.readTimeout);
-    http::async_write(stream_, *res,
-                      [self = shared_from_this(), res, keepAlive](beast::error_code ec, size_t) {
-                        if (ec || !keepAlive) return self->close();
-                        self->start(self->server_.options.idleTimeout);
-                      });
+    // The body counts against maxResponseBytes until it is written, and the
+    // client must take it at the minimum rate.
+    const size_t bytes = res->body().size();
+    server_.responseBytes += bytes;
+    const auto rate = std::max<size_t>(1, server_.options.minWriteBytesPerSecond);
+    stream_.expires_after(server_.options.readTimeout +
+                          std::chrono::milliseconds(bytes * 1000 / rate));
+    http::async_write(
+        stream_, *res,
+        [self = shared_from_this(), res, keepAlive, bytes](beast::error_code ec, size_t) {
+          self->server_.responseBytes -= bytes;
+          if (ec || !keepAlive) return self->close();
+          self->start(self->server_.options.idleTimeout);
+        });
   }
 
   void close() {
@@ -164,7 +176,7 @@ void HttpServer::Impl::accept() {
 HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Result<std::unique_ptr<HttpServer>> HttpServer::start(HttpServerOptions options,
-                                                       std::map<std::string, Handler> routes) {
+                                                      std::map<std::string, Handler> routes) {
   auto impl = std::make_unique<Impl>();
   impl->options = std::move(options);
   impl->routes = std::move(routes);
@@ -174,7 +186,9 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(HttpServerOptions options,
     return makeError("listen address '" + impl->options.listen + "' is not host:port");
   beast::error_code ec;
   const auto addr = asio::ip::make_address(host, ec);
-  if (ec) return makeError("listen address '" + impl->options.listen + "': '" + host + "' is not an IP address");
+  if (ec)
+    return makeError("listen address '" + impl->options.listen + "': '" + host +
+                     "' is not an IP address");
   const tcp::endpoint ep(addr, port);
   impl->acceptor.open(ep.protocol(), ec);
   if (!ec) impl->acceptor.set_option(asio::socket_base::reuse_address(true), ec);

@@ -3,7 +3,12 @@
 // delays health checks or reloads on the daemon's io_context. Limits: a
 // request must arrive within readTimeout, headers within maxHeaderBytes (431),
 // no body (413), at most maxConnections at once (the rest are closed at
-// accept), idle keep-alive connections closed after idleTimeout.
+// accept), idle keep-alive connections closed after idleTimeout. A response
+// must be taken at minWriteBytesPerSecond (after readTimeout) or the
+// connection is closed, and responses not yet written may hold at most
+// maxResponseBytes together: beyond, requests get 503 (a scrape of a large
+// balancer is ~85 MB, and slow readers must not make the daemon hold
+// hundreds of them).
 #pragma once
 
 #include <chrono>
@@ -37,6 +42,8 @@ struct HttpServerOptions {
   std::chrono::milliseconds readTimeout{5000}, idleTimeout{30000};
   size_t maxHeaderBytes = 8192;
   size_t maxBodyBytes = 0;
+  size_t minWriteBytesPerSecond = 1 << 20;
+  size_t maxResponseBytes = size_t{512} << 20;
 };
 
 class HttpServer {

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -18,6 +19,15 @@
 namespace xdplb::metrics {
 
 using Labels = std::vector<std::pair<std::string, std::string>>;
+
+// A label for one sample, without copying its name or value: collectors
+// write a million of these per scrape of a large balancer. `verbatim`: the
+// value is already escaped (Writer::escape), as a collector does once per
+// scrape for a value it writes in many samples.
+struct LabelView {
+  std::string_view name, value;
+  bool verbatim = false;
+};
 
 class Counter {
  public:
@@ -79,7 +89,8 @@ class Family : public FamilyBase {
  public:
   Family(std::string name, std::string help, std::vector<std::string> labelNames,
          std::function<std::unique_ptr<T>()> make)
-      : FamilyBase(std::move(name), std::move(help), std::move(labelNames)), make_(std::move(make)) {}
+      : FamilyBase(std::move(name), std::move(help), std::move(labelNames)),
+        make_(std::move(make)) {}
 
   // The series of these label values (in labelNames order); references stay
   // valid until remove()/clear().
@@ -110,16 +121,24 @@ class Family : public FamilyBase {
 class Writer {
  public:
   void family(std::string_view name, std::string_view help, std::string_view type);
+  void sample(std::string_view name, std::initializer_list<LabelView> labels, double value);
   void sample(std::string_view name, const Labels& labels, double value);
   // A sample with one extra label appended (histogram "le").
   void sample(std::string_view name, const Labels& labels, std::string_view extraName,
               std::string_view extraValue, double value);
+  // Label names from `names`, values from `values` (a registry family's
+  // series key), plus an optional extra label.
+  void sample(std::string_view name, const std::vector<std::string>& names, const Labels& values,
+              std::string_view extraName, std::string_view extraValue, double value);
+  void reserve(size_t bytes) { out_.reserve(bytes); }
   std::string& text() { return out_; }
+  // A label value as the exposition format writes it (backslash, double
+  // quote and newline escaped), for LabelView::verbatim.
+  static std::string escape(std::string_view value);
+
+  class Line;
 
  private:
-  void labels(const Labels& labels, std::string_view extraName = {},
-              std::string_view extraValue = {});
-  void number(double v);
   std::string out_;
 };
 
@@ -138,6 +157,9 @@ class Registry {
   mutable std::mutex mu_;
   std::map<std::string, std::unique_ptr<FamilyBase>> families_;
   std::vector<Collector> collectors_;
+  // The last scrape's size: the next one reserves it at once rather than
+  // growing an 80 MB string by doubling.
+  mutable std::atomic<size_t> lastSize_{0};
 };
 
 template <>

@@ -26,6 +26,10 @@ class Server {
   }
   uint16_t port() const { return acceptor_.local_endpoint().port(); }
   void close() { acceptor_.close(); }
+  // Source addresses of the connections accepted so far, and the first bytes
+  // each sent.
+  std::vector<asio::ip::address> peers;
+  std::vector<std::string> requests;
 
  private:
   void accept() {
@@ -37,10 +41,14 @@ class Server {
   }
   void serve(std::shared_ptr<tcp::socket> s) {
     held_.push_back(s);
+    boost::system::error_code ec;
+    const auto peer = s->remote_endpoint(ec);
+    if (!ec) peers.push_back(peer.address());
     if (b_ == Behaviour::AcceptOnly || b_ == Behaviour::Silent) return;  // never answers
     auto buf = std::make_shared<std::array<char, 1024>>();
-    s->async_read_some(asio::buffer(*buf), [this, s, buf](boost::system::error_code ec, size_t) {
+    s->async_read_some(asio::buffer(*buf), [this, s, buf](boost::system::error_code ec, size_t n) {
       if (ec) return;
+      requests.emplace_back(buf->data(), n);
       std::string reply;
       switch (b_) {
         case Behaviour::Http200:
@@ -93,6 +101,27 @@ class CheckerTest : public ::testing::Test {
     return pred();
   }
 
+  // The check's events until its first transition to `want`: that transition
+  // must come on probe `n` (fall for down, 1 for a first success), that probe
+  // must have been due within (n - 1) intervals (+10% jitter, 1 ms timer
+  // grid) of the first, and every probe up to it must give `reason` (for a
+  // silent server "timeout": the check's own deadline ended it). Together:
+  // the state is reached within fall x interval + one timeout. Due times come
+  // from the schedule, not from measuring the clock.
+  void expectReachedOnProbe(CheckId id, State want, size_t n, const std::string& reason) {
+    std::vector<Event> mine;
+    for (const auto& e : events)
+      if (e.id == id) mine.push_back(e);
+    size_t k = 0;
+    while (k < mine.size() && !(mine[k].transition && mine[k].transition->to == want)) ++k;
+    ASSERT_LT(k, mine.size()) << reason << ": never reached " << toString(want);
+    EXPECT_EQ(k + 1, n) << reason;
+    const auto interval = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        spec(CheckType::Tcp, 1).interval * 11 / 10 + 1ms);
+    EXPECT_LE(mine[k].due - mine[0].due, interval * static_cast<int64_t>(n - 1)) << reason;
+    for (size_t i = 0; i <= k; ++i) EXPECT_EQ(mine[i].result.reason, reason) << "probe " << i + 1;
+  }
+
   asio::io_context io;
   std::vector<Event> events;
   HealthChecker checker{io, [this](const Event& e) { events.push_back(e); }};
@@ -105,6 +134,7 @@ TEST_F(CheckerTest, TcpUpOnFirstSuccess) {
   const auto id = checker.add(spec(CheckType::Tcp, srv.port()));
   EXPECT_TRUE(runUntil([&] { return checker.state(id) == State::Up; }, kWithin));
   EXPECT_EQ(checker.lastResult(id)->reason, "ok");
+  expectReachedOnProbe(id, State::Up, 1, "ok");
 }
 
 TEST_F(CheckerTest, TcpRefusedGoesDown) {
@@ -116,6 +146,7 @@ TEST_F(CheckerTest, TcpRefusedGoesDown) {
   const auto id = checker.add(spec(CheckType::Tcp, port));
   EXPECT_TRUE(runUntil([&] { return checker.state(id) == State::Down; }, kWithin));
   EXPECT_EQ(checker.lastResult(id)->reason, "refused");
+  expectReachedOnProbe(id, State::Down, 2, "refused");
 }
 
 TEST_F(CheckerTest, HttpStatusAndBadServers) {
@@ -147,7 +178,33 @@ TEST_F(CheckerTest, HttpStatusAndBadServers) {
     EXPECT_EQ(checker.state(ids[i]), cases[i].want) << cases[i].reason;
     ASSERT_TRUE(checker.lastResult(ids[i]));
     EXPECT_EQ(checker.lastResult(ids[i])->reason, cases[i].reason);
+    // fall = 2 failures, or the first success.
+    expectReachedOnProbe(ids[i], cases[i].want, cases[i].want == State::Up ? 1 : 2,
+                         cases[i].reason);
   }
+}
+
+TEST_F(CheckerTest, HttpSendsPathAndHostAndAcceptsTheExpectedStatuses) {
+  Server srv(io, Behaviour::Http503);
+  auto s = spec(CheckType::Http, srv.port());
+  s.path = "/health?deep=1";
+  s.host = "www.example.com";
+  s.expect = {200, 503};  // a backend that answers 503 on purpose (maintenance page)
+  const auto id = checker.add(s);
+  ASSERT_TRUE(runUntil([&] { return checker.state(id) == State::Up; }, kWithin));
+  ASSERT_FALSE(srv.requests.empty());
+  const std::string& req = srv.requests.front();
+  EXPECT_TRUE(req.starts_with("GET /health?deep=1 HTTP/1.1\r\n")) << req;
+  EXPECT_NE(req.find("\r\nHost: www.example.com\r\n"), std::string::npos) << req;
+  EXPECT_NE(req.find("\r\nConnection: close\r\n"), std::string::npos) << req;
+
+  // Without a host, the backend's address (in brackets for IPv6) is sent.
+  auto plain = spec(CheckType::Http, srv.port());
+  plain.expect = {503};
+  const auto id2 = checker.add(plain);
+  ASSERT_TRUE(runUntil([&] { return checker.state(id2) == State::Up; }, kWithin));
+  EXPECT_NE(srv.requests.back().find("\r\nHost: 127.0.0.1\r\n"), std::string::npos)
+      << srv.requests.back();
 }
 
 TEST_F(CheckerTest, UpThenDownThenUpAgainWithTransitions) {
@@ -178,6 +235,17 @@ TEST_F(CheckerTest, UpThenDownThenUpAgainWithTransitions) {
   EXPECT_TRUE(runUntil([&] { return checker.state(id) == State::Up; }, kWithin + 200ms));
 }
 
+TEST_F(CheckerTest, Ipv4SourceAddressIsUsed) {
+  // All of 127.0.0.0/8 is local: 127.0.0.2 is ours without configuring it.
+  Server srv(io, Behaviour::Http200);
+  auto s = spec(CheckType::Http, srv.port());
+  s.source = *IpAddr::parse("127.0.0.2");
+  const auto id = checker.add(s);
+  ASSERT_TRUE(runUntil([&] { return checker.state(id) == State::Up; }, kWithin));
+  ASSERT_FALSE(srv.peers.empty());
+  for (const auto& p : srv.peers) EXPECT_EQ(p.to_string(), "127.0.0.2");
+}
+
 TEST_F(CheckerTest, Ipv6AndSourceAddress) {
   boost::system::error_code ec;
   tcp::acceptor probe6(io);
@@ -190,6 +258,8 @@ TEST_F(CheckerTest, Ipv6AndSourceAddress) {
   s.source = *IpAddr::parse("::1");
   const auto id = checker.add(s);
   EXPECT_TRUE(runUntil([&] { return checker.state(id) == State::Up; }, kWithin));
+  ASSERT_FALSE(srv.peers.empty());
+  EXPECT_EQ(srv.peers.front().to_string(), "::1");
 
   // A source that is not ours fails with a clear reason.
   Server srv4(io, Behaviour::AcceptOnly);
@@ -199,6 +269,27 @@ TEST_F(CheckerTest, Ipv6AndSourceAddress) {
   ASSERT_TRUE(runUntil([&] { return checker.lastResult(badId).has_value(); }, kWithin));
   EXPECT_FALSE(checker.lastResult(badId)->ok);
   EXPECT_NE(checker.lastResult(badId)->reason.find("source"), std::string::npos);
+  EXPECT_TRUE(srv4.peers.empty());
+}
+
+TEST_F(CheckerTest, RemovedOrRestartedWhileAProbeIsInFlightReportsNothingOfIt) {
+  // A silent HTTP server: the probe stays in flight until its timeout.
+  Server silent(io, Behaviour::Silent);
+  const auto gone = checker.add(spec(CheckType::Http, silent.port()));
+  const auto moved = checker.add(spec(CheckType::Http, silent.port()));
+  ASSERT_TRUE(runUntil([&] { return silent.peers.size() >= 2; }, kWithin));
+  checker.remove(gone);
+  // A new port restarts the check: the old probe's timeout must not count.
+  Server ok(io, Behaviour::Http200);
+  checker.update(moved, spec(CheckType::Http, ok.port()));
+  ASSERT_TRUE(runUntil([&] { return checker.state(moved) == State::Up; }, kWithin));
+  io.run_for(100ms);  // past the abandoned probes' timeouts
+  for (const auto& e : events) {
+    EXPECT_NE(e.id, gone);
+    if (e.id == moved) {
+      EXPECT_EQ(e.result.reason, "ok");
+    }
+  }
 }
 
 TEST_F(CheckerTest, RemovedCheckReportsNothingMore) {

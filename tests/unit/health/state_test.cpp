@@ -1,10 +1,11 @@
 // The health state machine, the ring policy and the probe schedule: pure,
 // driven by tables and a seeded generator (no clock, no sleeping).
+#include "lb/health/state.h"
+
 #include <gtest/gtest.h>
 
 #include "lb/health/checker.h"
 #include "lb/health/policy.h"
-#include "lb/health/state.h"
 
 namespace xdplb::health {
 namespace {
@@ -25,14 +26,14 @@ TEST(StateMachine, Table) {
     const char* results;
     const char* states;
   } cases[] = {
-      {2, 3, "+", "U"},                   // unknown start: first success is up
-      {2, 3, "---", "??D"},               // unknown start: fall failures is down
-      {2, 3, "+--+--", "UUUUUU"},         // never fall consecutive failures
-      {2, 3, "+---", "UUUD"},             // fall
-      {2, 3, "+---+", "UUUDD"},           // one success is not rise
-      {2, 3, "+---++", "UUUDDU"},         // rise
-      {2, 3, "+---+-++", "UUUDDDDU"},     // flapping resets the run
-      {1, 1, "+-+-", "UDUD"},             // thresholds of 1 follow every probe
+      {2, 3, "+", "U"},                // unknown start: first success is up
+      {2, 3, "---", "??D"},            // unknown start: fall failures is down
+      {2, 3, "+--+--", "UUUUUU"},      // never fall consecutive failures
+      {2, 3, "+---", "UUUD"},          // fall
+      {2, 3, "+---+", "UUUDD"},        // one success is not rise
+      {2, 3, "+---++", "UUUDDU"},      // rise
+      {2, 3, "+---+-++", "UUUDDDDU"},  // flapping resets the run
+      {1, 1, "+-+-", "UDUD"},          // thresholds of 1 follow every probe
   };
   for (const auto& c : cases) EXPECT_EQ(run(c.rise, c.fall, c.results), c.states) << c.results;
 }
@@ -98,6 +99,25 @@ TEST(Schedule, JitterStaysWithinTenPercentAndVaries) {
   // Spread over most of the window, not clumped.
   EXPECT_LT(lo, std::chrono::milliseconds(910));
   EXPECT_GT(hi, std::chrono::milliseconds(1090));
+}
+
+TEST(Schedule, SecondProbeSpreadsOverTheIntervalButNotBeforeTheTimeout) {
+  Schedule s(99);
+  using std::chrono::milliseconds;
+  // Checks started together land all over the next interval...
+  std::chrono::steady_clock::duration lo = milliseconds(5000), hi{0};
+  for (int i = 0; i < 10000; ++i) {
+    const auto d = s.secondDelay(milliseconds(1000), milliseconds(50));
+    lo = std::min(lo, d);
+    hi = std::max(hi, d);
+  }
+  EXPECT_GE(lo, milliseconds(100));
+  EXPECT_LT(lo, milliseconds(120));
+  EXPECT_LE(hi, milliseconds(1100));
+  EXPECT_GT(hi, milliseconds(1080));
+  // ...but never before the first probe's timeout has passed.
+  for (int i = 0; i < 10000; ++i)
+    EXPECT_GE(s.secondDelay(milliseconds(1000), milliseconds(700)), milliseconds(700));
 }
 
 }  // namespace

@@ -1,0 +1,120 @@
+// GET /api/v1/lookup as the daemon serves it (lookupHttp over the live rings
+// of a reconciler on a fake datapath): it agrees with the offline lookup,
+// follows health, and refuses malformed queries with a 4xx.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+
+#include <nlohmann/json.hpp>
+
+#include "lb/control/lookup.h"
+#include "lb/control/reconciler.h"
+#include "support/fake_datapath.h"
+
+namespace xdplb::control {
+namespace {
+
+IpAddr ip(const char* s) { return *IpAddr::parse(s); }
+
+config::Config webConfig(uint32_t weight = 100) {
+  config::Config c;
+  c.daemon.hashSeed = 11;
+  c.daemon.tunnelSourceV4 = ip("192.0.2.1");
+  config::Vip v;
+  v.name = "web";
+  v.address = ip("198.51.100.10");
+  v.port = 80;
+  v.protocol = IPPROTO_TCP;
+  v.ringSize = 1009;
+  v.health.type = config::CheckType::Tcp;
+  for (const char* a : {"10.0.0.1", "10.0.0.2", "10.0.0.3"}) {
+    config::Backend b;
+    b.address = ip(a);
+    b.weight = weight;
+    v.backends.push_back(b);
+  }
+  c.vips.push_back(v);
+  return c;
+}
+
+class LookupHttpTest : public ::testing::Test {
+ protected:
+  metrics::HttpResponse get(std::map<std::string, std::string> params) {
+    metrics::HttpRequest req;
+    req.method = "GET";
+    req.path = "/api/v1/lookup";
+    req.params = std::move(params);
+    return lookupHttp(rec.status(), dp, req);
+  }
+  std::string backendOf(const std::string& src, uint16_t sport) {
+    const auto r = get({{"vip", "web"}, {"src", src}, {"sport", std::to_string(sport)}});
+    EXPECT_EQ(r.status, 200u) << r.body;
+    const auto j = nlohmann::json::parse(r.body);
+    EXPECT_EQ(j["vip"], "web");
+    return j["backend"].get<std::string>();
+  }
+
+  testing::FakeDatapath dp;
+  Reconciler rec{dp, {.maxVips = 4, .maxBackends = 16}};
+};
+
+TEST_F(LookupHttpTest, AgreesWithTheOfflineLookupAndFollowsHealth) {
+  const auto cfg = webConfig();
+  ASSERT_TRUE(rec.apply(cfg));
+  for (const char* a : {"10.0.0.1", "10.0.0.2", "10.0.0.3"})
+    ASSERT_TRUE(rec.setHealth("web", ip(a), health::State::Up, "ok"));
+  OfflineLookup offline(cfg);
+  std::map<std::string, int> seen;
+  for (uint16_t port = 1000; port < 1600; ++port) {
+    const std::string live = backendOf("203.0.113.7", port);
+    const auto want = offline.lookup("web", {ip("203.0.113.7"), port, std::nullopt});
+    ASSERT_TRUE(want && *want);
+    EXPECT_EQ(live, (*want)->toString()) << "sport " << port;
+    ++seen[live];
+  }
+  EXPECT_EQ(seen.size(), 3u);
+
+  // A backend that goes down leaves the live ring: no new flow reaches it.
+  ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.2"), health::State::Down, "refused"));
+  for (uint16_t port = 1000; port < 1600; ++port)
+    EXPECT_NE(backendOf("203.0.113.7", port), "10.0.0.2") << "sport " << port;
+}
+
+TEST_F(LookupHttpTest, EmptyRingIsFoundFalse) {
+  ASSERT_TRUE(rec.apply(webConfig(0)));  // every backend draining
+  const auto r = get({{"vip", "web"}, {"src", "203.0.113.7"}, {"sport", "1234"}});
+  ASSERT_EQ(r.status, 200u) << r.body;
+  const auto j = nlohmann::json::parse(r.body);
+  EXPECT_EQ(j["found"], false);
+  EXPECT_EQ(j["backend"], "");
+}
+
+TEST_F(LookupHttpTest, MalformedQueriesAre4xx) {
+  ASSERT_TRUE(rec.apply(webConfig()));
+  struct Case {
+    std::map<std::string, std::string> params;
+    unsigned status;
+  } cases[] = {
+      {{{"src", "203.0.113.7"}, {"sport", "1"}}, 400},                      // no vip
+      {{{"vip", "web"}, {"sport", "1"}}, 400},                              // no src
+      {{{"vip", "web"}, {"src", "not-an-ip"}, {"sport", "1"}}, 400},        // bad src
+      {{{"vip", "web"}, {"src", "203.0.113.7"}}, 400},                      // no sport
+      {{{"vip", "web"}, {"src", "203.0.113.7"}, {"sport", "70000"}}, 400},  // out of range
+      {{{"vip", "web"}, {"src", "203.0.113.7"}, {"sport", "80x"}}, 400},    // trailing junk
+      {{{"vip", "web"}, {"src", "203.0.113.7"}, {"sport", "1"}, {"dport", "-1"}}, 400},
+      {{{"vip", "nope"}, {"src", "203.0.113.7"}, {"sport", "1"}}, 404},           // no such VIP
+      {{{"vip", "web"}, {"src", "2001:db8::7"}, {"sport", "1"}}, 404},            // wrong family
+      {{{"vip", "198.51.100.10"}, {"src", "203.0.113.7"}, {"sport", "1"}}, 200},  // by address
+  };
+  for (const auto& c : cases) {
+    const auto r = get(c.params);
+    EXPECT_EQ(r.status, c.status) << r.body;
+    EXPECT_EQ(r.contentType, "application/json");
+    EXPECT_TRUE(nlohmann::json::accept(r.body)) << r.body;
+    if (c.status != 200) {
+      EXPECT_TRUE(nlohmann::json::parse(r.body).contains("error")) << r.body;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace xdplb::control
