@@ -55,12 +55,15 @@ int die(const std::string& what) {
   return 1;
 }
 
-bool runOnce(int progFd, const std::vector<uint8_t>& pkt, uint32_t ifindex, uint32_t repeat) {
-  std::vector<uint8_t> out(pkt.size() + 256);
+// One BPF_PROG_TEST_RUN of progFd on pkt, `repeat` times, as if received on
+// ifindex; out receives the packet the last iteration left, o the result.
+bool testRun(int progFd, const std::vector<uint8_t>& pkt, uint32_t ifindex, uint32_t repeat,
+             std::vector<uint8_t>& out, bpf_test_run_opts& o) {
+  out.resize(pkt.size() + 256);
   xdp_md ctx{};
   ctx.data_end = static_cast<uint32_t>(pkt.size());
   ctx.ingress_ifindex = ifindex;
-  bpf_test_run_opts o{};
+  o = bpf_test_run_opts{};
   o.sz = sizeof o;
   o.data_in = pkt.data();
   o.data_size_in = static_cast<uint32_t>(pkt.size());
@@ -70,6 +73,12 @@ bool runOnce(int progFd, const std::vector<uint8_t>& pkt, uint32_t ifindex, uint
   o.ctx_size_in = sizeof ctx;
   o.repeat = repeat;
   return bpf_prog_test_run_opts(progFd, &o) == 0;
+}
+
+bool runOnce(int progFd, const std::vector<uint8_t>& pkt, uint32_t ifindex, uint32_t repeat) {
+  std::vector<uint8_t> out;
+  bpf_test_run_opts o;
+  return testRun(progFd, pkt, ifindex, repeat, out, o);
 }
 
 // Median ns/run of prog over kRuns runs of kRepeat repeats.
@@ -83,21 +92,10 @@ struct Measured {
 Measured measure(int progFd, const std::vector<uint8_t>& pkt, uint32_t ifindex) {
   Measured m;
   std::vector<double> runs;
-  std::vector<uint8_t> out(pkt.size() + 256);
+  std::vector<uint8_t> out;
   for (int i = 0; i < kRuns; ++i) {
-    xdp_md ctx{};
-    ctx.data_end = static_cast<uint32_t>(pkt.size());
-    ctx.ingress_ifindex = ifindex;
-    bpf_test_run_opts o{};
-    o.sz = sizeof o;
-    o.data_in = pkt.data();
-    o.data_size_in = static_cast<uint32_t>(pkt.size());
-    o.data_out = out.data();
-    o.data_size_out = static_cast<uint32_t>(out.size());
-    o.ctx_in = &ctx;
-    o.ctx_size_in = sizeof ctx;
-    o.repeat = kRepeat;
-    if (bpf_prog_test_run_opts(progFd, &o) != 0) return m;
+    bpf_test_run_opts o;
+    if (!testRun(progFd, pkt, ifindex, kRepeat, out, o)) return m;
     runs.push_back(o.duration);
     if (i > 0 && o.retval != m.action) m.sameAction = false;
     m.action = o.retval;

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <set>
 
+#include "support/config_builders.h"
 #include "support/fake_datapath.h"
 
 namespace xdplb::control {
@@ -17,33 +18,10 @@ using datapath::BackendState;
 using health::State;
 using testing::FakeDatapath;
 
-IpAddr ip(const char* s) { return *IpAddr::parse(s); }
+using testing::ip;
+using testing::makeConfig;
+using testing::makeVip;
 
-config::Vip makeVip(std::string name, const char* addr, std::vector<std::pair<const char*, uint32_t>> backends,
-                    config::CheckType check = config::CheckType::None) {
-  config::Vip v;
-  v.name = std::move(name);
-  v.address = ip(addr);
-  v.port = 80;
-  v.protocol = IPPROTO_TCP;
-  v.ringSize = 251;
-  v.health.type = check;
-  for (auto [a, w] : backends) {
-    config::Backend b;
-    b.address = ip(a);
-    b.weight = w;
-    v.backends.push_back(b);
-  }
-  return v;
-}
-
-config::Config makeConfig(std::vector<config::Vip> vips) {
-  config::Config c;
-  c.daemon.hashSeed = 7;
-  c.daemon.tunnelSourceV4 = ip("192.0.2.1");
-  c.vips = std::move(vips);
-  return c;
-}
 
 std::set<uint32_t> ringMembers(const datapath::Ring& r) {
   return {r.slots.begin(), r.slots.end()};

@@ -16,6 +16,7 @@
 #include <set>
 #include <sstream>
 
+#include "support/config_builders.h"
 #include "support/fake_datapath.h"
 
 namespace xdplb::control {
@@ -24,7 +25,9 @@ namespace {
 using namespace std::chrono_literals;
 using testing::FakeDatapath;
 
-IpAddr ip(const char* s) { return *IpAddr::parse(s); }
+using testing::ip;
+using testing::makeConfig;
+using testing::makeVip;
 
 struct Sample {
   std::map<std::string, std::string> labels;
@@ -221,31 +224,6 @@ TEST(Telemetry, PromtoolAcceptsTheDaemonsOutput) {
   EXPECT_EQ(out.find("error"), std::string::npos) << out;
 }
 
-config::Vip makeVip(std::string name, const char* addr,
-                    std::vector<std::pair<const char*, uint32_t>> backends) {
-  config::Vip v;
-  v.name = std::move(name);
-  v.address = ip(addr);
-  v.port = 80;
-  v.protocol = IPPROTO_TCP;
-  v.ringSize = 251;
-  v.health.type = config::CheckType::None;
-  for (auto [a, w] : backends) {
-    config::Backend b;
-    b.address = ip(a);
-    b.weight = w;
-    v.backends.push_back(b);
-  }
-  return v;
-}
-
-config::Config makeConfig(std::vector<config::Vip> vips) {
-  config::Config c;
-  c.daemon.hashSeed = 7;
-  c.daemon.tunnelSourceV4 = ip("192.0.2.1");
-  c.vips = std::move(vips);
-  return c;
-}
 
 // The datapath's per-id counters only grow; what could make a series go
 // backwards is a (VIP, backend) pair reading another id after a reload.
