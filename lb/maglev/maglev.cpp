@@ -29,6 +29,17 @@ uint32_t modInverse(uint32_t a, uint32_t p) {
   return static_cast<uint32_t>(t < 0 ? t + p : t);
 }
 
+// a * b mod m for a, b < m < 2^24 without a division (a division costs more
+// than the probes it saves): a * b < 2^48 is exact in a double's 53 bits, so
+// the quotient estimate is off by at most one.
+inline uint64_t mulMod(uint64_t a, uint64_t b, uint32_t m, double invM) {
+  const uint64_t x = a * b;
+  if (m >= (1u << 24)) return x % m;  // beyond config's ring_size limit: exact, slower
+  const int64_t r =
+      static_cast<int64_t>(x - static_cast<uint64_t>(static_cast<double>(x) * invM) * m);
+  return static_cast<uint64_t>(r < 0 ? r + m : r >= m ? r - m : r);
+}
+
 }  // namespace
 
 std::vector<uint32_t> build(std::span<const Member> input, uint32_t m, uint32_t seed) {
@@ -70,10 +81,16 @@ std::vector<uint32_t> build(std::span<const Member> input, uint32_t m, uint32_t 
   // skip has an inverse). Every empty slot is still ahead of the member — it
   // has only ever passed slots that were taken, and taken slots stay taken —
   // so this gives exactly the ring the walk would.
+  //
+  // Which slots are taken is kept in a bitmap as well (8 KiB for
+  // M = 65537, in L1; the ring is 256 KiB): the walk ends on a mispredicted
+  // branch that waits for the load of the slot it stops at.
   constexpr uint32_t kTailSlots = 128;
+  std::vector<uint64_t> taken((m + 63) / 64, 0);
   uint32_t filled = 0;
   std::vector<uint32_t> empty;  // the tail's empty slots, once in the tail
   std::vector<uint32_t> skipInverse(n, 0);
+  const double invM = 1.0 / m;
   for (;;) {
     for (size_t i = 0; i < n; ++i) {
       State& s = st[i];
@@ -83,7 +100,7 @@ std::vector<uint32_t> build(std::span<const Member> input, uint32_t m, uint32_t 
         uint32_t slot = s.next;
         if (m - filled > kTailSlots) {
           // Walk to the next preferred empty slot.
-          while (ring[slot] != 0) {
+          while (taken[slot >> 6] & (uint64_t{1} << (slot & 63))) {
             slot += s.skip;
             if (slot >= m) slot -= m;
           }
@@ -95,8 +112,9 @@ std::vector<uint32_t> build(std::span<const Member> input, uint32_t m, uint32_t 
           size_t best = 0;
           uint64_t bestSteps = UINT64_MAX;
           for (size_t k = 0; k < empty.size(); ++k) {
-            const uint64_t ahead = (empty[k] + uint64_t{m} - s.next) % m;
-            const uint64_t steps = ahead * skipInverse[i] % m;
+            const uint64_t ahead =
+                empty[k] >= s.next ? empty[k] - s.next : empty[k] + uint64_t{m} - s.next;
+            const uint64_t steps = mulMod(ahead, skipInverse[i], m, invM);
             if (steps < bestSteps) bestSteps = steps, best = k;
           }
           slot = empty[best];
@@ -104,6 +122,7 @@ std::vector<uint32_t> build(std::span<const Member> input, uint32_t m, uint32_t 
           empty.pop_back();
         }
         ring[slot] = members[i].id;
+        taken[slot >> 6] |= uint64_t{1} << (slot & 63);
         slot += s.skip;
         if (slot >= m) slot -= m;
         s.next = slot;

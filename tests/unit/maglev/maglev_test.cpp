@@ -88,8 +88,16 @@ TEST(Maglev, EqualsTheNaiveAlgorithmOnRandomInputs) {
     for (uint32_t i = 0; i < n; ++i) ms.push_back(member(rng() % 100000 * 7 + i, rng() % 4 * 50));
     for (uint32_t i = 0; i < n; ++i) ms[i].id = i + 1;
     const uint32_t seed = rng();
-    EXPECT_EQ(build(ms, m, seed), naive(ms, m, seed)) << "round " << round << " n=" << n << " m=" << m;
+    EXPECT_EQ(build(ms, m, seed), naive(ms, m, seed))
+        << "round " << round << " n=" << n << " m=" << m;
   }
+}
+
+// Production sizes, where the builder computes its last claims instead of
+// walking to them (lb/maglev/maglev.cpp): still the paper's ring exactly.
+TEST(Maglev, EqualsTheNaiveAlgorithmAtProductionSizes) {
+  EXPECT_EQ(build(members(100, true), 65537, 9), naive(members(100, true), 65537, 9));
+  EXPECT_EQ(build(members(1000), 16381, 3), naive(members(1000), 16381, 3));
 }
 
 TEST(Maglev, EmptyAndSingle) {
