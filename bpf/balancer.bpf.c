@@ -8,9 +8,6 @@
 #include "lb_balancer.h"
 
 SEC("xdp")
-int xdp_balancer(struct xdp_md *ctx)
-{
-	return lb_balance(ctx);
-}
+int xdp_balancer(struct xdp_md *ctx) { return lb_balance(ctx); }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -28,10 +28,10 @@ struct bench_input {
 	__u32 shift; /* bench_restore: bytes a fake encapsulation adds */
 	__u8 eth[14];
 	__u8 pad[2];
-	__u32 vary;      /* nonzero: a new 5-tuple every iteration */
+	__u32 vary;	 /* nonzero: a new 5-tuple every iteration */
 	__u32 sport_off; /* offset of the L4 source port in the frame */
 	__u32 saddr_off; /* offset of the source address's last 2 bytes */
-	__u32 counter;   /* iterations so far (written by the program) */
+	__u32 counter;	 /* iterations so far (written by the program) */
 };
 
 struct {
@@ -96,9 +96,6 @@ int bench_restore(struct xdp_md *ctx)
 }
 
 SEC("xdp")
-int bench_floor(struct xdp_md *ctx)
-{
-	return XDP_TX;
-}
+int bench_floor(struct xdp_md *ctx) { return XDP_TX; }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -83,9 +83,9 @@ bool runOnce(int progFd, const std::vector<uint8_t>& pkt, uint32_t ifindex, uint
 
 // Median ns/run of prog over kRuns runs of kRepeat repeats.
 struct Measured {
-  double ns = -1;         // median ns/run; -1 when a run failed
-  bool sameAction = true;  // every run returned `action`
-  uint32_t action = 0;     // what the last iteration returned
+  double ns = -1;            // median ns/run; -1 when a run failed
+  bool sameAction = true;    // every run returned `action`
+  uint32_t action = 0;       // what the last iteration returned
   std::vector<uint8_t> out;  // and the packet it left
 };
 
@@ -141,7 +141,8 @@ int main(int argc, char** argv) {
     else
       return die("usage: bench_balancer [--repeat N] [--flows N] [--case SUBSTRING]");
   }
-  if (argc % 2 == 0) return die("usage: bench_balancer [--repeat N] [--flows N] [--case SUBSTRING]");
+  if (argc % 2 == 0)
+    return die("usage: bench_balancer [--repeat N] [--flows N] [--case SUBSTRING]");
   // Pin to the first CPU we are allowed on: a test run and the per-CPU maps
   // it touches then stay on one core, and `taskset -c N` picks which.
   cpu_set_t cpus;
@@ -155,7 +156,8 @@ int main(int argc, char** argv) {
   auto net = testing::enterTestNet();
   if (!net) return die(net.error().message());
 
-  auto dpr = datapath::BpfDatapath::open({.pinPath = "", .maxVips = 16, .maxBackends = 64, .flowTableSize = kFlowTableSize});
+  auto dpr = datapath::BpfDatapath::open(
+      {.pinPath = "", .maxVips = 16, .maxBackends = 64, .flowTableSize = kFlowTableSize});
   if (!dpr) return die(dpr.error().message());
   auto& dp = *dpr;
   const uint32_t seed = 7;
@@ -174,7 +176,8 @@ int main(int argc, char** argv) {
     v4.push_back({a4.bytes(), 1 + i, 100});
     v6.push_back({a6.bytes(), 11 + i, 100});
   }
-  if (!dp->putVip({ip("198.51.100.10"), 80, 6}, 1) || !dp->putVip({ip("198.51.100.10"), 53, 17}, 1) ||
+  if (!dp->putVip({ip("198.51.100.10"), 80, 6}, 1) ||
+      !dp->putVip({ip("198.51.100.10"), 53, 17}, 1) ||
       !dp->putVip({ip("2001:db8:1::10"), 80, 6}, 2) ||
       !dp->swapRing(1, {1, maglev::build(v4, 65537, seed)}) ||
       !dp->swapRing(2, {1, maglev::build(v6, 65537, seed)}))
@@ -197,16 +200,19 @@ int main(int argc, char** argv) {
                 {w->maps.lb_vip_stats, "lb_vip_stats"},
                 {w->maps.lb_backend_stats, "lb_backend_stats"}};
   for (auto& s : shared)
-    if (bpf_map__reuse_fd(s.map, dp->mapFd(s.name)) != 0) return die(std::string("reuse ") + s.name);
+    if (bpf_map__reuse_fd(s.map, dp->mapFd(s.name)) != 0)
+      return die(std::string("reuse ") + s.name);
   if (bench_wrapper::load(w) != 0) return die("load bench_wrapper");
   const int inputFd = bpf_map__fd(w->maps.bench_input);
   // Entries one CPU can fill: all of them, or with per-CPU LRU lists
   // (BPF_F_NO_COMMON_LRU) its even share.
   bpf_map_info flowInfo{};
   uint32_t infoLen = sizeof flowInfo;
-  if (bpf_obj_get_info_by_fd(dp->mapFd("lb_flows"), &flowInfo, &infoLen) != 0) return die("lb_flows info");
+  if (bpf_obj_get_info_by_fd(dp->mapFd("lb_flows"), &flowInfo, &infoLen) != 0)
+    return die("lb_flows info");
   uint64_t flowCapacity = flowInfo.max_entries;
-  if (flowInfo.map_flags & BPF_F_NO_COMMON_LRU) flowCapacity /= static_cast<uint64_t>(libbpf_num_possible_cpus());
+  if (flowInfo.map_flags & BPF_F_NO_COMMON_LRU)
+    flowCapacity /= static_cast<uint64_t>(libbpf_num_possible_cpus());
 
   struct Case {
     const char* name;
@@ -229,14 +235,19 @@ int main(int argc, char** argv) {
   std::vector<Case> cases = {
       // What this benchmark measured before the tuple varied: the same SYN
       // again and again replaces one entry of a table that never fills.
-      {"SYN of one 5-tuple (replaces one entry)", tcp("203.0.113.9", "198.51.100.10", testing::kTcpSyn), LB_R_TX, true, false, 20},
+      {"SYN of one 5-tuple (replaces one entry)",
+       tcp("203.0.113.9", "198.51.100.10", testing::kTcpSyn), LB_R_TX, true, false, 20},
       // A new 5-tuple every iteration, into a full table: every insert
       // evicts this CPU's least recent flow.
-      {"new TCP flow (SYN: ring + flow insert)", tcp("203.0.113.9", "198.51.100.10", testing::kTcpSyn), LB_R_TX, true, true, 20},
-      {"established TCP flow (flow-table hit)", tcp("203.0.113.9", "198.51.100.10", testing::kTcpAck), LB_R_TX, false, false, 20},
+      {"new TCP flow (SYN: ring + flow insert)",
+       tcp("203.0.113.9", "198.51.100.10", testing::kTcpSyn), LB_R_TX, true, true, 20},
+      {"established TCP flow (flow-table hit)",
+       tcp("203.0.113.9", "198.51.100.10", testing::kTcpAck), LB_R_TX, false, false, 20},
       {"UDP flow (established)", udp, LB_R_TX, false, false, 20},
-      {"IPv6 TCP flow (established, 6in6)", tcp("2001:db8:9::9", "2001:db8:1::10", testing::kTcpAck), LB_R_TX, false, false, 40},
-      {"non-VIP packet (pass)", tcp("203.0.113.9", "198.51.100.99", testing::kTcpAck), LB_R_PASS_NOT_VIP, false, false, 0},
+      {"IPv6 TCP flow (established, 6in6)",
+       tcp("2001:db8:9::9", "2001:db8:1::10", testing::kTcpAck), LB_R_TX, false, false, 40},
+      {"non-VIP packet (pass)", tcp("203.0.113.9", "198.51.100.99", testing::kTcpAck),
+       LB_R_PASS_NOT_VIP, false, false, 0},
   };
 
   const int floorFd = bpf_program__fd(w->progs.bench_floor);
@@ -245,11 +256,13 @@ int main(int argc, char** argv) {
   auto pkt0 = build(cases[0].spec);
   const double floor = measure(floorFd, pkt0, net->ifindex).ns;
 
-  std::printf("xdp_balancer, BPF_PROG_TEST_RUN, %u repeats x %d runs (median), CPU %d, 8 backends, "
-              "M=65537, flow table %u (LRU)\n",
-              kRepeat, kRuns, cpu, kFlowTableSize);
+  std::printf(
+      "xdp_balancer, BPF_PROG_TEST_RUN, %u repeats x %d runs (median), CPU %d, 8 backends, "
+      "M=65537, flow table %u (LRU)\n",
+      kRepeat, kRuns, cpu, kFlowTableSize);
   std::printf("%-42s %10s %10s %10s %8s\n", "case", "ns/pkt", "restore", "net ns", "x floor");
-  std::printf("%-42s %10.1f %10s %10.1f %8.2f\n", "do-nothing XDP program (floor)", floor, "-", floor, 1.0);
+  std::printf("%-42s %10.1f %10s %10.1f %8.2f\n", "do-nothing XDP program (floor)", floor, "-",
+              floor, 1.0);
   bool allOk = true;
   for (const auto& c : cases) {
     if (!only.empty() && std::string(c.name).find(only) == std::string::npos) continue;
@@ -288,7 +301,8 @@ int main(int argc, char** argv) {
     const uint64_t expect = uint64_t{kRepeat} * kRuns;
     const uint64_t got = after->reasons[c.reason].packets - before->reasons[c.reason].packets;
     uint64_t newFlows = 0;
-    for (size_t v = 1; v < after->vips.size(); ++v) newFlows += after->vips[v].newFlows - before->vips[v].newFlows;
+    for (size_t v = 1; v < after->vips.size(); ++v)
+      newFlows += after->vips[v].newFlows - before->vips[v].newFlows;
     bool ok = got == expect && newFlows == (c.newFlow ? expect : 0);
     // Distinct 5-tuples: every measured iteration took a new tuple (the
     // wrapper's counter advanced once per iteration), and they land as
@@ -315,15 +329,17 @@ int main(int argc, char** argv) {
     std::printf("%-42s %10.1f %10.1f %10.1f %8.2f%s\n", c.name, total, restore, net_, net_ / floor,
                 ok ? "" : "  PATH CHECK FAILED");
     if (!ok)
-      std::printf("    intended reason grew by %llu (want %llu), new flows %llu, flow entries %zu, "
-                  "tuples %u, action %u%s, output %s\n",
-                  static_cast<unsigned long long>(got), static_cast<unsigned long long>(expect),
-                  static_cast<unsigned long long>(newFlows), flows, done.counter, run.action,
-                  run.sameAction ? "" : " (not in every run)", outOk ? "as expected" : "wrong");
+      std::printf(
+          "    intended reason grew by %llu (want %llu), new flows %llu, flow entries %zu, "
+          "tuples %u, action %u%s, output %s\n",
+          static_cast<unsigned long long>(got), static_cast<unsigned long long>(expect),
+          static_cast<unsigned long long>(newFlows), flows, done.counter, run.action,
+          run.sameAction ? "" : " (not in every run)", outOk ? "as expected" : "wrong");
     else if (c.vary)
       std::printf("    (flow table now holds %zu entries)\n", flows);
   }
-  std::printf("net ns = ns/pkt - restore + floor: the balancer's own cost including the test-run loop.\n");
+  std::printf(
+      "net ns = ns/pkt - restore + floor: the balancer's own cost including the test-run loop.\n");
   bench_wrapper::destroy(w);
   return allOk ? 0 : 1;
 }

@@ -10,7 +10,8 @@ std::vector<xdplb::maglev::Member> members(uint32_t n, bool unequal) {
   std::vector<xdplb::maglev::Member> out;
   for (uint32_t i = 0; i < n; ++i) {
     xdplb::maglev::Member m{};
-    m.key = {10, static_cast<uint8_t>(i >> 16), static_cast<uint8_t>(i >> 8), static_cast<uint8_t>(i)};
+    m.key = {10, static_cast<uint8_t>(i >> 16), static_cast<uint8_t>(i >> 8),
+             static_cast<uint8_t>(i)};
     m.id = i + 1;
     m.weight = unequal ? 1 + i % 100 : 100;
     out.push_back(m);

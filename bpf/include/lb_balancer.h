@@ -21,8 +21,7 @@
  * address has more port VIPs than it lists. IPv4
  * fragments, first and later, go to the port-0 entry's fragment VIP and hash
  * with ports 0, so every fragment of a datagram reaches the same backend. */
-static __always_inline int lb_match_vip(void *data, void *data_end, struct lb_pkt *p,
-					__u32 *vip_id)
+static __always_inline int lb_match_vip(void *data, void *data_end, struct lb_pkt *p, __u32 *vip_id)
 {
 	/* Written as whole words, like the flow key (see struct lb_pkt):
 	 * w[2] holds port | proto << 16 | family << 24 (bytes 16..19 of the
@@ -160,8 +159,8 @@ static __always_inline int lb_balance(struct xdp_md *ctx)
 			return lb_exit(LB_R_DROP_NO_BACKEND, bytes, XDP_DROP);
 		if (!now)
 			now = bpf_ktime_get_coarse_ns();
-		struct lb_flow_value nv = {.backend_id = backend_id, .hash = hash,
-					   .last_seen_ns = now};
+		struct lb_flow_value nv = {
+		    .backend_id = backend_id, .hash = hash, .last_seen_ns = now};
 		bpf_map_update_elem(&lb_flows, &p.key, &nv, BPF_ANY);
 		new_flow = 1;
 	}
@@ -180,10 +179,10 @@ static __always_inline int lb_balance(struct xdp_md *ctx)
 
 	if (!now)
 		now = bpf_ktime_get_coarse_ns();
-	rc = lb_nexthop(ctx, backend_id, be, cfg,
-			p.ip_len + (be->family == LB_FAMILY_V4 ? sizeof(struct iphdr)
-							      : sizeof(struct ipv6hdr)),
-			now, &nh);
+	rc = lb_nexthop(
+	    ctx, backend_id, be, cfg,
+	    p.ip_len + (be->family == LB_FAMILY_V4 ? sizeof(struct iphdr) : sizeof(struct ipv6hdr)),
+	    now, &nh);
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
 		return lb_exit(LB_R_DROP_FIB, bytes, XDP_DROP);
 

@@ -7,10 +7,7 @@
 #include <linux/types.h>
 
 /* Sum of the 16-bit words of a 32- or 64-bit value, carries kept. */
-static __always_inline __u32 lb_csum_words32(__u32 v)
-{
-	return (v & 0xffff) + (v >> 16);
-}
+static __always_inline __u32 lb_csum_words32(__u32 v) { return (v & 0xffff) + (v >> 16); }
 
 static __always_inline __u32 lb_csum_words64(__u64 v)
 {

@@ -70,7 +70,7 @@ static __always_inline int lb_encap_v4(struct xdp_md *ctx, const struct lb_pkt *
 	 * read little-endian: the one's-complement sum does not mind. */
 	__u64 w0 = 0x45 | (__u64)p->tos << 8 | (__u64)bpf_htons(p->ip_len + shift) << 16 |
 		   (__u64)(p->df ? bpf_htons(LB_IP_DF) : 0) << 48; /* id 0 */
-	__u32 w2 = LB_OUTER_TTL | IPPROTO_IPIP << 8;           /* check 0 */
+	__u32 w2 = LB_OUTER_TTL | IPPROTO_IPIP << 8;		   /* check 0 */
 	__u32 saddr = *(const __u32 *)cfg->tunnel_src_v4;
 	__u32 daddr = *(const __u32 *)be->addr;
 
@@ -78,8 +78,8 @@ static __always_inline int lb_encap_v4(struct xdp_md *ctx, const struct lb_pkt *
 	((__u32 *)oh)[3] = saddr;
 	((__u32 *)oh)[4] = daddr;
 	((__u32 *)oh)[2] = w2 | (__u32)lb_csum_fold(lb_csum_words64(w0) + w2 +
-						     lb_csum_words32(saddr) +
-						     lb_csum_words32(daddr)) << 16;
+						    lb_csum_words32(saddr) + lb_csum_words32(daddr))
+				    << 16;
 	return 0;
 }
 

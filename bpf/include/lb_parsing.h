@@ -44,7 +44,7 @@ struct lb_vlan_hdr {
  * stalled ~15 cycles (seen in perf on the JIT image).
  *   key_words[0..1] src, [2..3] dst, [4] sport | dport << 16 | proto << 32 |
  *   family << 40 (little-endian layout of the tail of struct lb_flow_key). */
-#define LB_KEY_TAIL(ports, proto, family)                                       \
+#define LB_KEY_TAIL(ports, proto, family)                                                          \
 	((__u64)(__u32)(ports) | (__u64)(__u8)(proto) << 32 | (__u64)(__u8)(family) << 40)
 
 struct lb_pkt {
@@ -52,15 +52,15 @@ struct lb_pkt {
 		struct lb_flow_key key; /* zero-filled; ports 0 until lb_parse_l4 */
 		__u64 key_words[5];
 	};
-	__u32 frame_len;        /* bytes received */
-	__u16 l2_len;           /* 14, or 18 with an 802.1Q tag */
-	__u16 ip_len;           /* IP total length (header + payload) */
-	__u16 l3_hdr_len;       /* IPv4 header length with options; 40 for IPv6 */
-	__u8 tos;               /* IPv4 TOS or IPv6 traffic class */
-	__u8 df;                /* inner IPv4 has DF */
-	__u8 is_frag;           /* IPv4 fragment, first or later */
-	__u8 later_frag;        /* IPv4 fragment with offset > 0: no L4 header */
-	__u8 syn;               /* TCP SYN without ACK */
+	__u32 frame_len;  /* bytes received */
+	__u16 l2_len;	  /* 14, or 18 with an 802.1Q tag */
+	__u16 ip_len;	  /* IP total length (header + payload) */
+	__u16 l3_hdr_len; /* IPv4 header length with options; 40 for IPv6 */
+	__u8 tos;	  /* IPv4 TOS or IPv6 traffic class */
+	__u8 df;	  /* inner IPv4 has DF */
+	__u8 is_frag;	  /* IPv4 fragment, first or later */
+	__u8 later_frag;  /* IPv4 fragment with offset > 0: no L4 header */
+	__u8 syn;	  /* TCP SYN without ACK */
 	__u8 pad;
 };
 

@@ -29,10 +29,7 @@
 #define LB_MURMUR_C1 0xcc9e2d51U
 #define LB_MURMUR_C2 0x1b873593U
 
-LB_HASH_INLINE __u32 lb_rotl32(__u32 x, int r)
-{
-	return (x << r) | (x >> (32 - r));
-}
+LB_HASH_INLINE __u32 lb_rotl32(__u32 x, int r) { return (x << r) | (x >> (32 - r)); }
 
 LB_HASH_INLINE __u32 lb_murmur_round(__u32 h, __u32 k)
 {

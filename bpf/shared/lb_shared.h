@@ -38,7 +38,7 @@
 #define LB_RING_HEADER_SLOTS 2
 #define LB_RING_SLOTS_PER_ELEM 2
 #define LB_RING_BUFFERS 2
-#define LB_RING_INDEX(vip_id, buffer) ((vip_id) * LB_RING_BUFFERS + (buffer))
+#define LB_RING_INDEX(vip_id, buffer) ((vip_id)*LB_RING_BUFFERS + (buffer))
 
 struct lb_ring_elem {
 	__u32 slot[LB_RING_SLOTS_PER_ELEM];
@@ -50,7 +50,7 @@ struct lb_ring_elem {
  * without opening the ring maps (which needs CAP_SYS_ADMIN for maps another
  * process created). */
 struct lb_ring_sel {
-	__u32 active;     /* the live buffer: 0 or 1 */
+	__u32 active;	  /* the live buffer: 0 or 1 */
 	__u32 generation; /* generation of the live ring (its LB_RING_GEN_SLOT) */
 };
 
@@ -98,20 +98,20 @@ struct lb_ring_sel {
  * Every port VIP keeps its own exact entry as well (listing, adoption). */
 struct lb_vip_key {
 	__u8 addr[16];
-	__u16 port;   /* network byte order; 0 = every port */
-	__u8 proto;   /* IPPROTO_TCP or IPPROTO_UDP */
-	__u8 family;  /* LB_FAMILY_V4 or LB_FAMILY_V6 */
+	__u16 port;  /* network byte order; 0 = every port */
+	__u8 proto;  /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 family; /* LB_FAMILY_V4 or LB_FAMILY_V6 */
 };
 
-#define LB_VIP_F_ALIAS     0x1 /* port-0 entry that is not itself a VIP */
-#define LB_VIP_F_HAS_PORTS 0x2 /* port-0 entry: VIPs with a port exist for this address+proto */
+#define LB_VIP_F_ALIAS 0x1	/* port-0 entry that is not itself a VIP */
+#define LB_VIP_F_HAS_PORTS 0x2	/* port-0 entry: VIPs with a port exist for this address+proto */
 #define LB_VIP_F_MORE_PORTS 0x4 /* port-0 entry: more port VIPs than ports[] lists */
 
 #define LB_VIP_INLINE_PORTS 4
 
 struct lb_vip_value {
-	__u32 vip_id;      /* index into lb_rings and lb_vip_stats; 0 on an alias */
-	__u32 flags;       /* LB_VIP_F_* */
+	__u32 vip_id;	   /* index into lb_rings and lb_vip_stats; 0 on an alias */
+	__u32 flags;	   /* LB_VIP_F_* */
 	__u32 frag_vip_id; /* port-0 entries: VIP receiving IPv4 fragments of this
 			    * address+proto; 0 = drop them (counted) */
 	__u32 pad;
@@ -123,10 +123,10 @@ struct lb_vip_value {
 
 /* ---- lb_backends: ARRAY backend id -> lb_backend --------------------------- */
 enum lb_backend_state {
-	LB_BACKEND_NONE = 0,     /* unused id */
-	LB_BACKEND_UP = 1,       /* in rings, keeps its flows */
+	LB_BACKEND_NONE = 0,	 /* unused id */
+	LB_BACKEND_UP = 1,	 /* in rings, keeps its flows */
 	LB_BACKEND_DRAINING = 2, /* not in rings, keeps its flows */
-	LB_BACKEND_DOWN = 3,     /* not in rings, its flows rehash */
+	LB_BACKEND_DOWN = 3,	 /* not in rings, its flows rehash */
 };
 
 /* A backend is one address within one VIP (health and counters are per VIP):
@@ -148,12 +148,12 @@ struct lb_flow_key {
 	__u16 dport; /* network byte order; 0 for IPv4 fragments */
 	__u8 proto;
 	__u8 family;
-	__u16 pad;   /* always 0: the key is hashed whole */
+	__u16 pad; /* always 0: the key is hashed whole */
 };
 
 struct lb_flow_value {
 	__u32 backend_id;
-	__u32 hash;         /* lb_flow_hash of the key, computed once when the
+	__u32 hash;	    /* lb_flow_hash of the key, computed once when the
 			     * entry is made: a flow-table hit needs it only
 			     * for the IPv6 flow label and skips the hash */
 	__u64 last_seen_ns; /* bpf_ktime_get_coarse_ns() */
@@ -177,8 +177,8 @@ struct lb_config {
 struct lb_nexthop {
 	__u8 dmac[6];
 	__u8 smac[6];
-	__u32 ifindex;     /* egress interface */
-	__u32 fib_status;  /* last BPF_FIB_LKUP_RET_* */
+	__u32 ifindex;	  /* egress interface */
+	__u32 fib_status; /* last BPF_FIB_LKUP_RET_* */
 	__u32 pad;
 	__u64 resolved_ns; /* bpf_ktime_get_coarse_ns() of the lookup; 0 = never */
 };
@@ -187,28 +187,30 @@ struct lb_nexthop {
  * Every exit of xdp_balancer names one reason; lb_reason_stats (PERCPU_ARRAY,
  * LB_REASON_MAX entries of lb_counter) counts packets and bytes per reason. */
 enum lb_reason {
-	LB_R_PASS_NOT_IP = 0,     /* not IPv4/IPv6 (ARP, LLDP, ...) */
-	LB_R_PASS_NOT_VIP,        /* IP, but no VIP matches address/port/protocol */
-	LB_R_PASS_OTHER_PROTO,    /* to a VIP address, but neither TCP nor UDP */
-	LB_R_PASS_NO_NEIGH,       /* encapsulated, no neighbour yet: the kernel forwards it */
-	LB_R_DROP_MALFORMED,      /* truncated header or a length field that lies */
-	LB_R_DROP_NO_BACKEND,     /* the VIP's ring is empty */
-	LB_R_DROP_FRAGMENT,       /* IPv4 fragment to an address whose VIPs are ambiguous */
-	LB_R_DROP_FIB,            /* no route to the backend, forwarding disabled, ... */
-	LB_R_DROP_ENCAP,          /* the packet could not be grown for the outer header */
-	LB_R_DROP_NO_TUNNEL,      /* no tunnel source configured for the backend's family */
-	LB_R_DROP_INTERNAL,       /* a map entry that the daemon must have written is missing */
-	LB_R_TX,                  /* forwarded out of the ingress interface */
-	LB_R_REDIRECT,            /* forwarded out of another interface (devmap) */
-	LB_R_PASS_NO_TXPORT,      /* encapsulated, egress not in lb_tx_ports: the kernel forwards it */
+	LB_R_PASS_NOT_IP = 0,  /* not IPv4/IPv6 (ARP, LLDP, ...) */
+	LB_R_PASS_NOT_VIP,     /* IP, but no VIP matches address/port/protocol */
+	LB_R_PASS_OTHER_PROTO, /* to a VIP address, but neither TCP nor UDP */
+	LB_R_PASS_NO_NEIGH,    /* encapsulated, no neighbour yet: the kernel forwards it */
+	LB_R_DROP_MALFORMED,   /* truncated header or a length field that lies */
+	LB_R_DROP_NO_BACKEND,  /* the VIP's ring is empty */
+	LB_R_DROP_FRAGMENT,    /* IPv4 fragment to an address whose VIPs are ambiguous */
+	LB_R_DROP_FIB,	       /* no route to the backend, forwarding disabled, ... */
+	LB_R_DROP_ENCAP,       /* the packet could not be grown for the outer header */
+	LB_R_DROP_NO_TUNNEL,   /* no tunnel source configured for the backend's family */
+	LB_R_DROP_INTERNAL,    /* a map entry that the daemon must have written is missing */
+	LB_R_TX,	       /* forwarded out of the ingress interface */
+	LB_R_REDIRECT,	       /* forwarded out of another interface (devmap) */
+	LB_R_PASS_NO_TXPORT,   /* encapsulated, egress not in lb_tx_ports: the kernel forwards it */
 	LB_REASON_MAX,
 };
 
 /* Names for the reasons, in enum order; used for logs and metric labels. */
-#define LB_REASON_NAMES                                                        \
-	{ "not_ip", "not_vip", "other_proto", "no_neigh", "malformed",        \
-	  "no_backend", "fragment", "fib", "encap", "no_tunnel", "internal",  \
-	  "tx", "redirect", "no_txport" }
+#define LB_REASON_NAMES                                                                            \
+	{                                                                                          \
+		"not_ip", "not_vip", "other_proto", "no_neigh", "malformed", "no_backend",         \
+		    "fragment", "fib", "encap", "no_tunnel", "internal", "tx", "redirect",         \
+		    "no_txport"                                                                    \
+	}
 
 struct lb_counter {
 	__u64 packets;
@@ -236,18 +238,20 @@ struct lb_addr {
 
 enum lb_decap_reason {
 	LB_D_PASS_NOT_TUNNEL = 0, /* not 4in4, 6in6 or 4in6: untouched */
-	LB_D_PASS_NOT_LOCAL,      /* tunnel packet, but not to one of our addresses */
+	LB_D_PASS_NOT_LOCAL,	  /* tunnel packet, but not to one of our addresses */
 	LB_D_DECAP_4IN4,
 	LB_D_DECAP_6IN6,
 	LB_D_DECAP_4IN6,
-	LB_D_DROP_MALFORMED,      /* truncated or lying outer or inner header */
-	LB_D_DROP_INTERNAL,       /* bpf_xdp_adjust_head failed */
+	LB_D_DROP_MALFORMED, /* truncated or lying outer or inner header */
+	LB_D_DROP_INTERNAL,  /* bpf_xdp_adjust_head failed */
 	LB_DECAP_REASON_MAX,
 };
 
-#define LB_DECAP_REASON_NAMES                                                  \
-	{ "not_tunnel", "not_local", "decap_4in4", "decap_6in6", "decap_4in6", \
-	  "malformed", "internal" }
+#define LB_DECAP_REASON_NAMES                                                                      \
+	{                                                                                          \
+		"not_tunnel", "not_local", "decap_4in4", "decap_6in6", "decap_4in6", "malformed",  \
+		    "internal"                                                                     \
+	}
 
 /* lb_decap_stats: PERCPU_ARRAY[LB_DECAP_REASON_MAX] of lb_counter */
 

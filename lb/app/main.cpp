@@ -2,16 +2,15 @@
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
-#include <unistd.h>
-
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -112,7 +111,8 @@ std::string daemonAddress(std::vector<std::string>& args) {
   }
   std::string path = takeOption(args, "--config").value_or(kDefaultConfig);
   if (std::filesystem::exists(path))
-    if (auto loaded = config::loadFile(path, {.checkInterfaces = false})) return loaded->metrics.listen;
+    if (auto loaded = config::loadFile(path, {.checkInterfaces = false}))
+      return loaded->metrics.listen;
   return "127.0.0.1:9450";
 }
 
@@ -397,9 +397,12 @@ int cmdDecap(std::vector<std::string> args) {
   args.erase(args.begin());
   const std::string modeName = takeOption(args, "--mode").value_or("native");
   datapath::XdpMode mode = datapath::XdpMode::Native;
-  if (modeName == "generic") mode = datapath::XdpMode::Generic;
-  else if (modeName == "auto") mode = datapath::XdpMode::Auto;
-  else if (modeName != "native") return usage("--mode must be native, generic or auto");
+  if (modeName == "generic")
+    mode = datapath::XdpMode::Generic;
+  else if (modeName == "auto")
+    mode = datapath::XdpMode::Auto;
+  else if (modeName != "native")
+    return usage("--mode must be native, generic or auto");
   if (args.empty()) return usage("decap " + verb + " needs an interface");
   const std::string iface = args[0];
   if (if_nametoindex(iface.c_str()) == 0) {

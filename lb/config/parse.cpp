@@ -1,15 +1,14 @@
 // The one translation unit that includes toml++ (it is heavy to compile).
 #include <net/if.h>
+#include <toml++/toml.h>
 
 #include <algorithm>
-
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
-#include <toml++/toml.h>
 
 #include "lb/config/config.h"
 #include "lb/maglev/maglev.h"
@@ -31,14 +30,16 @@ size_t editDistance(std::string_view a, std::string_view b) {
 
 class Parser {
  public:
-  Parser(std::string file, const LoadOptions& options) : file_(std::move(file)), options_(options) {}
+  Parser(std::string file, const LoadOptions& options)
+      : file_(std::move(file)), options_(options) {}
 
   LoadResult run(std::string_view text) {
     toml::table root;
     try {
       root = toml::parse(text, file_);
     } catch (const toml::parse_error& e) {
-      errors_.push_back({{file_, e.source().begin.line, e.source().begin.column}, "",
+      errors_.push_back({{file_, e.source().begin.line, e.source().begin.column},
+                         "",
                          "TOML syntax: " + std::string(e.description())});
       return std::unexpected(errors_);
     }
@@ -146,7 +147,8 @@ class Parser {
     }
     const int64_t v = *n->value<int64_t>();
     if (v < lo || v > hi) {
-      error(n, path, std::to_string(v) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
+      error(n, path,
+            std::to_string(v) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
       return std::nullopt;
     }
     return v;
@@ -162,8 +164,9 @@ class Parser {
       return std::nullopt;
     }
     if (family && a->family() != *family) {
-      error(t.get(key), path, "'" + *s + "' must be an " +
-                                  (*family == IpAddr::Family::V4 ? "IPv4" : "IPv6") + " address");
+      error(t.get(key), path,
+            "'" + *s + "' must be an " + (*family == IpAddr::Family::V4 ? "IPv4" : "IPv6") +
+                " address");
       return std::nullopt;
     }
     return a;
@@ -181,8 +184,9 @@ class Parser {
       return std::nullopt;
     }
     if (*d < lo || *d > hi) {
-      error(t.get(key), path, "'" + *s + "' is outside " + std::to_string(lo.count()) + "ms.." +
-                                  std::to_string(hi.count()) + "ms");
+      error(t.get(key), path,
+            "'" + *s + "' is outside " + std::to_string(lo.count()) + "ms.." +
+                std::to_string(hi.count()) + "ms");
       return std::nullopt;
     }
     return d;
@@ -203,8 +207,9 @@ class Parser {
   }
 
   void daemon(const toml::table& d, Daemon& out) {
-    checkKeys(d, {"interfaces", "xdp_mode", "pin_path", "hash_seed", "flow_table_size",
-                  "tunnel_source_v4", "tunnel_source_v6", "max_vips", "max_backends"},
+    checkKeys(d,
+              {"interfaces", "xdp_mode", "pin_path", "hash_seed", "flow_table_size",
+               "tunnel_source_v4", "tunnel_source_v6", "max_vips", "max_backends"},
               "daemon");
     if (const toml::node* n = d.get("interfaces")) {
       const toml::array* a = n->as_array();
@@ -230,14 +235,14 @@ class Parser {
     } else {
       error(&d, "daemon.interfaces", "missing required key (the interfaces to attach to)");
     }
-    if (auto m = choice<XdpMode>(d, "xdp_mode", "daemon.xdp_mode",
-                                 {{"native", XdpMode::Native},
-                                  {"generic", XdpMode::Generic},
-                                  {"auto", XdpMode::Auto}}))
+    if (auto m = choice<XdpMode>(
+            d, "xdp_mode", "daemon.xdp_mode",
+            {{"native", XdpMode::Native}, {"generic", XdpMode::Generic}, {"auto", XdpMode::Auto}}))
       out.xdpMode = *m;
     if (auto p = str(d, "pin_path", "daemon.pin_path")) {
       if (p->empty() || p->front() != '/')
-        error(d.get("pin_path"), "daemon.pin_path", "must be an absolute path under a BPF filesystem");
+        error(d.get("pin_path"), "daemon.pin_path",
+              "must be an absolute path under a BPF filesystem");
       else
         out.pinPath = *p;
     }
@@ -245,21 +250,26 @@ class Parser {
     if (auto v = integer(d, "flow_table_size", "daemon.flow_table_size", 1024, 268435456))
       out.flowTableSize = *v;
     if (auto v = integer(d, "max_vips", "daemon.max_vips", 1, 65535)) out.maxVips = *v;
-    if (auto v = integer(d, "max_backends", "daemon.max_backends", 1, 1048575)) out.maxBackends = *v;
-    out.tunnelSourceV4 = address(d, "tunnel_source_v4", "daemon.tunnel_source_v4", IpAddr::Family::V4);
-    out.tunnelSourceV6 = address(d, "tunnel_source_v6", "daemon.tunnel_source_v6", IpAddr::Family::V6);
+    if (auto v = integer(d, "max_backends", "daemon.max_backends", 1, 1048575))
+      out.maxBackends = *v;
+    out.tunnelSourceV4 =
+        address(d, "tunnel_source_v4", "daemon.tunnel_source_v4", IpAddr::Family::V4);
+    out.tunnelSourceV6 =
+        address(d, "tunnel_source_v6", "daemon.tunnel_source_v6", IpAddr::Family::V6);
   }
 
   void vip(const toml::table& t, const std::string& path, Config& cfg) {
-    checkKeys(t, {"name", "address", "port", "protocol", "ring_size", "all_down", "health_check",
-                  "backend"},
-              path);
+    checkKeys(
+        t,
+        {"name", "address", "port", "protocol", "ring_size", "all_down", "health_check", "backend"},
+        path);
     Vip v;
     v.where = at(&t);
     bool ok = true;
     if (auto n = str(t, "name", path + ".name")) {
       if (n->empty() || n->find_first_of(" \t\"\\") != std::string::npos)
-        error(t.get("name"), path + ".name", "must be non-empty without spaces, quotes or backslashes");
+        error(t.get("name"), path + ".name",
+              "must be non-empty without spaces, quotes or backslashes");
       v.name = *n;
     } else if (!t.get("name")) {
       error(&t, path + ".name", "missing required key");
@@ -275,9 +285,9 @@ class Parser {
     if (auto p = choice<uint8_t>(t, "protocol", path + ".protocol",
                                  {{"tcp", IPPROTO_TCP}, {"udp", IPPROTO_UDP}}))
       v.protocol = *p;
-    if (auto a = choice<AllDownPolicy>(t, "all_down", path + ".all_down",
-                                       {{"fail_open", AllDownPolicy::FailOpen},
-                                        {"drop", AllDownPolicy::Drop}}))
+    if (auto a = choice<AllDownPolicy>(
+            t, "all_down", path + ".all_down",
+            {{"fail_open", AllDownPolicy::FailOpen}, {"drop", AllDownPolicy::Drop}}))
       v.allDown = *a;
     if (auto r = integer(t, "ring_size", path + ".ring_size", 3, 16777213)) {
       if (!maglev::isPrime(static_cast<uint32_t>(*r)))
@@ -338,9 +348,9 @@ class Parser {
 
   void health(const toml::table& h, const std::string& path, Vip& v) {
     checkKeys(h, {"type", "port", "path", "expect", "interval", "timeout", "rise", "fall"}, path);
-    if (auto t = choice<CheckType>(h, "type", path + ".type",
-                                   {{"tcp", CheckType::Tcp}, {"http", CheckType::Http},
-                                    {"none", CheckType::None}}))
+    if (auto t = choice<CheckType>(
+            h, "type", path + ".type",
+            {{"tcp", CheckType::Tcp}, {"http", CheckType::Http}, {"none", CheckType::None}}))
       v.health.type = *t;
     if (auto p = integer(h, "port", path + ".port", 1, 65535)) v.health.port = *p;
     if (auto p = str(h, "path", path + ".path")) {
@@ -359,21 +369,23 @@ class Parser {
           const toml::node* c = a->get(i);
           const auto code = c->value<int64_t>();
           if (!c->is_integer() || *code < 100 || *code > 599)
-            error(c, path + ".expect[" + std::to_string(i) + "]", "must be an HTTP status code 100..599");
+            error(c, path + ".expect[" + std::to_string(i) + "]",
+                  "must be an HTTP status code 100..599");
           else
             v.health.expect.push_back(static_cast<uint16_t>(*code));
         }
       }
     }
     using std::chrono::milliseconds;
-    if (auto d = duration(h, "interval", path + ".interval", milliseconds(100), milliseconds(3600000)))
+    if (auto d =
+            duration(h, "interval", path + ".interval", milliseconds(100), milliseconds(3600000)))
       v.health.interval = *d;
     if (auto d = duration(h, "timeout", path + ".timeout", milliseconds(10), milliseconds(3600000)))
       v.health.timeout = *d;
     if (v.health.timeout >= v.health.interval)
       error(h.get("timeout") ? h.get("timeout") : &h, path + ".timeout",
-            "timeout (" + std::to_string(v.health.timeout.count()) + "ms) must be below interval (" +
-                std::to_string(v.health.interval.count()) + "ms)");
+            "timeout (" + std::to_string(v.health.timeout.count()) +
+                "ms) must be below interval (" + std::to_string(v.health.interval.count()) + "ms)");
     if (auto r = integer(h, "rise", path + ".rise", 1, 100)) v.health.rise = *r;
     if (auto f = integer(h, "fall", path + ".fall", 1, 100)) v.health.fall = *f;
   }
@@ -395,8 +407,10 @@ class Parser {
       const Vip& v = cfg.vips[i];
       const std::string path = "vip[" + std::to_string(i) + "]";
       if (auto [it, fresh] = names.emplace(v.name, path); !fresh)
-        error(nodeOf(v, "name"), path + ".name", "duplicate VIP name '" + v.name + "' (also " + it->second + ")");
-      if (auto [it, fresh] = keys.emplace(std::make_tuple(v.address, v.port, v.protocol), path); !fresh)
+        error(nodeOf(v, "name"), path + ".name",
+              "duplicate VIP name '" + v.name + "' (also " + it->second + ")");
+      if (auto [it, fresh] = keys.emplace(std::make_tuple(v.address, v.port, v.protocol), path);
+          !fresh)
         error(nodeOf(v, "address"), path + ".address",
               "duplicate VIP " + v.address.toString() + ":" + std::to_string(v.port) + "/" +
                   (v.protocol == IPPROTO_UDP ? "udp" : "tcp") + " (also " + it->second + ")");
@@ -406,20 +420,24 @@ class Parser {
         const Backend& b = v.backends[j];
         const std::string bp = path + ".backend[" + std::to_string(j) + "].address";
         if (b.address.isV4() && !cfg.daemon.tunnelSourceV4)
-          errors_.push_back({b.where, bp, "IPv4 backend " + b.address.toString() +
-                                                             " needs daemon.tunnel_source_v4 (the outer source of 4in4)"});
+          errors_.push_back({b.where, bp,
+                             "IPv4 backend " + b.address.toString() +
+                                 " needs daemon.tunnel_source_v4 (the outer source of 4in4)"});
         if (b.address.isV6() && !cfg.daemon.tunnelSourceV6)
           errors_.push_back({b.where, bp,
-                             "IPv6 backend " + b.address.toString() + " needs daemon.tunnel_source_v6 (the outer source of " +
+                             "IPv6 backend " + b.address.toString() +
+                                 " needs daemon.tunnel_source_v6 (the outer source of " +
                                  (v.address.isV4() ? "4in6" : "6in6") + ")"});
       }
     }
     if (cfg.vips.size() > cfg.daemon.maxVips)
-      error(root.get("vip"), "vip", std::to_string(cfg.vips.size()) + " VIPs exceed daemon.max_vips = " +
-                                        std::to_string(cfg.daemon.maxVips));
+      error(root.get("vip"), "vip",
+            std::to_string(cfg.vips.size()) +
+                " VIPs exceed daemon.max_vips = " + std::to_string(cfg.daemon.maxVips));
     if (backends > cfg.daemon.maxBackends)
-      error(root.get("vip"), "vip", std::to_string(backends) + " backends exceed daemon.max_backends = " +
-                                        std::to_string(cfg.daemon.maxBackends));
+      error(root.get("vip"), "vip",
+            std::to_string(backends) +
+                " backends exceed daemon.max_backends = " + std::to_string(cfg.daemon.maxBackends));
   }
 
   std::string file_;
@@ -430,7 +448,8 @@ class Parser {
 }  // namespace
 
 std::string ConfigError::toString() const {
-  std::string s = where.file + ":" + std::to_string(where.line) + ":" + std::to_string(where.column) + ": ";
+  std::string s =
+      where.file + ":" + std::to_string(where.line) + ":" + std::to_string(where.column) + ": ";
   if (!keyPath.empty()) s += keyPath + ": ";
   return s + message;
 }
@@ -452,7 +471,8 @@ std::optional<std::chrono::milliseconds> parseDuration(std::string_view text) {
   return std::nullopt;
 }
 
-LoadResult parseString(std::string_view text, const std::string& sourceName, const LoadOptions& options) {
+LoadResult parseString(std::string_view text, const std::string& sourceName,
+                       const LoadOptions& options) {
   return Parser(sourceName, options).run(text);
 }
 

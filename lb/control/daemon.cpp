@@ -163,9 +163,10 @@ class Daemon {
     io_.run();
 
     if (http_) http_->stop();
-    spdlog::info("stopped; xdp_balancer stays attached and its maps pinned under {} (fail static); "
-                 "`xdplb detach --config {}` removes them",
-                 cfg_.daemon.pinPath, cfg_.path);
+    spdlog::info(
+        "stopped; xdp_balancer stays attached and its maps pinned under {} (fail static); "
+        "`xdplb detach --config {}` removes them",
+        cfg_.daemon.pinPath, cfg_.path);
     return 0;
   }
 
@@ -345,8 +346,8 @@ class Daemon {
       spdlog::warn("inotify unavailable ({}); reload with SIGHUP", std::strerror(errno));
       return;
     }
-    if (inotify_add_watch(fd, p.parent_path().c_str(),
-                          IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE) < 0) {
+    if (inotify_add_watch(fd, p.parent_path().c_str(), IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE) <
+        0) {
       spdlog::warn("cannot watch {} ({}); reload with SIGHUP", p.parent_path().string(),
                    std::strerror(errno));
       ::close(fd);
@@ -358,23 +359,23 @@ class Daemon {
   }
 
   void readWatch() {
-    inotify_.async_read_some(asio::buffer(watchBuf_), [this](boost::system::error_code ec,
-                                                             size_t n) {
-      if (ec) return;
-      bool ours = false;
-      for (size_t off = 0; off + sizeof(inotify_event) <= n;) {
-        auto* ev = reinterpret_cast<const inotify_event*>(watchBuf_.data() + off);
-        if (ev->len && watchedName_ == ev->name) ours = true;
-        off += sizeof(inotify_event) + ev->len;
-      }
-      if (ours) {
-        debounce_.expires_after(300ms);
-        debounce_.async_wait([this](boost::system::error_code e) {
-          if (!e) reload("file changed");
+    inotify_.async_read_some(
+        asio::buffer(watchBuf_), [this](boost::system::error_code ec, size_t n) {
+          if (ec) return;
+          bool ours = false;
+          for (size_t off = 0; off + sizeof(inotify_event) <= n;) {
+            auto* ev = reinterpret_cast<const inotify_event*>(watchBuf_.data() + off);
+            if (ev->len && watchedName_ == ev->name) ours = true;
+            off += sizeof(inotify_event) + ev->len;
+          }
+          if (ours) {
+            debounce_.expires_after(300ms);
+            debounce_.async_wait([this](boost::system::error_code e) {
+              if (!e) reload("file changed");
+            });
+          }
+          readWatch();
         });
-      }
-      readWatch();
-    });
   }
 
   void startGarbageCollection() {
@@ -382,8 +383,10 @@ class Daemon {
     gcTimer_.async_wait([this](boost::system::error_code ec) {
       if (ec) return;
       auto freed = reconciler_->collectGarbage();
-      if (!freed) spdlog::warn("freeing drained backends: {}", freed.error().message());
-      else if (*freed) publish();
+      if (!freed)
+        spdlog::warn("freeing drained backends: {}", freed.error().message());
+      else if (*freed)
+        publish();
       startGarbageCollection();
     });
   }

@@ -318,8 +318,8 @@ Result<> Reconciler::removeVip(const std::string& name) {
   return {};
 }
 
-Result<> Reconciler::setHealth(const std::string& vipName, const IpAddr& addr,
-                               health::State state, std::string lastResult) {
+Result<> Reconciler::setHealth(const std::string& vipName, const IpAddr& addr, health::State state,
+                               std::string lastResult) {
   auto vit = vips_.find(vipName);
   if (vit == vips_.end()) return {};
   auto bit = vit->second.backends.find(addr);

@@ -1,8 +1,8 @@
 #include "lb/control/status_json.h"
 
-#include <nlohmann/json.hpp>
 #include <spdlog/fmt/fmt.h>
 
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "lb/health/state.h"
@@ -64,19 +64,18 @@ std::string statusTable(const std::string& text) {
   if (root.is_discarded() || !root.contains("vips"))
     return "error: the daemon's answer is not a status document\n";
   std::ostringstream out;
-  out << fmt::format("xdplb {}  config {}  datapath {}{}\n", root.value("version", "?"),
-                     root.value("config", "?"), root.value("attached", false) ? "attached" : "DETACHED",
-                     root.value("attach_mode", "").empty() ? ""
-                                                           : " (" + root.value("attach_mode", "") + ")");
+  out << fmt::format(
+      "xdplb {}  config {}  datapath {}{}\n", root.value("version", "?"), root.value("config", "?"),
+      root.value("attached", false) ? "attached" : "DETACHED",
+      root.value("attach_mode", "").empty() ? "" : " (" + root.value("attach_mode", "") + ")");
   for (const auto& v : root["vips"]) {
     const auto& c = v.contains("counters") ? v["counters"] : json::object();
-    out << fmt::format("\nVIP {}  {}:{}/{}  ring {} gen {}{}  packets {}  new flows {}\n",
-                       v.value("name", "?"), v.value("address", "?"), v.value("port", 0),
-                       v.value("protocol", "?"), v.value("ring_size", 0), v.value("generation", 0),
-                       v.value("all_down", false)
-                           ? "  ALL DOWN (" + v.value("all_down_policy", "") + ")"
-                           : "",
-                       c.value("packets", 0), c.value("new_flows", 0));
+    out << fmt::format(
+        "\nVIP {}  {}:{}/{}  ring {} gen {}{}  packets {}  new flows {}\n", v.value("name", "?"),
+        v.value("address", "?"), v.value("port", 0), v.value("protocol", "?"),
+        v.value("ring_size", 0), v.value("generation", 0),
+        v.value("all_down", false) ? "  ALL DOWN (" + v.value("all_down_policy", "") + ")" : "",
+        c.value("packets", 0), c.value("new_flows", 0));
     out << fmt::format("  {:<40} {:>6} {:>8} {:>9} {:>5} {:>12} {:>14}  {}\n", "BACKEND", "WEIGHT",
                        "HEALTH", "STATE", "RING", "PACKETS", "BYTES", "LAST CHECK");
     for (const auto& b : v["backends"]) {

@@ -27,8 +27,8 @@ class Telemetry {
 
   void ringSwapped(const RingEvent& ev);
   void configReload(bool ok);
-  void probe(const std::string& vip, const std::string& backend, bool ok,
-             const std::string& reason, std::chrono::nanoseconds duration);
+  void probe(const std::string& vip, const std::string& backend, bool ok, const std::string& reason,
+             std::chrono::nanoseconds duration);
   void transition(const std::string& vip, const std::string& backend, std::string_view to);
 
  private:

@@ -142,11 +142,12 @@ std::string pinnedMismatch(bpf_map* map, const std::string& path) {
 
 Result<> checkBpfFs(const std::string& pinPath) {
   std::filesystem::path dir = pinPath;
-  struct statfs st{};
+  struct statfs st {};
   if (statfs(dir.parent_path().c_str(), &st) != 0)
     return errnoError(errno, "pin path " + pinPath + ": cannot stat " + dir.parent_path().string());
   if (st.f_type != kBpfFsMagic)
-    return makeError("pin path " + pinPath + " is not on a BPF filesystem: mount it with `mount -t bpf bpf " +
+    return makeError("pin path " + pinPath +
+                     " is not on a BPF filesystem: mount it with `mount -t bpf bpf " +
                      dir.parent_path().string() + "`");
   return {};
 }
@@ -170,7 +171,7 @@ std::pair<std::string, int> attachedProgram(int ifindex, uint32_t* attachFlags) 
   bpf_xdp_query_opts q{};
   q.sz = sizeof q;
   if (bpf_xdp_query(ifindex, 0, &q) != 0 || q.prog_id == 0) return {"", -1};
-  *attachFlags = q.attach_mode == XDP_ATTACHED_SKB ? XDP_FLAGS_SKB_MODE
+  *attachFlags = q.attach_mode == XDP_ATTACHED_SKB   ? XDP_FLAGS_SKB_MODE
                  : q.attach_mode == XDP_ATTACHED_DRV ? XDP_FLAGS_DRV_MODE
                                                      : 0;
   const int fd = bpf_prog_get_fd_by_id(q.prog_id);
@@ -240,9 +241,10 @@ Result<Attached> attachProgram(int progFd, const std::string& iface, XdpMode mod
   }
   const int rc = bpf_xdp_attach(ifindex, progFd, flags | XDP_FLAGS_UPDATE_IF_NOEXIST, nullptr);
   if (rc != 0) {
-    std::string hint = rc == -EOPNOTSUPP || rc == -EINVAL
-                           ? " (the driver may lack native XDP: try xdp_mode = \"generic\" or \"auto\")"
-                           : "";
+    std::string hint =
+        rc == -EOPNOTSUPP || rc == -EINVAL
+            ? " (the driver may lack native XDP: try xdp_mode = \"generic\" or \"auto\")"
+            : "";
     return errnoError(rc, "attach XDP to " + iface + hint);
   }
   return Attached{"attached (single program)", true};
@@ -255,7 +257,8 @@ Result<bool> detachProgram(const std::string& iface, std::initializer_list<const
   uint32_t flags = 0;
   auto [name, fd] = attachedProgram(ifindex, &flags);
   if (fd == -2) {
-    if (bpf_xdp_detach(ifindex, flags, nullptr) != 0) return errnoError(errno, "detach XDP from " + iface);
+    if (bpf_xdp_detach(ifindex, flags, nullptr) != 0)
+      return errnoError(errno, "detach XDP from " + iface);
     return true;
   }
   if (fd < 0) return false;
@@ -459,11 +462,11 @@ Result<std::unique_ptr<BpfDatapath>> BpfDatapath::open(const Options& options) {
       if (mismatch.empty()) mismatch = pinnedMismatch(m, path);
     }
     if (present && !mismatch.empty()) {
-      spdlog::warn("pinned maps under {} are incompatible ({}): replacing them; established flows "
-                   "are lost once",
-                   options.pinPath, mismatch);
-      for (bpf_map* m : pinnedMaps(s))
-        ::unlink((options.pinPath + "/" + bpf_map__name(m)).c_str());
+      spdlog::warn(
+          "pinned maps under {} are incompatible ({}): replacing them; established flows "
+          "are lost once",
+          options.pinPath, mismatch);
+      for (bpf_map* m : pinnedMaps(s)) ::unlink((options.pinPath + "/" + bpf_map__name(m)).c_str());
       present = 0;
     }
     dp->adopted_ = present == pinnedMaps(s).size();
@@ -477,7 +480,9 @@ Result<std::unique_ptr<BpfDatapath>> BpfDatapath::open(const Options& options) {
     }
   }
   if (int rc = balancer::load(s); rc != 0)
-    return errnoError(rc, "load xdp_balancer (needs CAP_BPF, CAP_PERFMON and, for the lb_tx_ports devmap, CAP_NET_ADMIN; see the log above)");
+    return errnoError(rc,
+                      "load xdp_balancer (needs CAP_BPF, CAP_PERFMON and, for the lb_tx_ports "
+                      "devmap, CAP_NET_ADMIN; see the log above)");
 
   if (auto listed = dp->listVips(); listed)
     dp->vips_ = *listed;
@@ -995,7 +1000,8 @@ Result<CounterSnapshot> BpfDatapath::readCounters() {
     uint32_t count = n, outBatch = 0;
     const int rc = bpf_map_lookup_batch(bpf_map__fd(map), nullptr, &outBatch, keys.data(),
                                         values.data(), &count, nullptr);
-    if (rc != 0 && errno != ENOENT) return errnoError(errno, std::string("read map ") + bpf_map__name(map));
+    if (rc != 0 && errno != ENOENT)
+      return errnoError(errno, std::string("read map ") + bpf_map__name(map));
     out.resize(n);
     for (uint32_t i = 0; i < count; ++i) {
       if (keys[i] >= n) continue;
@@ -1013,7 +1019,8 @@ Result<CounterSnapshot> BpfDatapath::readCounters() {
   };
   if (auto r = readAll(skel_->maps.lb_reason_stats, reasons, addCounter); !r)
     return std::unexpected(r.error());
-  for (size_t i = 0; i < snap.reasons.size() && i < reasons.size(); ++i) snap.reasons[i] = reasons[i];
+  for (size_t i = 0; i < snap.reasons.size() && i < reasons.size(); ++i)
+    snap.reasons[i] = reasons[i];
   if (auto r = readAll(skel_->maps.lb_vip_stats, snap.vips,
                        [](VipCounter& c, const uint8_t* raw) {
                          lb_vip_stats v;

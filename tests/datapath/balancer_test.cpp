@@ -291,7 +291,8 @@ TEST_F(BalancerTest, AFlowMadeOnOneCpuIsFoundOnAnother) {
   } restore{allowed};
 
   vip("198.51.100.10", 80, 1);
-  for (uint32_t id = 1; id <= 4; ++id) backend(id, ("10.99.0." + std::to_string(10 + id)).c_str(), 1);
+  for (uint32_t id = 1; id <= 4; ++id)
+    backend(id, ("10.99.0." + std::to_string(10 + id)).c_str(), 1);
   const auto slots = ring(1, {{1, 100}, {2, 100}, {3, 100}, {4, 100}});
   auto s = flow("203.0.113.9", "198.51.100.10", 40123, 80, kTcpSyn);
   ASSERT_TRUE(pinTo(cpus[0]));

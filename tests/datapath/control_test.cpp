@@ -30,13 +30,16 @@ IpAddr ip(const char* s) { return *IpAddr::parse(s); }
 
 std::string configText(const std::vector<std::pair<const char*, int>>& backends,
                        const std::string& pinPath = "") {
-  std::string t = "[daemon]\ninterfaces = [\"lo\"]\nhash_seed = 11\ntunnel_source_v4 = \"10.99.0.1\"\n"
-                  "tunnel_source_v6 = \"fd00:99::1\"\nmax_vips = 8\nmax_backends = 64\nflow_table_size = 262144\n";
+  std::string t =
+      "[daemon]\ninterfaces = [\"lo\"]\nhash_seed = 11\ntunnel_source_v4 = \"10.99.0.1\"\n"
+      "tunnel_source_v6 = \"fd00:99::1\"\nmax_vips = 8\nmax_backends = 64\nflow_table_size = "
+      "262144\n";
   if (!pinPath.empty()) t += "pin_path = \"" + pinPath + "\"\n";
   t += "[[vip]]\nname = \"web\"\naddress = \"198.51.100.10\"\nport = 80\nring_size = 4099\n"
        "[vip.health_check]\ntype = \"none\"\n";
   for (auto [a, w] : backends)
-    t += "[[vip.backend]]\naddress = \"" + std::string(a) + "\"\nweight = " + std::to_string(w) + "\n";
+    t += "[[vip.backend]]\naddress = \"" + std::string(a) + "\"\nweight = " + std::to_string(w) +
+         "\n";
   return t;
 }
 
@@ -56,13 +59,15 @@ class ControlTest : public ::testing::Test {
     net = *n;
   }
   std::unique_ptr<BpfDatapath> open(const std::string& pin = "") {
-    auto d = BpfDatapath::open({.pinPath = pin, .maxVips = 8, .maxBackends = 64, .flowTableSize = 262144});
+    auto d = BpfDatapath::open(
+        {.pinPath = pin, .maxVips = 8, .maxBackends = 64, .flowTableSize = 262144});
     EXPECT_TRUE(d) << d.error().message();
     return d ? std::move(*d) : nullptr;
   }
   PacketSpec flow(uint32_t i, uint8_t flags) {
     PacketSpec s;
-    uint8_t a[4] = {203, static_cast<uint8_t>(i >> 16), static_cast<uint8_t>(i >> 8), static_cast<uint8_t>(i)};
+    uint8_t a[4] = {203, static_cast<uint8_t>(i >> 16), static_cast<uint8_t>(i >> 8),
+                    static_cast<uint8_t>(i)};
     s.src = IpAddr::v4(a);
     s.dst = ip("198.51.100.10");
     s.sport = static_cast<uint16_t>(1024 + i % 50000);
@@ -139,8 +144,11 @@ TEST_F(ControlTest, LookupAgreesWithTheDatapathOn100000Flows) {
   auto dp = open();
   ASSERT_TRUE(dp);
   control::Reconciler rec(*dp, {8, 64});
-  const auto cfg = parse(configText(
-      {{"10.99.0.11", 100}, {"10.99.0.12", 100}, {"10.99.0.13", 50}, {"10.99.0.14", 200}, {"fd00:99::15", 100}}));
+  const auto cfg = parse(configText({{"10.99.0.11", 100},
+                                     {"10.99.0.12", 100},
+                                     {"10.99.0.13", 50},
+                                     {"10.99.0.14", 200},
+                                     {"fd00:99::15", 100}}));
   ASSERT_TRUE(rec.apply(cfg));
   control::OfflineLookup offline(cfg);
   const auto snapshot = rec.status();
@@ -173,7 +181,8 @@ TEST_F(ControlTest, RestartAfterKill9AdoptsPinnedMapsAndKeepsFlows) {
     std::string p;
     ~Cleanup() { std::filesystem::remove_all(p); }
   } cleanup{pin};
-  const auto cfg = parse(configText({{"10.99.0.11", 100}, {"10.99.0.12", 100}, {"10.99.0.13", 100}}, pin));
+  const auto cfg =
+      parse(configText({{"10.99.0.11", 100}, {"10.99.0.12", 100}, {"10.99.0.13", 100}}, pin));
 
   const std::vector<IpAddr> first = runAndKill(cfg, pin);
   ASSERT_EQ(first.size(), 200u);
@@ -264,10 +273,12 @@ TEST_F(ControlTest, IncompatiblePinnedLayoutIsReplaced) {
     ~Cleanup() { std::filesystem::remove_all(p); }
   } cleanup{pin};
   {
-    auto d = BpfDatapath::open({.pinPath = pin, .maxVips = 4, .maxBackends = 64, .flowTableSize = 262144});
+    auto d = BpfDatapath::open(
+        {.pinPath = pin, .maxVips = 4, .maxBackends = 64, .flowTableSize = 262144});
     ASSERT_TRUE(d);
   }
-  auto d = BpfDatapath::open({.pinPath = pin, .maxVips = 8, .maxBackends = 64, .flowTableSize = 262144});
+  auto d =
+      BpfDatapath::open({.pinPath = pin, .maxVips = 8, .maxBackends = 64, .flowTableSize = 262144});
   ASSERT_TRUE(d) << d.error().message();
   EXPECT_FALSE((*d)->adopted());
 }

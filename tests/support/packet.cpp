@@ -28,7 +28,7 @@ std::vector<uint8_t> build(const PacketSpec& s) {
     put16(l4, s.dport);
     if (s.proto == 6) {
       for (int i = 0; i < 8; ++i) l4.push_back(static_cast<uint8_t>(i + 1));  // seq, ack
-      l4.push_back(0x50);  // data offset 5
+      l4.push_back(0x50);                                                     // data offset 5
       l4.push_back(s.tcpFlags);
       put16(l4, 65535);
       put16(l4, 0);  // checksum: not checked by the balancer
@@ -111,16 +111,16 @@ std::string describe(const std::vector<uint8_t>& f) {
     for (int depth = 0; depth < 2; ++depth) {
       if (et == 0x0800 && f.size() >= off + 20) {
         const size_t hl = (f[off] & 0xf) * 4u;
-        o << (depth ? " | inner" : " | ") << " IPv4 " << IpAddr::v4(&f[off + 12]).toString() << " -> "
-          << IpAddr::v4(&f[off + 16]).toString() << " proto " << int(f[off + 9]) << " len "
-          << be16(f, off + 2) << " ihl " << hl << " ttl " << int(f[off + 8]) << " frag 0x" << std::hex
-          << be16(f, off + 6) << std::dec;
+        o << (depth ? " | inner" : " | ") << " IPv4 " << IpAddr::v4(&f[off + 12]).toString()
+          << " -> " << IpAddr::v4(&f[off + 16]).toString() << " proto " << int(f[off + 9])
+          << " len " << be16(f, off + 2) << " ihl " << hl << " ttl " << int(f[off + 8])
+          << " frag 0x" << std::hex << be16(f, off + 6) << std::dec;
         if (f[off + 9] != 4) break;
         off += hl;
         et = 0x0800;
       } else if (et == 0x86dd && f.size() >= off + 40) {
-        o << (depth ? " | inner" : " | ") << " IPv6 " << IpAddr::v6(&f[off + 8]).toString() << " -> "
-          << IpAddr::v6(&f[off + 24]).toString() << " nh " << int(f[off + 6]) << " plen "
+        o << (depth ? " | inner" : " | ") << " IPv6 " << IpAddr::v6(&f[off + 8]).toString()
+          << " -> " << IpAddr::v6(&f[off + 24]).toString() << " nh " << int(f[off + 6]) << " plen "
           << be16(f, off + 4);
         const uint8_t nh = f[off + 6];
         if (nh != 4 && nh != 41) break;

@@ -1,13 +1,13 @@
 #include "support/privileges.h"
 
-#include "lb/common/caps.h"
-
 #include <linux/capability.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
+
+#include "lb/common/caps.h"
 
 namespace xdplb::testing {
 namespace {

@@ -17,13 +17,13 @@ bool privilegedRequired();
 
 }  // namespace xdplb::testing
 
-#define XDPLB_REQUIRE_PRIVILEGE(have, what)                                              \
-  do {                                                                                  \
-    if (!(have)) {                                                                      \
-      if (::xdplb::testing::privilegedRequired())                                       \
-        FAIL() << "needs " what " but XDPLB_REQUIRE_PRIVILEGED=1: run as root";          \
+#define XDPLB_REQUIRE_PRIVILEGE(have, what)                                               \
+  do {                                                                                    \
+    if (!(have)) {                                                                        \
+      if (::xdplb::testing::privilegedRequired())                                         \
+        FAIL() << "needs " what " but XDPLB_REQUIRE_PRIVILEGED=1: run as root";           \
       GTEST_SKIP() << "skipped: needs " what " (run as root, e.g. sudo scripts/test.sh)"; \
-    }                                                                                   \
+    }                                                                                     \
   } while (0)
 
 #define XDPLB_REQUIRE_CAP_BPF() XDPLB_REQUIRE_PRIVILEGE(::xdplb::testing::haveCapBpf(), "CAP_BPF")

@@ -123,7 +123,8 @@ TEST(Config, ErrorClassesNameLineColumnKeyAndProblem) {
     std::string text, want;
   } cases[] = {
       {std::string(kBase) + "tunel_source_v4 = \"1.2.3.4\"\n",
-       "5:19 daemon.tunel_source_v4: unknown key 'tunel_source_v4' (did you mean 'tunnel_source_v4'?)"},
+       "5:19 daemon.tunel_source_v4: unknown key 'tunel_source_v4' (did you mean "
+       "'tunnel_source_v4'?)"},
       {std::string(kBase) + "hash_seed = \"one\"\n", "5:13 daemon.hash_seed: must be an integer"},
       {std::string(kBase) + "xdp_mode = \"fast\"\n",
        "5:12 daemon.xdp_mode: 'fast' is not one of native | generic | auto"},
@@ -141,7 +142,8 @@ TEST(Config, ErrorClassesNameLineColumnKeyAndProblem) {
        "10:13 vip[0].ring_size: ring size 3 is smaller than the 4 backends"},
       {std::string(kBase) + vip + "[vip.health_check]\nfall = 101\n",
        "11:8 vip[0].health_check.fall: 101 is outside 1..100"},
-      {std::string(kBase) + vip + "address = \"x\"\n", "10:11 : TOML syntax: cannot redefine address"},
+      {std::string(kBase) + vip + "address = \"x\"\n",
+       "10:11 : TOML syntax: cannot redefine address"},
       {std::string(kBase) + "\n[[vip]]\nname = \"web\"\naddress = \"198.51.100.300\"\nport = 80\n",
        "8:11 vip[0].address: '198.51.100.300' is not an IPv4 or IPv6 address"},
       {std::string(kBase) + vip + "protocol = \"sctp\"\n",
@@ -156,23 +158,30 @@ TEST(Config, ErrorClassesNameLineColumnKeyAndProblem) {
       {std::string(kBase) + vip + "[vip.health_check]\nrise = 0\n",
        "11:8 vip[0].health_check.rise: 0 is outside 1..100"},
       {std::string(kBase) + vip + "[vip.health_check]\ninterval = \"2 seconds\"\n",
-       "11:12 vip[0].health_check.interval: '2 seconds' is not a duration (e.g. \"500ms\", \"2s\", \"5m\")"},
+       "11:12 vip[0].health_check.interval: '2 seconds' is not a duration (e.g. \"500ms\", \"2s\", "
+       "\"5m\")"},
       {std::string(kBase) + vip + "[vip.health_check]\ntype = \"http\"\npath = \"healthz\"\n",
        "12:8 vip[0].health_check.path: must start with '/'"},
       {std::string(kBase) + vip + "[vip.health_check]\nexpect = [200, 999]\n",
        "11:16 vip[0].health_check.expect[1]: must be an HTTP status code 100..599"},
       {std::string(kBase) + "\n[[vip]]\nname = \"v6\"\naddress = \"2001:db8::10\"\nport = 80\n"
                             "[[vip.backend]]\naddress = \"10.0.0.1\"\n",
-       "11:11 vip[0].backend[0].address: an IPv6 VIP cannot have an IPv4 backend (IPv6 does not fit in an IPv4 tunnel)"},
+       "11:11 vip[0].backend[0].address: an IPv6 VIP cannot have an IPv4 backend (IPv6 does not "
+       "fit in an IPv4 tunnel)"},
       {"[daemon]\ninterfaces = [\"lo\"]\n" + vip + "[[vip.backend]]\naddress = \"10.0.0.1\"\n",
-       "9:11 vip[0].backend[0].address: IPv4 backend 10.0.0.1 needs daemon.tunnel_source_v4 (the outer source of 4in4)"},
+       "9:11 vip[0].backend[0].address: IPv4 backend 10.0.0.1 needs daemon.tunnel_source_v4 (the "
+       "outer source of 4in4)"},
       {std::string(kBase) + "[metrics]\nlisten = \"localhost\"\n",
-       "6:10 metrics.listen: 'localhost' is not IP:port (an IPv6 address in brackets: \"[::1]:9450\")"},
+       "6:10 metrics.listen: 'localhost' is not IP:port (an IPv6 address in brackets: "
+       "\"[::1]:9450\")"},
       {std::string(kBase) + "\n[[vip]]\nname = \"all\"\naddress = \"198.51.100.10\"\nport = 0\n",
-       "6:1 vip[0].health_check.port: the VIP serves every port (port = 0): the health check needs its own port"},
-      {std::string(kBase) + vip + "\n[[vip]]\nname = \"web\"\naddress = \"198.51.100.11\"\nport = 80\n",
+       "6:1 vip[0].health_check.port: the VIP serves every port (port = 0): the health check needs "
+       "its own port"},
+      {std::string(kBase) + vip +
+           "\n[[vip]]\nname = \"web\"\naddress = \"198.51.100.11\"\nport = 80\n",
        "12:8 vip[1].name: duplicate VIP name 'web' (also vip[0])"},
-      {std::string(kBase) + vip + "\n[[vip]]\nname = \"web2\"\naddress = \"198.51.100.10\"\nport = 80\n",
+      {std::string(kBase) + vip +
+           "\n[[vip]]\nname = \"web2\"\naddress = \"198.51.100.10\"\nport = 80\n",
        "13:11 vip[1].address: duplicate VIP 198.51.100.10:80/tcp (also vip[0])"},
       {"[daemon]\ninterfaces = [\"lo\"\n", "2:20 : TOML syntax: encountered end-of-file"},
       {"[metrics]\nlisten = \"127.0.0.1:1\"\n", "1:1 daemon: missing required table [daemon]"},
@@ -181,8 +190,10 @@ TEST(Config, ErrorClassesNameLineColumnKeyAndProblem) {
     const std::string got = oneError(c.text);
     // TOML syntax messages come from toml++; compare their prefix only.
     if (c.want.find("TOML syntax") != std::string::npos)
-      EXPECT_EQ(got.substr(0, got.find("TOML syntax") + 11), c.want.substr(0, c.want.find("TOML syntax") + 11))
-          << "got: " << got << "\n" << c.text;
+      EXPECT_EQ(got.substr(0, got.find("TOML syntax") + 11),
+                c.want.substr(0, c.want.find("TOML syntax") + 11))
+          << "got: " << got << "\n"
+          << c.text;
     else
       EXPECT_EQ(got, c.want) << c.text;
   }
@@ -205,13 +216,15 @@ ring_size = 100
   EXPECT_EQ(paths, (std::vector<std::string>{"daemon.xdp_mode", "daemon.hash_seed",
                                              "vip[0].health_check.port", "vip[0].address",
                                              "vip[0].ring_size"}));
-  EXPECT_EQ(r.error()[0].toString(), "t.toml:3:12: daemon.xdp_mode: 'turbo' is not one of native | generic | auto");
+  EXPECT_EQ(r.error()[0].toString(),
+            "t.toml:3:12: daemon.xdp_mode: 'turbo' is not one of native | generic | auto");
 }
 
 TEST(Config, UnreadableFileIsNamed) {
   auto r = loadFile("/nonexistent/xdplb.toml");
   ASSERT_FALSE(r);
-  EXPECT_EQ(r.error()[0].toString(), "/nonexistent/xdplb.toml:0:0: cannot read the file: No such file or directory");
+  EXPECT_EQ(r.error()[0].toString(),
+            "/nonexistent/xdplb.toml:0:0: cannot read the file: No such file or directory");
 }
 
 TEST(Config, InterfaceCheckCanBeSkipped) {
@@ -219,7 +232,8 @@ TEST(Config, InterfaceCheckCanBeSkipped) {
 }
 
 TEST(Config, ShippedExampleIsValid) {
-  auto r = loadFile(std::string(XDPLB_SOURCE_DIR) + "/config/xdplb.toml", {.checkInterfaces = false});
+  auto r =
+      loadFile(std::string(XDPLB_SOURCE_DIR) + "/config/xdplb.toml", {.checkInterfaces = false});
   ASSERT_TRUE(r) << r.error()[0].toString();
   EXPECT_EQ(r->vips.size(), 1u);
   EXPECT_EQ(r->vips[0].health.type, CheckType::Http);

@@ -45,7 +45,8 @@ TEST(FlowHash, IsMurmur3OfTheZeroFilledFlowKey) {
   key.dport = htons(80);
   key.proto = 6;
   key.family = LB_FAMILY_V4;
-  EXPECT_EQ(flowHash(src, 40000, dst, 80, 6, 99), murmurBytes(reinterpret_cast<uint8_t*>(&key), 40, 99));
+  EXPECT_EQ(flowHash(src, 40000, dst, 80, 6, 99),
+            murmurBytes(reinterpret_cast<uint8_t*>(&key), 40, 99));
 }
 
 TEST(FlowHash, KnownVectorOfMurmur3) {

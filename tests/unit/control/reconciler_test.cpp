@@ -22,14 +22,13 @@ using testing::ip;
 using testing::makeConfig;
 using testing::makeVip;
 
-
-std::set<uint32_t> ringMembers(const datapath::Ring& r) {
-  return {r.slots.begin(), r.slots.end()};
-}
+std::set<uint32_t> ringMembers(const datapath::Ring& r) { return {r.slots.begin(), r.slots.end()}; }
 
 class ReconcilerTest : public ::testing::Test {
  protected:
-  void TearDown() override { EXPECT_TRUE(dp.invariantViolations.empty()) << dp.invariantViolations[0]; }
+  void TearDown() override {
+    EXPECT_TRUE(dp.invariantViolations.empty()) << dp.invariantViolations[0];
+  }
   uint32_t vipId(const std::string& name) {
     for (const auto& v : rec.status().vips)
       if (v.name == name) return v.id;
@@ -51,8 +50,9 @@ class ReconcilerTest : public ::testing::Test {
 };
 
 TEST_F(ReconcilerTest, FirstApplyWritesVipsBackendsAndOneRingPerVip) {
-  ASSERT_TRUE(rec.apply(makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}, {"10.0.0.2", 100}}),
-                                    makeVip("dns", "198.51.100.11", {{"10.0.0.3", 100}})})));
+  ASSERT_TRUE(
+      rec.apply(makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}, {"10.0.0.2", 100}}),
+                            makeVip("dns", "198.51.100.11", {{"10.0.0.3", 100}})})));
   EXPECT_EQ(dp.vips.size(), 2u);
   EXPECT_EQ(dp.config.hashSeed, 7u);
   ASSERT_EQ(dp.rings.size(), 2u);
@@ -192,7 +192,8 @@ TEST_F(ReconcilerTest, DownBackendLosesFlowsAndOnlyItsVipIsSwapped) {
   EXPECT_EQ(dp.backends.at(id2).state, BackendState::Down);
   EXPECT_EQ(dp.swaps[vipId("web")], webSwaps + 1);
   EXPECT_EQ(dp.swaps[vipId("dns")], dnsSwaps);
-  EXPECT_EQ(ringMembers(dp.rings.at(vipId("web"))), std::set<uint32_t>{backend("web", "10.0.0.1")->id});
+  EXPECT_EQ(ringMembers(dp.rings.at(vipId("web"))),
+            std::set<uint32_t>{backend("web", "10.0.0.1")->id});
   EXPECT_EQ(backend("web", "10.0.0.2")->lastResult, "refused");
   // It comes back: it rejoins the ring.
   ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.2"), State::Up, "ok"));
@@ -201,8 +202,9 @@ TEST_F(ReconcilerTest, DownBackendLosesFlowsAndOnlyItsVipIsSwapped) {
 }
 
 TEST_F(ReconcilerTest, AllDownFailsOpenByDefaultAndDropsWhenAsked) {
-  auto vip = makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}, {"10.0.0.2", 100}, {"10.0.0.3", 0}},
-                     config::CheckType::Tcp);
+  auto vip =
+      makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}, {"10.0.0.2", 100}, {"10.0.0.3", 0}},
+              config::CheckType::Tcp);
   auto dropVip = makeVip("strict", "198.51.100.12", {{"10.0.0.5", 100}}, config::CheckType::Tcp);
   dropVip.allDown = config::AllDownPolicy::Drop;
   ASSERT_TRUE(rec.apply(makeConfig({vip, dropVip})));
@@ -211,8 +213,8 @@ TEST_F(ReconcilerTest, AllDownFailsOpenByDefaultAndDropsWhenAsked) {
   ASSERT_TRUE(rec.setHealth("strict", ip("10.0.0.5"), State::Down, "timeout"));
 
   const auto web = dp.rings.at(vipId("web"));
-  EXPECT_EQ(ringMembers(web), (std::set<uint32_t>{backend("web", "10.0.0.1")->id,
-                                                   backend("web", "10.0.0.2")->id}));
+  EXPECT_EQ(ringMembers(web),
+            (std::set<uint32_t>{backend("web", "10.0.0.1")->id, backend("web", "10.0.0.2")->id}));
   bool allDown = false;
   for (const auto& v : rec.status().vips)
     if (v.name == "web") allDown = v.allDown;
@@ -243,7 +245,8 @@ TEST_F(ReconcilerTest, HashSeedChangeRebuildsEveryRing) {
 
 TEST_F(ReconcilerTest, TooManyBackendsIsAnErrorNamingTheLimit) {
   Reconciler small{dp, {.maxVips = 2, .maxBackends = 1}};
-  auto r = small.apply(makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}, {"10.0.0.2", 100}})}));
+  auto r = small.apply(
+      makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}, {"10.0.0.2", 100}})}));
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().what.find("max_backends"), std::string::npos) << r.error().what;
 }
@@ -265,7 +268,8 @@ TEST_F(ReconcilerTest, RestartAdoptsIdsAndContinuesGenerations) {
   ASSERT_EQ(after.vips.size(), 1u);
   EXPECT_EQ(after.vips[0].id, before.vips[1].id);  // status is sorted by name: old, web
   EXPECT_EQ(after.vips[0].generation, 3u);
-  for (size_t i = 0; i < 2; ++i) EXPECT_EQ(after.vips[0].backends[i].id, before.vips[1].backends[i].id);
+  for (size_t i = 0; i < 2; ++i)
+    EXPECT_EQ(after.vips[0].backends[i].id, before.vips[1].backends[i].id);
   EXPECT_EQ(dp.vips.size(), 1u);
   // The adopted backend of the removed VIP drains until no flow names it.
   dp.flowBackends.clear();

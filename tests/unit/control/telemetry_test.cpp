@@ -224,7 +224,6 @@ TEST(Telemetry, PromtoolAcceptsTheDaemonsOutput) {
   EXPECT_EQ(out.find("error"), std::string::npos) << out;
 }
 
-
 // The datapath's per-id counters only grow; what could make a series go
 // backwards is a (VIP, backend) pair reading another id after a reload.
 // Counters here fall with the id, so any id change to another live id shows.

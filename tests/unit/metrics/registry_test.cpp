@@ -13,10 +13,13 @@ namespace {
 
 TEST(Registry, CountersGaugesAndLabelEscaping) {
   Registry r;
-  r.counter("t_requests_total", "Requests\\served\nhere", {"path"}).with({{"path", "a\"b\\c\nd"}}).inc(3);
+  r.counter("t_requests_total", "Requests\\served\nhere", {"path"})
+      .with({{"path", "a\"b\\c\nd"}})
+      .inc(3);
   r.gauge("t_up", "Up", {}).with({}).set(1.5);
   const std::string out = r.render();
-  EXPECT_NE(out.find("# HELP t_requests_total Requests\\\\served\\nhere\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("# HELP t_requests_total Requests\\\\served\\nhere\n"), std::string::npos)
+      << out;
   EXPECT_NE(out.find("# TYPE t_requests_total counter\n"), std::string::npos);
   EXPECT_NE(out.find("t_requests_total{path=\"a\\\"b\\\\c\\nd\"} 3\n"), std::string::npos) << out;
   EXPECT_NE(out.find("t_up 1.5\n"), std::string::npos) << out;

@@ -1,8 +1,6 @@
 // The notify protocol without systemd: a datagram socket bound as
 // NOTIFY_SOCKET receives the messages, in order; watchdog pings stop while
 // the loop is wedged.
-#include "lb/common/sd_notify.h"
-
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -11,6 +9,8 @@
 #include <boost/asio.hpp>
 #include <cstdlib>
 #include <thread>
+
+#include "lb/common/sd_notify.h"
 
 namespace xdplb {
 namespace {
