@@ -125,10 +125,10 @@ class Farm {
     const int listeners = net.anyIp ? 1 : count;
     for (int i = 0; i < listeners; ++i) {
       auto a = std::make_unique<tcp::acceptor>(io_);
-      const tcp::endpoint ep(
-          net.anyIp ? asio::ip::address_v4::any()
-                    : farmAddress(net.first, http ? net.httpSecond : net.second, i),
-          port);
+      const tcp::endpoint ep(net.anyIp
+                                 ? asio::ip::address_v4::any()
+                                 : farmAddress(net.first, http ? net.httpSecond : net.second, i),
+                             port);
       boost::system::error_code ec;
       a->open(ep.protocol(), ec);
       if (!ec) a->bind(ep, ec);
@@ -354,8 +354,8 @@ struct PhaseResult {
   uint64_t probes = 0, ok = 0;
   std::map<std::string, uint64_t> failures;
   double userPercent = 0, sysPercent = 0;
-  std::vector<double> lateness;  // % of the interval, probes started in the window
-  double firstRoundMaxMs = 0;    // the first probes all start at once
+  std::vector<double> lateness;                // % of the interval, probes started in the window
+  double firstRoundMaxMs = 0;                  // the first probes all start at once
   std::vector<double> netRxPerSec, ipiPerSec;  // a second, per CPU
 };
 
@@ -638,8 +638,7 @@ int main(int argc, char** argv) {
   std::vector<PhaseResult> results;
   for (const Net& net : nets) {
     if (o.phase == "all" || o.phase == "floor") results.push_back(rawFloor(net, o.tcp, o));
-    if (o.phase == "all" || o.phase == "tcp")
-      results.push_back(runPhase(net, "tcp", o.tcp, 0, o));
+    if (o.phase == "all" || o.phase == "tcp") results.push_back(runPhase(net, "tcp", o.tcp, 0, o));
     if (o.phase == "all" || o.phase == "http")
       results.push_back(runPhase(net, "http", 0, o.http, o));
     if (o.phase == "all" || o.phase == "both")
@@ -652,12 +651,15 @@ int main(int argc, char** argv) {
       " warm-up; %u CPUs\n",
       o.intervalMs, o.timeoutMs, o.seconds, o.warmup, std::thread::hardware_concurrency());
   if (!nets.empty() && nets.front().label == "veth")
-    std::printf("veth: checker in its own namespace on CPU %d, farm in another on CPU %d,"
-                " RPS %s\n", VethPair::kCheckerCpu, VethPair::kFarmCpu, o.rps ? "on" : "off");
-  std::printf("%-4s %-9s %6s %6s %8s %7s %9s | %-23s | %s\n", "net", "phase", "tcp", "http", "probes", "failed",
-              "probes/s", "thread CPU, % of a core", "start lateness, % of interval");
-  std::printf("%-4s %-9s %6s %6s %8s %7s %9s | %7s %7s %7s | %7s %7s %7s %7s %5s %s\n", "", "",
-              "", "", "", "", "", "user", "system", "total", "p50", "p99", "p99.9", "max", ">10%",
+    std::printf(
+        "veth: checker in its own namespace on CPU %d, farm in another on CPU %d,"
+        " RPS %s\n",
+        VethPair::kCheckerCpu, VethPair::kFarmCpu, o.rps ? "on" : "off");
+  std::printf("%-4s %-9s %6s %6s %8s %7s %9s | %-23s | %s\n", "net", "phase", "tcp", "http",
+              "probes", "failed", "probes/s", "thread CPU, % of a core",
+              "start lateness, % of interval");
+  std::printf("%-4s %-9s %6s %6s %8s %7s %9s | %7s %7s %7s | %7s %7s %7s %7s %5s %s\n", "", "", "",
+              "", "", "", "", "user", "system", "total", "p50", "p99", "p99.9", "max", ">10%",
               "first round max");
   for (auto& r : results) {
     const uint64_t failed = r.probes - r.ok;
