@@ -1,24 +1,36 @@
 // bench_health: the daemon's health checker (lb/health: HealthChecker and its
 // Schedule, unchanged) probing thousands of backends every second against a
-// local farm of listeners, one per loopback address (127.1.x.y for TCP,
-// 127.2.x.y for HTTP, one port). Prints the CPU the checker's thread used (as
-// a % of one core) and how late probes started against their schedule (as a
-// % of the interval). A table of figures, never a pass/fail.
+// farm of listeners. Prints the CPU the checker's thread used (as a % of one
+// core) and how late probes started against their schedule (as a % of the
+// interval). A table of figures, never a pass/fail.
 //
 //   bench_health [--tcp N] [--http N] [--interval MS] [--timeout MS]
 //                [--seconds S] [--warmup S] [--phase floor|tcp|http|both|all]
+//                [--net veth|loopback|all] [--rps on|off]
 //
-// The farm runs on threads of its own so that the checker's thread is what
-// the daemon's main thread would be. On loopback the kernel does the
-// server's half of every handshake too; some of it lands in the checker
-// thread's system time, so the CPU figure is an upper bound of what probing
-// remote backends costs.
+// Two topologies:
+//   veth (the headline; root only): the checker's thread and the farm live in
+//     two network namespaces of their own, joined by a veth pair. The farm's
+//     side holds 10.200.0.0/16 (TCP) and 10.202.0.0/16 (HTTP) as AnyIP local
+//     routes, so one listener on INADDR_ANY answers every address. The
+//     checker's thread is pinned to CPU 0 and the farm's to CPU 1, and RPS
+//     steers each veth end's receive processing to its own side's CPU, so
+//     the farm's half of every handshake is not charged to the checker, as
+//     against real backends. The namespaces are anonymous (unshare, held by
+//     file descriptors only): the kernel removes them, their veth pair and
+//     routes when the process ends, however it ends.
+//   loopback (comparison): one listener per 127.1.x.y / 127.2.x.y address,
+//     nothing pinned. The kernel runs the farm's half of every handshake in
+//     softirq inside the prober's connect(), charged to the checker's thread.
 // clang-format off
 // First: Boost 1.74's Asio uses std::exchange without including <utility>.
 #include <utility>
 // clang-format on
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -30,8 +42,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <utility>
@@ -50,24 +65,70 @@ struct Options {
   int intervalMs = 1000, timeoutMs = 500;
   int seconds = 10, warmup = 2;
   std::string phase = "all";
+  std::string net = "all";
+  bool rps = true;
 };
 
-// The i-th farm address of a /16 under 127.0.0.0/8: 254 hosts per /24, so
-// no address ends in .0 or .255.
-asio::ip::address_v4 farmAddress(uint8_t second, int i) {
+// Where the checker and the farm run.
+struct Net {
+  std::string label;                  // "lo" or "veth"
+  int checkerNs = -1, farmNs = -1;    // network namespace fds; -1: this one
+  int checkerCpu = -1, farmCpu = -1;  // -1: not pinned
+  uint8_t first = 127, second = 1;    // TCP farm: first.second.x.y
+  uint8_t httpSecond = 2;             // HTTP farm: first.httpSecond.x.y
+  bool anyIp = false;                 // one INADDR_ANY listener per farm
+};
+
+// The i-th farm address of a /16: 254 hosts per /24, so no address ends in
+// .0 or .255.
+asio::ip::address_v4 farmAddress(uint8_t first, uint8_t second, int i) {
   return asio::ip::address_v4(asio::ip::address_v4::bytes_type{
-      127, second, static_cast<uint8_t>(i / 254), static_cast<uint8_t>(1 + i % 254)});
+      first, second, static_cast<uint8_t>(i / 254), static_cast<uint8_t>(1 + i % 254)});
 }
 
-// Listeners on `count` loopback addresses, one port. TCP: accept and close.
-// HTTP: read the request, answer 200, close.
+void pinTo(int cpu) {
+  if (cpu < 0) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  if (const int e = pthread_setaffinity_np(pthread_self(), sizeof set, &set); e != 0)
+    std::fprintf(stderr, "bench_health: cannot pin a thread to CPU %d: %s\n", cpu,
+                 std::strerror(e));
+}
+
+// The calling thread enters network namespace `fd` (-1: stays where it is).
+void enterNs(int fd) {
+  if (fd < 0) return;
+  if (setns(fd, CLONE_NEWNET) != 0) {
+    std::fprintf(stderr, "bench_health: setns: %s\n", std::strerror(errno));
+    std::exit(1);
+  }
+}
+
+// Runs fn on a thread of its own in namespace `fd`; sockets it creates
+// belong to that namespace, wherever they are used later.
+void inNs(int fd, const std::function<void()>& fn) {
+  std::thread t([&] {
+    enterNs(fd);
+    fn();
+  });
+  t.join();
+}
+
+// Listeners on `count` addresses, one port (or, anyIp, one listener on
+// INADDR_ANY that the farm namespace's local routes hand every address to).
+// TCP: accept and close. HTTP: read the request, answer 200, close.
 class Farm {
  public:
-  Farm(uint8_t second, int count, bool http) : http_(http) {
+  Farm(const Net& net, bool http, int count) : http_(http) {
     uint16_t port = 0;
-    for (int i = 0; i < count; ++i) {
+    const int listeners = net.anyIp ? 1 : count;
+    for (int i = 0; i < listeners; ++i) {
       auto a = std::make_unique<tcp::acceptor>(io_);
-      const tcp::endpoint ep(farmAddress(second, i), port);
+      const tcp::endpoint ep(net.anyIp
+                                 ? asio::ip::address_v4::any()
+                                 : farmAddress(net.first, http ? net.httpSecond : net.second, i),
+                             port);
       boost::system::error_code ec;
       a->open(ep.protocol(), ec);
       if (!ec) a->bind(ep, ec);
@@ -85,13 +146,16 @@ class Farm {
   }
   ~Farm() { stop(); }
   uint16_t port() const { return port_; }
-  void start(int threads) {
-    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { io_.run(); });
+  void start(int cpu) {
+    thread_ = std::thread([this, cpu] {
+      pthread_setname_np(pthread_self(), "bh-farm");
+      pinTo(cpu);
+      io_.run();
+    });
   }
   void stop() {
     io_.stop();
-    for (auto& t : threads_) t.join();
-    threads_.clear();
+    if (thread_.joinable()) thread_.join();
   }
 
  private:
@@ -120,11 +184,151 @@ class Farm {
   }
 
   bool http_;
-  asio::io_context io_;
+  asio::io_context io_{1};
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
-  std::vector<std::thread> threads_;
+  std::thread thread_;
   uint16_t port_ = 0;
 };
+
+// Both farms of a phase, built in the farm's namespace, each on one thread
+// pinned to the farm's CPU.
+struct Farms {
+  std::unique_ptr<Farm> tcp, http;
+  Farms(const Net& net, int nTcp, int nHttp) {
+    inNs(net.farmNs, [&] {
+      if (nTcp) tcp = std::make_unique<Farm>(net, false, nTcp);
+      if (nHttp) http = std::make_unique<Farm>(net, true, nHttp);
+    });
+    if (tcp) tcp->start(net.farmCpu);
+    if (http) http->start(net.farmCpu);
+  }
+  void stop() {
+    if (tcp) tcp->stop();
+    if (http) http->stop();
+  }
+};
+
+// A shell command's output, and whether it succeeded.
+bool run(const std::string& cmd, std::string* out = nullptr) {
+  FILE* f = popen((cmd + " 2>&1").c_str(), "r");
+  if (!f) return false;
+  std::string text;
+  char buf[512];
+  while (size_t n = fread(buf, 1, sizeof buf, f)) text.append(buf, n);
+  const int rc = pclose(f);
+  if (out) *out = text;
+  if (rc != 0) std::fprintf(stderr, "bench_health: `%s` failed: %s", cmd.c_str(), text.c_str());
+  return rc == 0;
+}
+
+// Two anonymous network namespaces joined by a veth pair (see the top of the
+// file). Held by file descriptors only: closing them, or the process ending
+// in any way, removes the namespaces with their links and routes.
+class VethPair {
+ public:
+  static constexpr int kCheckerCpu = 0, kFarmCpu = 1;
+
+  // nullptr, with the reason printed, if it cannot be built.
+  static std::unique_ptr<VethPair> create(bool rps) {
+    auto v = std::unique_ptr<VethPair>(new VethPair);
+    v->checker_ = newNs();
+    v->farm_ = newNs();
+    if (v->checker_ < 0 || v->farm_ < 0) return nullptr;
+    const std::string farmPath =
+        "/proc/" + std::to_string(getpid()) + "/fd/" + std::to_string(v->farm_);
+    const std::string checkerCmds[] = {
+        "ip link set lo up",
+        "ip link add bh-checker type veth peer name bh-farm netns " + farmPath,
+        "ip addr add 10.201.0.1/30 dev bh-checker",
+        "ip link set bh-checker up",
+        "ip route add 10.200.0.0/16 via 10.201.0.2 dev bh-checker",
+        "ip route add 10.202.0.0/16 via 10.201.0.2 dev bh-checker",
+    };
+    const std::string farmCmds[] = {
+        "ip link set lo up",
+        "ip addr add 10.201.0.2/30 dev bh-farm",
+        "ip link set bh-farm up",
+        // AnyIP: every address of both /16s is local to the farm namespace.
+        "ip route add local 10.200.0.0/16 dev lo",
+        "ip route add local 10.202.0.0/16 dev lo",
+    };
+    bool ok = true;
+    inNs(v->checker_, [&] {
+      for (const auto& c : checkerCmds)
+        if (ok) ok = run(c);
+      // Each end's receive processing on its own side's CPU. sysfs shows the
+      // namespace of whoever mounted it: a private mount in a child.
+      if (ok && rps) ok = run(rpsCommand("bh-checker", kCheckerCpu));
+    });
+    if (ok)
+      inNs(v->farm_, [&] {
+        for (const auto& c : farmCmds)
+          if (ok) ok = run(c);
+        if (ok && rps) ok = run(rpsCommand("bh-farm", kFarmCpu));
+      });
+    if (!ok) return nullptr;
+    return v;
+  }
+  ~VethPair() {
+    close(checker_);
+    close(farm_);
+  }
+  Net net() const {
+    Net n;
+    n.label = "veth";
+    n.checkerNs = checker_;
+    n.farmNs = farm_;
+    n.checkerCpu = kCheckerCpu;
+    n.farmCpu = kFarmCpu;
+    n.first = 10;
+    n.second = 200;
+    n.httpSecond = 202;
+    n.anyIp = true;
+    return n;
+  }
+
+ private:
+  VethPair() = default;
+  static int newNs() {
+    int fd = -1;
+    std::thread t([&] {
+      if (unshare(CLONE_NEWNET) != 0) {
+        std::fprintf(stderr, "bench_health: unshare(CLONE_NEWNET): %s\n", std::strerror(errno));
+        return;
+      }
+      fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    });
+    t.join();
+    return fd;
+  }
+  static std::string rpsCommand(const std::string& dev, int cpu) {
+    return "unshare --mount --propagation private sh -c 'mount -t sysfs sysfs /sys && echo " +
+           std::to_string(1 << cpu) + " > /sys/class/net/" + dev + "/queues/rx-0/rps_cpus'";
+  }
+  int checker_ = -1, farm_ = -1;
+};
+
+// Per-CPU counters: NET_RX softirqs run (/proc/softirqs) and function-call
+// IPIs received (/proc/interrupts "CAL": how RPS hands packets to a CPU).
+std::vector<uint64_t> perCpu(const char* file, const std::string& row) {
+  std::ifstream in(file);
+  std::string line;
+  std::vector<uint64_t> v;
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    std::string name;
+    ls >> name;
+    if (name != row) continue;
+    for (uint64_t x; ls >> x;) v.push_back(x);
+  }
+  return v;
+}
+struct Counters {
+  std::vector<uint64_t> netRx, ipi;
+};
+Counters netCounters() {
+  return {perCpu("/proc/softirqs", "NET_RX:"), perCpu("/proc/interrupts", "CAL:")};
+}
 
 // User and system CPU seconds of the calling thread.
 struct Cpu {
@@ -145,31 +349,38 @@ double percentile(std::vector<double>& v, double p) {
 }
 
 struct PhaseResult {
-  std::string name;
+  std::string net, name;
   int tcp = 0, http = 0;
   uint64_t probes = 0, ok = 0;
   std::map<std::string, uint64_t> failures;
   double userPercent = 0, sysPercent = 0;
-  std::vector<double> lateness;  // % of the interval, probes started in the window
-  double firstRoundMaxMs = 0;    // the first probes all start at once
+  std::vector<double> lateness;                // % of the interval, probes started in the window
+  double firstRoundMaxMs = 0;                  // the first probes all start at once
+  std::vector<double> netRxPerSec, ipiPerSec;  // a second, per CPU
 };
 
-PhaseResult runPhase(const std::string& name, int nTcp, int nHttp, const Options& o) {
+void countSoftirqs(PhaseResult& r, const Counters& a, const Counters& b, double wall) {
+  for (size_t i = 0; i < a.netRx.size() && i < b.netRx.size(); ++i)
+    r.netRxPerSec.push_back(static_cast<double>(b.netRx[i] - a.netRx[i]) / wall);
+  for (size_t i = 0; i < a.ipi.size() && i < b.ipi.size(); ++i)
+    r.ipiPerSec.push_back(static_cast<double>(b.ipi[i] - a.ipi[i]) / wall);
+}
+
+PhaseResult runPhase(const Net& net, const std::string& name, int nTcp, int nHttp,
+                     const Options& o) {
   PhaseResult res;
+  res.net = net.label;
   res.name = name;
   res.tcp = nTcp;
   res.http = nHttp;
-  std::unique_ptr<Farm> tcpFarm, httpFarm;
-  if (nTcp) tcpFarm = std::make_unique<Farm>(1, nTcp, false);
-  if (nHttp) httpFarm = std::make_unique<Farm>(2, nHttp, true);
-  if (tcpFarm) tcpFarm->start(1);
-  if (httpFarm) httpFarm->start(1);
+  Farms farms(net, nTcp, nHttp);
 
   asio::io_context io(1);
   const auto interval = std::chrono::milliseconds(o.intervalMs);
   bool measuring = false;
   Clock::time_point windowStart, windowEnd;
   Cpu cpuStart, cpuEnd;
+  Counters irqStart, irqEnd;
   std::vector<bool> seen(static_cast<size_t>(nTcp + nHttp) + 1, false);
   res.lateness.reserve(static_cast<size_t>((nTcp + nHttp) * (o.seconds + 1)));
 
@@ -201,9 +412,11 @@ PhaseResult runPhase(const std::string& name, int nTcp, int nHttp, const Options
     return s;
   };
   for (int i = 0; i < nTcp; ++i)
-    checker.add(spec(xdplb::health::CheckType::Tcp, farmAddress(1, i), tcpFarm->port()));
+    checker.add(spec(xdplb::health::CheckType::Tcp, farmAddress(net.first, net.second, i),
+                     farms.tcp->port()));
   for (int i = 0; i < nHttp; ++i)
-    checker.add(spec(xdplb::health::CheckType::Http, farmAddress(2, i), httpFarm->port()));
+    checker.add(spec(xdplb::health::CheckType::Http, farmAddress(net.first, net.httpSecond, i),
+                     farms.http->port()));
 
   // The window opens after the warm-up (the first probes all start at once)
   // and closes after `seconds`; both edges run on the checker's thread, which
@@ -211,6 +424,7 @@ PhaseResult runPhase(const std::string& name, int nTcp, int nHttp, const Options
   asio::steady_timer open(io), close(io);
   open.expires_after(std::chrono::seconds(o.warmup));
   open.async_wait([&](boost::system::error_code) {
+    irqStart = netCounters();
     windowStart = Clock::now();
     cpuStart = threadCpu();
     measuring = true;
@@ -219,16 +433,24 @@ PhaseResult runPhase(const std::string& name, int nTcp, int nHttp, const Options
   close.async_wait([&](boost::system::error_code) {
     windowEnd = Clock::now();
     cpuEnd = threadCpu();
+    irqEnd = netCounters();
     measuring = false;
     checker.stop();
     io.stop();
   });
-  std::thread t([&] { io.run(); });
+  // The checker's thread: in the checker's namespace, where its sockets
+  // are created (add() above only set timers), pinned to the checker's CPU.
+  std::thread t([&] {
+    pthread_setname_np(pthread_self(), "bh-checker");
+    enterNs(net.checkerNs);
+    pinTo(net.checkerCpu);
+    io.run();
+  });
   t.join();
-  if (tcpFarm) tcpFarm->stop();
-  if (httpFarm) httpFarm->stop();
+  farms.stop();
   const double wall = std::chrono::duration<double>(windowEnd - windowStart).count();
   if (wall > 0) {
+    countSoftirqs(res, irqStart, irqEnd, wall);
     res.userPercent = 100.0 * (cpuEnd.user - cpuStart.user) / wall;
     res.sysPercent = 100.0 * (cpuEnd.sys - cpuStart.sys) / wall;
   }
@@ -241,13 +463,17 @@ PhaseResult runPhase(const std::string& name, int nTcp, int nHttp, const Options
 // runs the farm's half of every handshake in softirq context; this row shows
 // what the kernel alone charges the thread, so the checker's row minus this
 // one is what lb/health adds.
-PhaseResult rawFloor(int n, const Options& o) {
+PhaseResult rawFloor(const Net& net, int n, const Options& o) {
   PhaseResult res;
+  res.net = net.label;
   res.name = "floor";
   res.tcp = n;
-  Farm farm(1, n, false);
-  farm.start(1);
+  Farms farms(net, n, 0);
+  const uint16_t port = farms.tcp->port();
   std::thread t([&] {
+    pthread_setname_np(pthread_self(), "bh-floor");
+    enterNs(net.checkerNs);
+    pinTo(net.checkerCpu);
     const int ep = epoll_create1(EPOLL_CLOEXEC);
     const auto interval = std::chrono::milliseconds(o.intervalMs);
     const auto t0 = Clock::now();
@@ -257,11 +483,13 @@ PhaseResult rawFloor(int n, const Options& o) {
     uint64_t next = 0;
     bool open = false;
     Cpu c0;
+    Counters irq0;
     Clock::time_point opened;
     epoll_event events[256];
     while (true) {
       auto now = Clock::now();
       if (!open && now >= windowStart) {
+        irq0 = netCounters();
         c0 = threadCpu();
         opened = now;
         open = true;
@@ -271,8 +499,9 @@ PhaseResult rawFloor(int n, const Options& o) {
         const int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         sockaddr_in sa{};
         sa.sin_family = AF_INET;
-        sa.sin_port = htons(farm.port());
-        sa.sin_addr.s_addr = htonl(farmAddress(1, static_cast<int>(next % n)).to_uint());
+        sa.sin_port = htons(port);
+        sa.sin_addr.s_addr =
+            htonl(farmAddress(net.first, net.second, static_cast<int>(next % n)).to_uint());
         if (open) {
           ++res.probes;
           res.lateness.push_back(
@@ -310,12 +539,13 @@ PhaseResult rawFloor(int n, const Options& o) {
     }
     const Cpu c1 = threadCpu();
     const double wall = std::chrono::duration<double>(Clock::now() - opened).count();
+    countSoftirqs(res, irq0, netCounters(), wall);
     res.userPercent = 100.0 * (c1.user - c0.user) / wall;
     res.sysPercent = 100.0 * (c1.sys - c0.sys) / wall;
     close(ep);
   });
   t.join();
-  farm.stop();
+  farms.stop();
   // Probes counted at their start; a few still in flight at the end.
   res.ok = std::min(res.ok, res.probes);
   return res;
@@ -358,6 +588,10 @@ int main(int argc, char** argv) {
       o.warmup = std::atoi(v);
     else if (k == "--phase")
       o.phase = v;
+    else if (k == "--net")
+      o.net = v;
+    else if (k == "--rps")
+      o.rps = std::string(v) != "off";
     else {
       std::fprintf(stderr, "bench_health: unknown option %s\n", k.c_str());
       return 2;
@@ -370,21 +604,62 @@ int main(int argc, char** argv) {
   // Listeners, probes in flight and accepted sockets, with room to spare.
   raiseFileLimit(2 * (o.tcp + o.http) + 1024);
 
+  if (o.net != "all" && o.net != "veth" && o.net != "loopback") {
+    std::fprintf(stderr, "bench_health: --net is veth, loopback or all\n");
+    return 2;
+  }
+
+  // The veth topology needs root (namespaces, links, routes, sysfs) and two
+  // CPUs (the checker's and the farm's).
+  std::vector<Net> nets;
+  std::unique_ptr<VethPair> veth;
+  if (o.net != "loopback") {
+    const char* why = nullptr;
+    if (geteuid() != 0)
+      why = "needs root (network namespaces, a veth pair, routes)";
+    else if (std::thread::hardware_concurrency() < 2)
+      why = "needs two CPUs (one for the checker, one for the farm)";
+    else if (!(veth = VethPair::create(o.rps)))
+      why = "could not be set up (see above)";
+    if (why) {
+      std::fprintf(stderr, "bench_health: the veth topology %s%s\n", why,
+                   o.net == "all" ? "; running the loopback phases only" : "");
+      if (o.net == "veth") return 1;
+    } else {
+      nets.push_back(veth->net());
+    }
+  }
+  if (o.net != "veth") {
+    Net lo;
+    lo.label = "lo";
+    nets.push_back(lo);
+  }
+
   std::vector<PhaseResult> results;
-  if (o.phase == "all" || o.phase == "floor") results.push_back(rawFloor(o.tcp, o));
-  if (o.phase == "all" || o.phase == "tcp") results.push_back(runPhase("tcp", o.tcp, 0, o));
-  if (o.phase == "all" || o.phase == "http") results.push_back(runPhase("http", 0, o.http, o));
-  if (o.phase == "all" || o.phase == "both")
-    results.push_back(runPhase("tcp+http", o.tcp, o.http, o));
+  for (const Net& net : nets) {
+    if (o.phase == "all" || o.phase == "floor") results.push_back(rawFloor(net, o.tcp, o));
+    if (o.phase == "all" || o.phase == "tcp") results.push_back(runPhase(net, "tcp", o.tcp, 0, o));
+    if (o.phase == "all" || o.phase == "http")
+      results.push_back(runPhase(net, "http", 0, o.http, o));
+    if (o.phase == "all" || o.phase == "both")
+      results.push_back(runPhase(net, "tcp+http", o.tcp, o.http, o));
+  }
+  veth.reset();  // the namespaces go with their last descriptor
 
   std::printf(
       "bench_health: interval %d ms (±10%% jitter), timeout %d ms, %d s measured after %d s"
       " warm-up; %u CPUs\n",
       o.intervalMs, o.timeoutMs, o.seconds, o.warmup, std::thread::hardware_concurrency());
-  std::printf("%-9s %6s %6s %8s %7s %9s | %-23s | %s\n", "phase", "tcp", "http", "probes", "failed",
-              "probes/s", "thread CPU, % of a core", "start lateness, % of interval");
-  std::printf("%-9s %6s %6s %8s %7s %9s | %7s %7s %7s | %7s %7s %7s %7s %5s %s\n", "", "", "", "",
-              "", "", "user", "system", "total", "p50", "p99", "p99.9", "max", ">10%",
+  if (!nets.empty() && nets.front().label == "veth")
+    std::printf(
+        "veth: checker in its own namespace on CPU %d, farm in another on CPU %d,"
+        " RPS %s\n",
+        VethPair::kCheckerCpu, VethPair::kFarmCpu, o.rps ? "on" : "off");
+  std::printf("%-4s %-9s %6s %6s %8s %7s %9s | %-23s | %s\n", "net", "phase", "tcp", "http",
+              "probes", "failed", "probes/s", "thread CPU, % of a core",
+              "start lateness, % of interval");
+  std::printf("%-4s %-9s %6s %6s %8s %7s %9s | %7s %7s %7s | %7s %7s %7s %7s %5s %s\n", "", "", "",
+              "", "", "", "", "user", "system", "total", "p50", "p99", "p99.9", "max", ">10%",
               "first round max");
   for (auto& r : results) {
     const uint64_t failed = r.probes - r.ok;
@@ -393,12 +668,17 @@ int main(int argc, char** argv) {
     const double mx =
         r.lateness.empty() ? 0 : *std::max_element(r.lateness.begin(), r.lateness.end());
     std::printf(
-        "%-9s %6d %6d %8lu %7lu %9.0f | %7.1f %7.1f %7.1f | %7.3f %7.3f %7.3f %7.3f %5.0f %.0f "
-        "ms\n",
-        r.name.c_str(), r.tcp, r.http, static_cast<unsigned long>(r.probes),
+        "%-4s %-9s %6d %6d %8lu %7lu %9.0f | %7.1f %7.1f %7.1f | %7.3f %7.3f %7.3f %7.3f %5.0f "
+        "%.0f ms\n",
+        r.net.c_str(), r.name.c_str(), r.tcp, r.http, static_cast<unsigned long>(r.probes),
         static_cast<unsigned long>(failed), static_cast<double>(r.probes) / o.seconds,
         r.userPercent, r.sysPercent, r.userPercent + r.sysPercent, percentile(r.lateness, 50),
         percentile(r.lateness, 99), percentile(r.lateness, 99.9), mx, over, r.firstRoundMaxMs);
+    std::printf("%-14s per CPU, a second: NET_RX softirqs", "");
+    for (double x : r.netRxPerSec) std::printf(" %.0f", x);
+    std::printf("; function-call IPIs received");
+    for (double x : r.ipiPerSec) std::printf(" %.0f", x);
+    std::printf("\n");
     for (const auto& [reason, n] : r.failures)
       std::printf("          failed %-20s %lu\n", reason.c_str(), static_cast<unsigned long>(n));
   }

@@ -37,8 +37,8 @@ Schedule::Clock::duration Schedule::secondDelay(std::chrono::milliseconds interv
 // One probe in flight. Its socket is plain (no beast::tcp_stream: that one
 // allocates an implementation with two timers per connection) and its
 // timeout is the check's `deadline` timer, so a TCP probe costs one
-// allocation and one timer-queue entry (bench_health: lb/health adds ~5% of
-// a core to the kernel's own cost at 10,000 TCP checks a second).
+// allocation and one timer-queue entry (bench_health: lb/health and Asio add
+// 5–8% of a core to the kernel's own cost at 10,000 TCP checks a second).
 struct HealthChecker::Probe {
   Probe(asio::io_context& io, uint64_t gen) : socket(io), generation(gen) {}
   tcp::socket socket;
