@@ -152,6 +152,20 @@ void print(const Row& r) {
               r.total.p99, r.parse.median, r.build.median, r.swap.median, r.swap.p99);
 }
 
+// Leaves the maps empty for the next scenario: every VIP, ring and backend
+// the reconciler wrote is removed.
+Result<> emptyMaps(datapath::Datapath& dp, control::Reconciler& rec) {
+  for (const auto& v : rec.status().vips) {
+    if (auto r = dp.removeVip(v.key); !r) return std::unexpected(r.error());
+    if (auto r = dp.removeRing(v.id); !r) return std::unexpected(r.error());
+  }
+  auto all = dp.listBackends();
+  if (!all) return std::unexpected(all.error());
+  for (const auto& [id, b] : *all)
+    if (auto r = dp.removeBackend(id); !r) return std::unexpected(r.error());
+  return {};
+}
+
 // kReloads config changes of one backend's weight in VIP `changed`; spaced by
 // `gap` (a reload every few seconds in practice; 0 = back to back, where a
 // swap may wait for the grace period that the previous flip of the same VIP
@@ -206,15 +220,7 @@ Result<Row> reloads(datapath::BpfDatapath& bpf, const std::string& dir, int vips
   if (!want || !live || !*live || (*live)->slots != *want || (*live)->generation != generation)
     return makeError("the live ring of vip" + std::to_string(changed) +
                      " is not the one the last reload built");
-  // Leave the maps empty for the next scenario.
-  for (const auto& v : rec.status().vips) {
-    if (auto r = dp.removeVip(v.key); !r) return std::unexpected(r.error());
-    if (auto r = dp.removeRing(v.id); !r) return std::unexpected(r.error());
-  }
-  auto all = dp.listBackends();
-  if (!all) return std::unexpected(all.error());
-  for (const auto& [id, b] : *all)
-    if (auto r = dp.removeBackend(id); !r) return std::unexpected(r.error());
+  if (auto r = emptyMaps(dp, rec); !r) return std::unexpected(r.error());
   return Row{label, stats(total), stats(parse), stats(build), stats(swap)};
 }
 
@@ -254,14 +260,7 @@ Result<Row> healthFlips(datapath::BpfDatapath& bpf, const std::string& dir,
   auto live = dp.readRing(vipId);
   if (!want || !live || !*live || (*live)->slots != *want)
     return makeError("the live ring of vip50 is not the one the last health change built");
-  for (const auto& v : rec.status().vips) {
-    if (auto r = dp.removeVip(v.key); !r) return std::unexpected(r.error());
-    if (auto r = dp.removeRing(v.id); !r) return std::unexpected(r.error());
-  }
-  auto all = dp.listBackends();
-  if (!all) return std::unexpected(all.error());
-  for (const auto& [id, b] : *all)
-    if (auto r = dp.removeBackend(id); !r) return std::unexpected(r.error());
+  if (auto r = emptyMaps(dp, rec); !r) return std::unexpected(r.error());
   return Row{label, stats(total), {}, stats(build), stats(swap)};
 }
 

@@ -175,12 +175,19 @@ TEST_F(ControlTest, LookupAgreesWithTheDatapathOn100000Flows) {
   EXPECT_EQ(liveDisagree, 0);
 }
 
+// A pin path of this process's own under /sys/fs/bpf, removed at the end of
+// the test, also on failure.
+struct PinDir {
+  explicit PinDir(const std::string& tag)
+      : path("/sys/fs/bpf/xdplb-test-" + (tag.empty() ? "" : tag + "-") +
+             std::to_string(getpid())) {}
+  ~PinDir() { std::filesystem::remove_all(path); }
+  std::string path;
+};
+
 TEST_F(ControlTest, RestartAfterKill9AdoptsPinnedMapsAndKeepsFlows) {
-  const std::string pin = "/sys/fs/bpf/xdplb-test-" + std::to_string(getpid());
-  struct Cleanup {
-    std::string p;
-    ~Cleanup() { std::filesystem::remove_all(p); }
-  } cleanup{pin};
+  const PinDir pinDir("");
+  const std::string& pin = pinDir.path;
   const auto cfg =
       parse(configText({{"10.99.0.11", 100}, {"10.99.0.12", 100}, {"10.99.0.13", 100}}, pin));
 
@@ -215,11 +222,8 @@ TEST_F(ControlTest, RestartAfterKill9AdoptsPinnedMapsAndKeepsFlows) {
 // from lb_ring_sel), flows stay, the new ring is live, and the next swap
 // rewrites its own buffer in place.
 TEST_F(ControlTest, RestartWithoutCapSysAdminInstallsItsOwnRingBuffers) {
-  const std::string pin = "/sys/fs/bpf/xdplb-test-nosysadmin-" + std::to_string(getpid());
-  struct Cleanup {
-    std::string p;
-    ~Cleanup() { std::filesystem::remove_all(p); }
-  } cleanup{pin};
+  const PinDir pinDir("nosysadmin");
+  const std::string& pin = pinDir.path;
   const auto cfg =
       parse(configText({{"10.99.0.11", 100}, {"10.99.0.12", 100}, {"10.99.0.13", 100}}, pin));
   const std::vector<IpAddr> first = runAndKill(cfg, pin);
@@ -267,11 +271,8 @@ TEST_F(ControlTest, RestartWithoutCapSysAdminInstallsItsOwnRingBuffers) {
 }
 
 TEST_F(ControlTest, IncompatiblePinnedLayoutIsReplaced) {
-  const std::string pin = "/sys/fs/bpf/xdplb-test-layout-" + std::to_string(getpid());
-  struct Cleanup {
-    std::string p;
-    ~Cleanup() { std::filesystem::remove_all(p); }
-  } cleanup{pin};
+  const PinDir pinDir("layout");
+  const std::string& pin = pinDir.path;
   {
     auto d = BpfDatapath::open(
         {.pinPath = pin, .maxVips = 4, .maxBackends = 64, .flowTableSize = 262144});

@@ -8,31 +8,22 @@
 
 #include "lb/control/lookup.h"
 #include "lb/control/reconciler.h"
+#include "support/config_builders.h"
 #include "support/fake_datapath.h"
 
 namespace xdplb::control {
 namespace {
 
-IpAddr ip(const char* s) { return *IpAddr::parse(s); }
+using testing::ip;
 
+// Three backends of `weight` behind web (198.51.100.10:80/tcp), TCP checks.
 config::Config webConfig(uint32_t weight = 100) {
-  config::Config c;
-  c.daemon.hashSeed = 11;
-  c.daemon.tunnelSourceV4 = ip("192.0.2.1");
-  config::Vip v;
-  v.name = "web";
-  v.address = ip("198.51.100.10");
-  v.port = 80;
-  v.protocol = IPPROTO_TCP;
+  config::Vip v = testing::makeVip(
+      "web", "198.51.100.10", {{"10.0.0.1", weight}, {"10.0.0.2", weight}, {"10.0.0.3", weight}},
+      config::CheckType::Tcp);
   v.ringSize = 1009;
-  v.health.type = config::CheckType::Tcp;
-  for (const char* a : {"10.0.0.1", "10.0.0.2", "10.0.0.3"}) {
-    config::Backend b;
-    b.address = ip(a);
-    b.weight = weight;
-    v.backends.push_back(b);
-  }
-  c.vips.push_back(v);
+  config::Config c = testing::makeConfig({v});
+  c.daemon.hashSeed = 11;
   return c;
 }
 

@@ -7,12 +7,13 @@
 #include <spdlog/spdlog.h>
 
 #include "lb/control/reconciler.h"
+#include "support/config_builders.h"
 #include "support/fake_datapath.h"
 
 namespace xdplb::control {
 namespace {
 
-IpAddr ip(const char* s) { return *IpAddr::parse(s); }
+using testing::ip;
 
 class TransitionLogTest : public ::testing::Test {
  protected:
@@ -43,21 +44,8 @@ class TransitionLogTest : public ::testing::Test {
 TEST_F(TransitionLogTest, OneLinePerTransitionWithItsReason) {
   testing::FakeDatapath dp;
   Reconciler rec(dp, {.maxVips = 4, .maxBackends = 16});
-  config::Config c;
-  c.daemon.tunnelSourceV4 = ip("192.0.2.1");
-  config::Vip v;
-  v.name = "web";
-  v.address = ip("198.51.100.10");
-  v.port = 80;
-  v.protocol = IPPROTO_TCP;
-  v.ringSize = 251;
-  for (const char* a : {"10.0.0.1", "10.0.0.2"}) {
-    config::Backend b;
-    b.address = ip(a);
-    b.weight = 100;
-    v.backends.push_back(b);
-  }
-  c.vips.push_back(v);
+  const config::Config c = testing::makeConfig({testing::makeVip(
+      "web", "198.51.100.10", {{"10.0.0.1", 100}, {"10.0.0.2", 100}}, config::Vip{}.health.type)});
   ASSERT_TRUE(rec.apply(c));
   healthLines();
 
