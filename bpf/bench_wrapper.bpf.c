@@ -14,7 +14,7 @@
  * vary: the restore step then writes a per-iteration counter into the
  * source port and the last two bytes of the source address, so every
  * iteration is a 5-tuple the flow table has never seen (2^32 of them) and
- * the figure is a real insert into a full LRU table, not the rewrite of one
+ * the figure is a real insert into a full flow table, not the rewrite of one
  * key. The balancer checks no checksum, so the rewrite needs none.
  * bench_restore does the same writes, so they are subtracted too. */
 #include <linux/bpf.h>

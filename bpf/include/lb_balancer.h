@@ -9,6 +9,7 @@
 
 #include "lb_counters.h"
 #include "lb_encap.h"
+#include "lb_flows.h"
 #include "lb_hash.h"
 #include "lb_maps.h"
 #include "lb_nexthop.h"
@@ -82,7 +83,8 @@ static __always_inline int lb_balance(struct xdp_md *ctx)
 	struct lb_pkt p = {};
 	struct lb_config *cfg;
 	struct lb_backend *be = 0;
-	struct lb_flow_value *fv;
+	struct lb_flow_set *set = 0;
+	struct lb_flow_entry *fe = 0, *victim = 0;
 	struct lb_nexthop *nh = 0;
 	struct lb_vip_stats *vs;
 	__u32 vip_id = 0, backend_id = 0, hash = 0, zero = 0;
@@ -102,28 +104,34 @@ static __always_inline int lb_balance(struct xdp_md *ctx)
 	if (!cfg)
 		return lb_exit(LB_R_DROP_INTERNAL, bytes, XDP_DROP);
 
-	/* A SYN is always a new flow: it takes the ring. */
-	if (!p.syn) {
-		fv = bpf_map_lookup_elem(&lb_flows, &p.key);
-		if (fv) {
-			now = bpf_ktime_get_coarse_ns();
-			be = bpf_map_lookup_elem(&lb_backends, &fv->backend_id);
+	/* The flow hash picks the ring slot, the flow-table set and the IPv6
+	 * flow label. The packet's set is scanned for every packet: a known
+	 * flow is a hit unless the packet is a SYN (always a new flow: it
+	 * takes the ring), and a new flow's entry goes to the way the scan
+	 * picked. */
+	hash = lb_flow_hash(&p.key, cfg->hash_seed);
+	if (cfg->flow_sets) {
+		__u32 set_idx = lb_flow_set_index(hash, cfg->flow_sets);
+
+		set = bpf_map_lookup_elem(&lb_flows, &set_idx);
+		if (set)
+			fe = lb_flow_find(set, &p, &victim);
+	}
+	if (fe && !p.syn) {
+		__u32 id;
+
+		now = bpf_ktime_get_coarse_ns();
+		if (lb_flow_read(fe, &p, &id)) {
+			be = bpf_map_lookup_elem(&lb_backends, &id);
 			if (be && lb_usable(be) &&
 			    (p.key.proto != IPPROTO_UDP ||
-			     now - fv->last_seen_ns < LB_UDP_FLOW_TIMEOUT_NS)) {
-				backend_id = fv->backend_id;
-				hash = fv->hash;
-				if (now - fv->last_seen_ns > LB_FLOW_REFRESH_NS)
-					fv->last_seen_ns = now;
+			     now - fe->last_seen_ns < LB_UDP_FLOW_TIMEOUT_NS)) {
+				backend_id = id;
+				if (now - fe->last_seen_ns > LB_FLOW_REFRESH_NS)
+					fe->last_seen_ns = now;
 			}
 		}
 	}
-	/* The flow hash (ten serial murmur rounds, about half of the
-	 * program's own time on a flow-table hit) is needed to pick a ring
-	 * slot and for the IPv6 flow label; a known flow keeps it in its
-	 * entry, so only a new flow computes it. */
-	if (!backend_id)
-		hash = lb_flow_hash(&p.key, cfg->hash_seed);
 	if (!backend_id) {
 		/* The live buffer of the VIP's two (lb_shared.h): the selector
 		 * is read once, and M and the slot come from that one buffer,
@@ -159,9 +167,8 @@ static __always_inline int lb_balance(struct xdp_md *ctx)
 			return lb_exit(LB_R_DROP_NO_BACKEND, bytes, XDP_DROP);
 		if (!now)
 			now = bpf_ktime_get_coarse_ns();
-		struct lb_flow_value nv = {
-		    .backend_id = backend_id, .hash = hash, .last_seen_ns = now};
-		bpf_map_update_elem(&lb_flows, &p.key, &nv, BPF_ANY);
+		if (victim)
+			lb_flow_write(victim, &p, backend_id, now);
 		new_flow = 1;
 	}
 	if (!be)

@@ -52,15 +52,15 @@ struct {
 	__type(value, struct lb_backend);
 } lb_backends SEC(".maps");
 
-/* One table with one common LRU: every CPU finds every flow (RSS changes,
- * fragments on another queue) and the whole table serves whichever CPUs
- * are busy. Per-CPU LRU lists (BPF_F_NO_COMMON_LRU) were measured and
- * not taken (docs/design.md, "Flow table"). */
+/* The flow table: sets of LB_FLOW_WAYS ways (lb_shared.h), one table for
+ * every CPU, so every CPU finds every flow (RSS changes, fragments on another
+ * queue). Mmapable, which also page-aligns it: each way is one cache line. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct lb_flow_key);
-	__type(value, struct lb_flow_value);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct lb_flow_set);
 } lb_flows SEC(".maps");
 
 struct {

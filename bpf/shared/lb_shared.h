@@ -10,7 +10,7 @@
 
 #include <linux/types.h>
 
-#define LB_LAYOUT_VERSION 3
+#define LB_LAYOUT_VERSION 4
 
 #define LB_FAMILY_V4 4
 #define LB_FAMILY_V6 6
@@ -77,7 +77,7 @@ struct lb_ring_sel {
  *   lb_backends      max_backends + 1 (index = backend id; 0 unused)
  *   lb_nexthops      max_backends + 1
  *   lb_backend_stats max_backends + 1
- *   lb_flows         flow_table_size
+ *   lb_flows         ceil(flow_table_size / LB_FLOW_WAYS) sets
  *   lb_tx_ports      DEVMAP_HASH ifindex -> ifindex, 64 entries
  *   lb_config        1
  *   lb_reason_stats  LB_REASON_MAX
@@ -140,23 +140,40 @@ struct lb_backend {
 	__u8 pad[2];
 };
 
-/* ---- lb_flows: LRU_HASH lb_flow_key -> lb_flow_value ----------------------- */
+/* ---- lb_flows: ARRAY set index -> lb_flow_set ------------------------------
+ * A set-associative flow table (docs/design.md, "Flow table"): a flow lives
+ * in set lb_flow_set_index(flow hash, lb_config.flow_sets), in one of
+ * its LB_FLOW_WAYS ways. A new flow takes the way that already holds its key,
+ * else an empty way, else the way seen least recently (LRU within the set).
+ * One table for all CPUs, written without locks: a way that another CPU is
+ * rewriting can be read half old, half new, so every entry carries `check`,
+ * lb_flow_check() of its key and backend, and a way whose check does
+ * not match is a miss (the packet takes the ring, as after an eviction).
+ * The array is BPF_F_MMAPABLE, which page-aligns it, so every way is one
+ * 64-byte cache line; the daemon reads it through mmap. */
+#define LB_FLOW_WAYS 4
+
 struct lb_flow_key {
 	__u8 src[16];
 	__u8 dst[16];
 	__u16 sport; /* network byte order; 0 for IPv4 fragments */
 	__u16 dport; /* network byte order; 0 for IPv4 fragments */
 	__u8 proto;
-	__u8 family;
-	__u16 pad; /* always 0: the key is hashed whole */
+	__u8 family; /* 0 = an empty way */
+	__u16 pad;   /* always 0: the key is hashed whole */
 };
 
-struct lb_flow_value {
+struct lb_flow_entry {
+	struct lb_flow_key key;
 	__u32 backend_id;
-	__u32 hash;	    /* lb_flow_hash of the key, computed once when the
-			     * entry is made: a flow-table hit needs it only
-			     * for the IPv6 flow label and skips the hash */
-	__u64 last_seen_ns; /* bpf_ktime_get_coarse_ns() */
+	__u32 check;	    /* lb_flow_check(key, backend_id) */
+	__u64 last_seen_ns; /* bpf_ktime_get_coarse_ns(), refreshed at most
+			     * every LB_FLOW_REFRESH_NS; not under check */
+	__u64 pad;
+};
+
+struct lb_flow_set {
+	struct lb_flow_entry way[LB_FLOW_WAYS];
 };
 
 /* ---- lb_config: ARRAY[1] of lb_config ------------------------------------- */
@@ -169,6 +186,8 @@ struct lb_config {
 	__u32 flags; /* LB_CFG_F_* */
 	__u8 tunnel_src_v4[4];
 	__u8 tunnel_src_v6[16];
+	__u32 flow_sets; /* sets in lb_flows; 0 = no flow table (every packet
+			  * takes the ring) */
 };
 
 /* ---- lb_nexthops: PERCPU_ARRAY backend id -> lb_nexthop ---------------------

@@ -31,6 +31,7 @@
 #include "decap.skel.h"
 #include "lb/common/caps.h"
 #include "lb/datapath/layout.h"
+#include "lb_hash.h"
 
 namespace xdplb::datapath {
 namespace {
@@ -445,7 +446,8 @@ Result<std::unique_ptr<BpfDatapath>> BpfDatapath::open(const Options& options) {
   bpf_map__set_max_entries(s->maps.lb_backends, backends);
   bpf_map__set_max_entries(s->maps.lb_nexthops, backends);
   bpf_map__set_max_entries(s->maps.lb_backend_stats, backends);
-  bpf_map__set_max_entries(s->maps.lb_flows, options.flowTableSize);
+  dp->flowSets_ = (options.flowTableSize + LB_FLOW_WAYS - 1) / LB_FLOW_WAYS;
+  bpf_map__set_max_entries(s->maps.lb_flows, dp->flowSets_);
 
   if (!options.pinPath.empty()) {
     if (auto r = checkBpfFs(options.pinPath); !r) return std::unexpected(r.error());
@@ -496,6 +498,7 @@ Result<std::unique_ptr<BpfDatapath>> BpfDatapath::open(const Options& options) {
 }
 
 BpfDatapath::~BpfDatapath() {
+  if (flows_) munmap(flows_, flowsBytes_);
   for (auto& [id, v] : rings_)
     for (auto& b : v.buffer) release(b);
   if (skel_) balancer::destroy(skel_);
@@ -554,6 +557,7 @@ Result<> BpfDatapath::setConfig(const GlobalConfig& c) {
   std::memset(&cfg, 0, sizeof cfg);
   cfg.layout_version = LB_LAYOUT_VERSION;
   cfg.hash_seed = c.hashSeed;
+  cfg.flow_sets = flowSets_;
   if (c.tunnelSourceV4) {
     cfg.flags |= LB_CFG_F_TUNNEL_V4;
     std::memcpy(cfg.tunnel_src_v4, c.tunnelSourceV4->bytes().data(), 4);
@@ -1036,41 +1040,49 @@ Result<CounterSnapshot> BpfDatapath::readCounters() {
   return snap;
 }
 
+Result<lb_flow_set*> BpfDatapath::flowTable() {
+  if (flows_) return flows_;
+  const size_t bytes = size_t{flowSets_} * sizeof(lb_flow_set);
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED,
+                 bpf_map__fd(skel_->maps.lb_flows), 0);
+  if (p == MAP_FAILED) return errnoError(errno, "mmap map lb_flows");
+  flows_ = static_cast<lb_flow_set*>(p);
+  flowsBytes_ = bytes;
+  return flows_;
+}
+
+Result<> BpfDatapath::forEachFlow(const std::function<void(const lb_flow_entry&)>& fn) {
+  auto table = flowTable();
+  if (!table) return std::unexpected(table.error());
+  for (uint32_t s = 0; s < flowSets_; ++s)
+    for (const lb_flow_entry& way : (*table)[s].way) {
+      // A copy, so the check and the use see the same bytes while the
+      // program rewrites the way.
+      lb_flow_entry e;
+      std::memcpy(&e, &way, sizeof e);
+      if (e.key.family != 0 && e.check == lb_flow_check(&e.key, e.backend_id)) fn(e);
+    }
+  return {};
+}
+
 Result<std::unordered_set<uint32_t>> BpfDatapath::backendIdsInFlows() {
   std::unordered_set<uint32_t> ids;
-  const int fd = bpf_map__fd(skel_->maps.lb_flows);
-  constexpr uint32_t kBatch = 4096;
-  std::vector<lb_flow_key> keys(kBatch);
-  std::vector<lb_flow_value> values(kBatch);
-  lb_flow_key inBatch{}, outBatch{};
-  bool first = true;
-  for (;;) {
-    uint32_t count = kBatch;
-    const int rc = bpf_map_lookup_batch(fd, first ? nullptr : &inBatch, &outBatch, keys.data(),
-                                        values.data(), &count, nullptr);
-    const int err = errno;
-    for (uint32_t i = 0; i < count; ++i) ids.insert(values[i].backend_id);
-    if (rc != 0) {
-      if (err == ENOENT) break;
-      return errnoError(err, "iterate map lb_flows");
-    }
-    inBatch = outBatch;
-    first = false;
-  }
+  if (auto r = forEachFlow([&](const lb_flow_entry& e) { ids.insert(e.backend_id); }); !r)
+    return std::unexpected(r.error());
   return ids;
 }
 
 size_t BpfDatapath::flowCount() {
   size_t n = 0;
-  const int fd = bpf_map__fd(skel_->maps.lb_flows);
-  lb_flow_key key{}, next{};
-  const void* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    ++n;
-    key = next;
-    prev = &key;
-  }
+  if (!forEachFlow([&](const lb_flow_entry&) { ++n; })) return 0;
   return n;
+}
+
+Result<> BpfDatapath::clearFlows() {
+  auto table = flowTable();
+  if (!table) return std::unexpected(table.error());
+  std::memset(static_cast<void*>(*table), 0, flowsBytes_);
+  return {};
 }
 
 Result<TestRunResult> BpfDatapath::testRun(std::span<const uint8_t> packet, uint32_t ingressIfindex,

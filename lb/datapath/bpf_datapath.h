@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "lb/datapath/datapath.h"
+#include "lb_shared.h"
 
 struct balancer;
 struct decap;
@@ -78,7 +80,14 @@ class BpfDatapath : public Datapath {
   // The fd of a map by its name (lb_vips, lb_flows, ...), for tests and the
   // benchmark wrapper that shares the maps; -1 when unknown.
   int mapFd(const std::string& name) const;
+  // The flow table (lb_flows), read and written through its mmap: the whole
+  // entries (key family set, check matching) and their number, and emptying
+  // it (tests and benchmarks).
+  [[nodiscard]] Result<> forEachFlow(const std::function<void(const lb_flow_entry&)>& fn);
   size_t flowCount();
+  [[nodiscard]] Result<> clearFlows();
+  // Sets in lb_flows: flow_table_size / LB_FLOW_WAYS, rounded up.
+  uint32_t flowSets() const { return flowSets_; }
 
  private:
   BpfDatapath() = default;
@@ -88,6 +97,10 @@ class BpfDatapath : public Datapath {
   Options options_;
   bool adopted_ = false;
   int ncpus_ = 1;
+  uint32_t flowSets_ = 0;
+  Result<lb_flow_set*> flowTable();
+  lb_flow_set* flows_ = nullptr;  // lb_flows, mmapped on first use
+  size_t flowsBytes_ = 0;
   std::map<VipKey, uint32_t> vips_;  // mirror of the non-alias lb_vips entries
 
   // One ring buffer (an inner map of lb_rings) that this process created and
