@@ -1,13 +1,16 @@
 // xdp_balancer and xdp_decap through BPF_PROG_TEST_RUN, with maps set up
 // through lb/datapath. Each case checks the action and the output packet
 // field by field; a failure prints the packet.
+#include <bpf/bpf.h>
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
 #include <sched.h>
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
@@ -15,6 +18,8 @@
 #include "lb/control/flow.h"
 #include "lb/datapath/bpf_datapath.h"
 #include "lb/maglev/maglev.h"
+#include "lb_hash.h"
+#include "lb_shared.h"
 #include "support/netns.h"
 #include "support/packet.h"
 #include "support/privileges.h"
@@ -353,6 +358,97 @@ TEST_F(BalancerTest, FlowTableKeepsBackendsAcrossSwapsDrainingKeepsDownLoses) {
   auto ids = dp->backendIdsInFlows();
   ASSERT_TRUE(ids);
   EXPECT_EQ(*ids, (std::unordered_set<uint32_t>{2}));
+  // Every SYN and rehash of the flow rewrote its own way.
+  EXPECT_EQ(dp->flowCount(), 1u);
+}
+
+// lb_flows is a set-associative table (lb_shared.h): a set holds
+// LB_FLOW_WAYS flows; a new flow into a full set evicts the one seen least
+// recently, and only that one.
+TEST_F(BalancerTest, AFullFlowSetEvictsItsLeastRecentFlowOnly) {
+  vip("198.51.100.10", 80, 1);
+  backend(1, "10.99.0.11", 1);
+  backend(2, "10.99.0.12", 1);
+  ring(1, {{1, 100}});
+  // LB_FLOW_WAYS + 1 flows of one set, found by the hash userspace shares.
+  std::vector<PacketSpec> same;
+  std::optional<uint32_t> set;
+  for (uint32_t i = 0; same.size() < LB_FLOW_WAYS + 1 && i < 1u << 20; ++i) {
+    const std::string src = "203.0." + std::to_string(i >> 16) + "." + std::to_string(i >> 8 & 255);
+    auto s =
+        flow(src.c_str(), "198.51.100.10", static_cast<uint16_t>(1024 + (i & 255)), 80, kTcpSyn);
+    const uint32_t h = control::flowHash(s.src, s.sport, s.dst, s.dport, s.proto, kSeed);
+    const uint32_t idx = lb_flow_set_index(h, dp->flowSets());
+    if (!set) set = idx;
+    if (idx == *set) same.push_back(s);
+  }
+  ASSERT_EQ(same.size(), LB_FLOW_WAYS + 1u);
+  auto newFlows = [&] {
+    auto c = dp->readCounters();
+    EXPECT_TRUE(c);
+    return c ? c->vips[1].newFlows : 0;
+  };
+  // The first LB_FLOW_WAYS fill the set, each seen later than the one
+  // before (the program's clock is coarse: a tick is at most 10 ms).
+  for (size_t i = 0; i < LB_FLOW_WAYS; ++i) {
+    if (i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    ASSERT_EQ(outerDestination(run(same[i]).output), ip("10.99.0.11"));
+  }
+  EXPECT_EQ(dp->flowCount(), size_t{LB_FLOW_WAYS});
+  // The ring moves to backend 2: a hit stays on 1, a miss goes to 2.
+  ring(1, {{2, 100}}, 2);
+  ASSERT_EQ(outerDestination(run(same[LB_FLOW_WAYS]).output), ip("10.99.0.12"));
+  EXPECT_EQ(dp->flowCount(), size_t{LB_FLOW_WAYS}) << "the new flow must replace one";
+  const uint64_t before = newFlows();
+  for (size_t i = 1; i < LB_FLOW_WAYS; ++i) {
+    auto ack = same[i];
+    ack.tcpFlags = kTcpAck;
+    EXPECT_EQ(outerDestination(run(ack).output), ip("10.99.0.11")) << "flow " << i << " evicted";
+  }
+  EXPECT_EQ(newFlows(), before) << "the later flows must all be flow-table hits";
+  auto oldest = same[0];
+  oldest.tcpFlags = kTcpAck;
+  EXPECT_EQ(outerDestination(run(oldest).output), ip("10.99.0.12"))
+      << "the least recent flow must be the one evicted";
+  EXPECT_EQ(newFlows(), before + 1);
+}
+
+// A way another CPU is rewriting can be read half old, half new; its check
+// word then does not match and the packet takes the ring, never the
+// backend the torn entry names. Simulated by changing an entry's backend
+// without its check.
+TEST_F(BalancerTest, AFlowEntryThatFailsItsCheckIsAMiss) {
+  vip("198.51.100.10", 80, 1);
+  backend(1, "10.99.0.11", 1);
+  backend(2, "10.99.0.12", 1);
+  backend(3, "10.99.0.13", 1);
+  ring(1, {{1, 100}});
+  auto s = flow("203.0.113.9", "198.51.100.10", 40000, 80, kTcpSyn);
+  ASSERT_EQ(outerDestination(run(s).output), ip("10.99.0.11"));
+  ring(1, {{2, 100}}, 2);
+
+  const int fd = dp->mapFd("lb_flows");
+  ASSERT_GE(fd, 0);
+  uint32_t idx = lb_flow_set_index(
+      control::flowHash(s.src, s.sport, s.dst, s.dport, s.proto, kSeed), dp->flowSets());
+  lb_flow_set set;
+  ASSERT_EQ(bpf_map_lookup_elem(fd, &idx, &set), 0);
+  int way = -1;
+  for (int i = 0; i < LB_FLOW_WAYS; ++i)
+    if (set.way[i].key.family != 0 && set.way[i].backend_id == 1) way = i;
+  ASSERT_GE(way, 0) << "the flow's entry is not in the set userspace computes";
+  EXPECT_EQ(set.way[way].check, lb_flow_check(&set.way[way].key, 1));
+  set.way[way].backend_id = 3;  // check left as it was: a torn entry
+  ASSERT_EQ(bpf_map_update_elem(fd, &idx, &set, BPF_ANY), 0);
+  EXPECT_EQ(dp->flowCount(), 0u) << "a torn entry is not counted as a flow";
+
+  s.tcpFlags = kTcpAck;
+  EXPECT_EQ(outerDestination(run(s).output), ip("10.99.0.12"));
+  // The miss rewrote the way whole: the flow is known again, on backend 2.
+  ASSERT_EQ(bpf_map_lookup_elem(fd, &idx, &set), 0);
+  EXPECT_EQ(set.way[way].backend_id, 2u);
+  EXPECT_EQ(set.way[way].check, lb_flow_check(&set.way[way].key, 2));
+  EXPECT_EQ(dp->flowCount(), 1u);
 }
 
 // The port-0 entry lists LB_VIP_INLINE_PORTS port VIPs of its address;
