@@ -5,8 +5,9 @@
 // interval). A table of figures, never a pass/fail.
 //
 //   bench_health [--tcp N] [--http N] [--interval MS] [--timeout MS]
-//                [--seconds S] [--warmup S] [--phase floor|tcp|http|both|all]
-//                [--net veth|loopback|all] [--rps on|off]
+//                [--seconds S] [--warmup S] [--phase floor|floor-reuse|floor-reuse-poll|floors|
+//                         tcp|http|both|all]
+//                [--net veth|loopback|all] [--rps on|off] [--lo-farm each|any]
 //
 // Two topologies:
 //   veth (the headline; root only): the checker's thread and the farm live in
@@ -19,7 +20,9 @@
 //     against real backends. The namespaces are anonymous (unshare, held by
 //     file descriptors only): the kernel removes them, their veth pair and
 //     routes when the process ends, however it ends.
-//   loopback (comparison): one listener per 127.1.x.y / 127.2.x.y address,
+//   loopback (comparison): one listener per 127.1.x.y / 127.2.x.y address
+//     (--lo-farm any: one on INADDR_ANY answers them all, for runs that
+//     keep a socket per check open and would pass RLIMIT_NOFILE otherwise),
 //     nothing pinned. The kernel runs the farm's half of every handshake in
 //     softirq inside the prober's connect(), charged to the checker's thread.
 // clang-format off
@@ -29,6 +32,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/epoll.h>
@@ -67,6 +71,7 @@ struct Options {
   std::string phase = "all";
   std::string net = "all";
   bool rps = true;
+  bool loAny = false;  // loopback: one INADDR_ANY listener instead of one per address
 };
 
 // Where the checker and the farm run.
@@ -352,6 +357,7 @@ struct PhaseResult {
   std::string net, name;
   int tcp = 0, http = 0;
   uint64_t probes = 0, ok = 0;
+  uint64_t immediate = 0;  // floor-reuse-poll: handshakes finished inside connect()
   std::map<std::string, uint64_t> failures;
   double userPercent = 0, sysPercent = 0;
   std::vector<double> lateness;                // % of the interval, probes started in the window
@@ -463,10 +469,23 @@ PhaseResult runPhase(const Net& net, const std::string& name, int nTcp, int nHtt
 // runs the farm's half of every handshake in softirq context; this row shows
 // what the kernel alone charges the thread, so the checker's row minus this
 // one is what lb/health adds.
-PhaseResult rawFloor(const Net& net, int n, const Options& o) {
+//
+// Reuse (the experiment of issue 4): one socket per address, kept open and
+// registered with epoll once (edge-triggered, as Asio does); a probe is
+// connect(), wait writable, SO_ERROR, then connect(AF_UNSPEC) (Linux's
+// tcp_disconnect: a reset from ESTABLISHED, the auto-bound port released,
+// the socket back in CLOSE and ready to connect again). `Reuse::Poll` also
+// asks poll(fd, 0) right after connect() whether the handshake already
+// finished (on loopback it runs in softirq inside connect()) and then skips
+// the wait.
+enum class Reuse { No, Epoll, Poll };
+
+PhaseResult rawFloor(const Net& net, int n, const Options& o, Reuse reuse = Reuse::No) {
   PhaseResult res;
   res.net = net.label;
-  res.name = "floor";
+  res.name = reuse == Reuse::No      ? "floor"
+             : reuse == Reuse::Epoll ? "floor-reuse"
+                                     : "floor-reuse-poll";
   res.tcp = n;
   Farms farms(net, n, 0);
   const uint16_t port = farms.tcp->port();
@@ -486,6 +505,36 @@ PhaseResult rawFloor(const Net& net, int n, const Options& o) {
     Counters irq0;
     Clock::time_point opened;
     epoll_event events[256];
+    // Reuse: the socket of each address, and whether a probe is in flight.
+    std::vector<int> fds(reuse == Reuse::No ? 0 : static_cast<size_t>(n), -1);
+    std::vector<char> inFlight(fds.size(), 0);
+    auto count = [&](int err) {
+      if (!open) return;
+      if (err == 0)
+        ++res.ok;
+      else
+        ++res.failures[std::strerror(err)];
+    };
+    // Reuse: the probe on socket i finished; its result, then disconnect.
+    auto done = [&](size_t i, bool timedOut = false) {
+      const int fd = fds[i];
+      inFlight[i] = 0;
+      if (timedOut) {
+        if (open) ++res.failures["timeout"];
+      } else {
+        int err = 0;
+        socklen_t len = sizeof err;
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        count(err);
+      }
+      sockaddr unspec{};
+      unspec.sa_family = AF_UNSPEC;
+      if (connect(fd, &unspec, sizeof unspec) != 0) {
+        if (open) ++res.failures[std::string("disconnect: ") + std::strerror(errno)];
+        close(fd);
+        fds[i] = -1;
+      }
+    };
     while (true) {
       auto now = Clock::now();
       if (!open && now >= windowStart) {
@@ -496,42 +545,82 @@ PhaseResult rawFloor(const Net& net, int n, const Options& o) {
       }
       if (now >= windowEnd) break;
       for (; dueOf(next) <= now; ++next) {
-        const int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        const size_t i = next % static_cast<size_t>(n);
         sockaddr_in sa{};
         sa.sin_family = AF_INET;
         sa.sin_port = htons(port);
         sa.sin_addr.s_addr =
-            htonl(farmAddress(net.first, net.second, static_cast<int>(next % n)).to_uint());
+            htonl(farmAddress(net.first, net.second, static_cast<int>(i)).to_uint());
         if (open) {
           ++res.probes;
           res.lateness.push_back(
               std::chrono::duration<double, std::milli>(now - dueOf(next)).count() * 100.0 /
               static_cast<double>(interval.count()));
         }
-        if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 && errno != EINPROGRESS) {
-          close(fd);
-          if (open) ++res.failures[std::strerror(errno)];
+        if (reuse == Reuse::No) {
+          const int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+          if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 &&
+              errno != EINPROGRESS) {
+            const int err = errno;
+            close(fd);
+            if (open) ++res.failures[std::strerror(err)];
+            continue;
+          }
+          epoll_event ev{};
+          ev.events = EPOLLOUT;
+          ev.data.fd = fd;
+          epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
           continue;
         }
-        epoll_event ev{};
-        ev.events = EPOLLOUT;
-        ev.data.fd = fd;
-        epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+        if (fds[i] < 0) {
+          fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+          if (fds[i] < 0) {  // e.g. RLIMIT_NOFILE: 10,000 kept sockets
+            if (open) ++res.failures[std::string("socket: ") + std::strerror(errno)];
+            continue;
+          }
+          epoll_event ev{};
+          ev.events = EPOLLOUT | EPOLLET;
+          ev.data.u64 = i;
+          epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev);
+        }
+        if (inFlight[i]) {  // the last round's probe never finished: a timeout
+          done(i, true);
+          if (fds[i] < 0) continue;
+        }
+        if (connect(fds[i], reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0) {
+          inFlight[i] = 1;
+          done(i);
+          continue;
+        }
+        if (errno != EINPROGRESS) {
+          count(errno);
+          continue;
+        }
+        inFlight[i] = 1;
+        if (reuse == Reuse::Poll) {
+          pollfd pf{fds[i], POLLOUT, 0};
+          if (poll(&pf, 1, 0) == 1) {
+            if (open) ++res.immediate;
+            done(i);
+          }
+        }
       }
       const auto wait = std::chrono::ceil<std::chrono::milliseconds>(dueOf(next) - Clock::now());
       const int k =
           epoll_wait(ep, events, 256, static_cast<int>(std::max<int64_t>(0, wait.count())));
-      for (int i = 0; i < k; ++i) {
-        const int fd = events[i].data.fd;
+      for (int e = 0; e < k; ++e) {
+        if (reuse != Reuse::No) {
+          // Edge-triggered: the disconnect itself wakes the socket up too;
+          // only a probe in flight that became writable (or failed) is done.
+          const size_t i = events[e].data.u64;
+          if (inFlight[i] && (events[e].events & (EPOLLOUT | EPOLLERR))) done(i);
+          continue;
+        }
+        const int fd = events[e].data.fd;
         int err = 0;
         socklen_t len = sizeof err;
         getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-        if (open) {
-          if (err == 0)
-            ++res.ok;
-          else
-            ++res.failures[std::strerror(err)];
-        }
+        count(err);
         const linger lg{1, 0};
         setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
         close(fd);
@@ -542,6 +631,8 @@ PhaseResult rawFloor(const Net& net, int n, const Options& o) {
     countSoftirqs(res, irq0, netCounters(), wall);
     res.userPercent = 100.0 * (c1.user - c0.user) / wall;
     res.sysPercent = 100.0 * (c1.sys - c0.sys) / wall;
+    for (int fd : fds)
+      if (fd >= 0) close(fd);
     close(ep);
   });
   t.join();
@@ -592,6 +683,8 @@ int main(int argc, char** argv) {
       o.net = v;
     else if (k == "--rps")
       o.rps = std::string(v) != "off";
+    else if (k == "--lo-farm")
+      o.loAny = std::string(v) == "any";
     else {
       std::fprintf(stderr, "bench_health: unknown option %s\n", k.c_str());
       return 2;
@@ -632,12 +725,18 @@ int main(int argc, char** argv) {
   if (o.net != "veth") {
     Net lo;
     lo.label = "lo";
+    lo.anyIp = o.loAny;
     nets.push_back(lo);
   }
 
   std::vector<PhaseResult> results;
   for (const Net& net : nets) {
-    if (o.phase == "all" || o.phase == "floor") results.push_back(rawFloor(net, o.tcp, o));
+    if (o.phase == "all" || o.phase == "floor" || o.phase == "floors")
+      results.push_back(rawFloor(net, o.tcp, o));
+    if (o.phase == "floor-reuse" || o.phase == "floors")
+      results.push_back(rawFloor(net, o.tcp, o, Reuse::Epoll));
+    if (o.phase == "floor-reuse-poll" || o.phase == "floors")
+      results.push_back(rawFloor(net, o.tcp, o, Reuse::Poll));
     if (o.phase == "all" || o.phase == "tcp") results.push_back(runPhase(net, "tcp", o.tcp, 0, o));
     if (o.phase == "all" || o.phase == "http")
       results.push_back(runPhase(net, "http", 0, o.http, o));
@@ -655,10 +754,10 @@ int main(int argc, char** argv) {
         "veth: checker in its own namespace on CPU %d, farm in another on CPU %d,"
         " RPS %s\n",
         VethPair::kCheckerCpu, VethPair::kFarmCpu, o.rps ? "on" : "off");
-  std::printf("%-4s %-9s %6s %6s %8s %7s %9s | %-23s | %s\n", "net", "phase", "tcp", "http",
+  std::printf("%-4s %-16s %6s %6s %8s %7s %9s | %-23s | %s\n", "net", "phase", "tcp", "http",
               "probes", "failed", "probes/s", "thread CPU, % of a core",
               "start lateness, % of interval");
-  std::printf("%-4s %-9s %6s %6s %8s %7s %9s | %7s %7s %7s | %7s %7s %7s %7s %5s %s\n", "", "", "",
+  std::printf("%-4s %-16s %6s %6s %8s %7s %9s | %7s %7s %7s | %7s %7s %7s %7s %5s %s\n", "", "", "",
               "", "", "", "", "user", "system", "total", "p50", "p99", "p99.9", "max", ">10%",
               "first round max");
   for (auto& r : results) {
@@ -668,7 +767,7 @@ int main(int argc, char** argv) {
     const double mx =
         r.lateness.empty() ? 0 : *std::max_element(r.lateness.begin(), r.lateness.end());
     std::printf(
-        "%-4s %-9s %6d %6d %8lu %7lu %9.0f | %7.1f %7.1f %7.1f | %7.3f %7.3f %7.3f %7.3f %5.0f "
+        "%-4s %-16s %6d %6d %8lu %7lu %9.0f | %7.1f %7.1f %7.1f | %7.3f %7.3f %7.3f %7.3f %5.0f "
         "%.0f ms\n",
         r.net.c_str(), r.name.c_str(), r.tcp, r.http, static_cast<unsigned long>(r.probes),
         static_cast<unsigned long>(failed), static_cast<double>(r.probes) / o.seconds,
@@ -679,6 +778,9 @@ int main(int argc, char** argv) {
     std::printf("; function-call IPIs received");
     for (double x : r.ipiPerSec) std::printf(" %.0f", x);
     std::printf("\n");
+    if (r.immediate)
+      std::printf("%-14s finished inside connect() (no wait): %lu\n", "",
+                  static_cast<unsigned long>(r.immediate));
     for (const auto& [reason, n] : r.failures)
       std::printf("          failed %-20s %lu\n", reason.c_str(), static_cast<unsigned long>(n));
   }
