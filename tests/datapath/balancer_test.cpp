@@ -451,6 +451,82 @@ TEST_F(BalancerTest, AFlowEntryThatFailsItsCheckIsAMiss) {
   EXPECT_EQ(dp->flowCount(), 1u);
 }
 
+// Two CPUs rewrite the ways of one set at the same time, for flows of two
+// VIPs whose rings name different backends: a packet may miss (and take its
+// ring again) but never reach the other VIP's backend through a way that
+// the other CPU was rewriting while it was read (the check word).
+TEST_F(BalancerTest, TwoCpusRewritingOneFlowSetNeverCrossFlows) {
+  cpu_set_t allowed;
+  ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
+  std::vector<int> cpus;
+  for (int c = 0; c < CPU_SETSIZE && cpus.size() < 2; ++c)
+    if (CPU_ISSET(c, &allowed)) cpus.push_back(c);
+  if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs to run on";
+  vip("198.51.100.10", 80, 1);
+  vip("198.51.100.20", 80, 2);
+  backend(1, "10.99.0.11", 1);
+  backend(2, "10.99.0.12", 2);
+  ring(1, {{1, 100}});
+  ring(2, {{2, 100}});
+  // Six flows a VIP, all in one set of LB_FLOW_WAYS ways: constant eviction.
+  constexpr size_t kPerVip = 6;
+  std::vector<PacketSpec> flows[2];
+  std::optional<uint32_t> set;
+  const char* dst[2] = {"198.51.100.10", "198.51.100.20"};
+  for (uint32_t i = 0; (flows[0].size() < kPerVip || flows[1].size() < kPerVip) && i < 1u << 22;
+       ++i) {
+    const int v = i & 1;
+    if (flows[v].size() == kPerVip) continue;
+    const std::string src = "203.0." + std::to_string(i >> 16) + "." + std::to_string(i >> 8 & 255);
+    auto s = flow(src.c_str(), dst[v], static_cast<uint16_t>(1024 + (i & 255)), 80, kTcpSyn);
+    const uint32_t idx = lb_flow_set_index(
+        control::flowHash(s.src, s.sport, s.dst, s.dport, s.proto, kSeed), dp->flowSets());
+    if (!set) set = idx;
+    if (idx == *set) flows[v].push_back(s);
+  }
+  ASSERT_EQ(flows[0].size(), kPerVip);
+  ASSERT_EQ(flows[1].size(), kPerVip);
+
+  constexpr int kRuns = 60000;
+  std::atomic<int> wrong{0}, failed{0};
+  auto sender = [&](int v) {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpus[v], &one);
+    if (sched_setaffinity(0, sizeof one, &one) != 0) {
+      ++failed;
+      return;
+    }
+    // Packets prebuilt: a SYN and an ACK of each flow.
+    std::vector<std::vector<uint8_t>> pkts;
+    for (auto s : flows[v]) {
+      pkts.push_back(build(s));
+      s.tcpFlags = kTcpAck;
+      pkts.push_back(build(s));
+    }
+    const IpAddr mine = v == 0 ? ip("10.99.0.11") : ip("10.99.0.12");
+    for (int i = 0; i < kRuns; ++i) {
+      auto r = dp->testRun(pkts[i % pkts.size()], net.ifindex);
+      if (!r || r->action != XDP_TX)
+        ++failed;
+      else if (outerDestination(r->output) != mine)
+        ++wrong;
+    }
+  };
+  std::thread a(sender, 0), b(sender, 1);
+  a.join();
+  b.join();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(wrong.load(), 0) << "packets that reached the other VIP's backend, of " << 2 * kRuns;
+  auto c = dp->readCounters();
+  ASSERT_TRUE(c);
+  // Half the packets are SYNs (each a new flow); an ACK follows its own SYN
+  // and hits unless the other CPU evicted the flow in between. Without the
+  // check word this test fails: packets cross to the other VIP's backend.
+  EXPECT_GE(c->vips[1].newFlows, uint64_t{kRuns / 2});
+  EXPECT_LT(c->vips[1].newFlows, uint64_t{kRuns});
+}
+
 // The port-0 entry lists LB_VIP_INLINE_PORTS port VIPs of its address;
 // more of them take a second, exact lookup. Either way each port reaches
 // its own VIP, an every-port VIP of the address takes the other ports, and
