@@ -125,6 +125,7 @@ class TimedDatapath : public datapath::Datapath {
     swaps.push_back(ms(Clock::now() - t0));
     return r;
   }
+  bool swapWouldWait(uint32_t vipId) override { return dp_.swapWouldWait(vipId); }
   Result<> removeRing(uint32_t vipId) override { return dp_.removeRing(vipId); }
   Result<std::optional<datapath::Ring>> readRing(uint32_t vipId) override {
     return dp_.readRing(vipId);
@@ -224,11 +225,21 @@ Result<Row> reloads(datapath::BpfDatapath& bpf, const std::string& dir, int vips
   return Row{label, stats(total), stats(parse), stats(build), stats(swap)};
 }
 
-// Health transitions of one backend (down, up, down, ...) in the 100 x 100
-// setup: Reconciler::setHealth is what the daemon runs when a backend reaches
-// `fall` failed probes (or `rise` good ones).
-Result<Row> healthFlips(datapath::BpfDatapath& bpf, const std::string& dir,
-                        std::chrono::milliseconds gap, const std::string& label) {
+// Health transitions (down, up, down, ...) in the 100 x 100 setup, driven as
+// the daemon drives them: Reconciler::setHealth for each backend that
+// reached `fall` failed probes (or `rise` good ones) in the same moment, then,
+// while a swap is deferred because the VIP's last swap is still in its grace
+// period, flushDeferred every 2 ms (Daemon::flushDeferredSoon). Timed from
+// the first setHealth until every change is live; `longest` is the longest
+// single call, i.e. how long the daemon's event loop (which also runs the
+// probes) was blocked.
+struct HealthRow {
+  Row row;
+  Stats longest, swaps;
+};
+
+Result<HealthRow> healthFlips(datapath::BpfDatapath& bpf, const std::string& dir, int together,
+                              std::chrono::milliseconds gap, const std::string& label) {
   const std::string path = dir + "/xdplb.toml";
   save(path, configText(100, 100, -1, 0));
   auto cfg = config::loadFile(path);
@@ -238,21 +249,41 @@ Result<Row> healthFlips(datapath::BpfDatapath& bpf, const std::string& dir,
   std::vector<control::RingEvent> events;
   rec.onRingSwap([&](const control::RingEvent& ev) { events.push_back(ev); });
   if (auto r = rec.apply(*cfg); !r) return std::unexpected(r.error());
-  const IpAddr victim = *IpAddr::parse("10.99.50.7");
-  std::vector<double> total, build, swap;
+  std::vector<IpAddr> victims;
+  for (int b = 0; b < together; ++b)
+    victims.push_back(*IpAddr::parse("10.99.50." + std::to_string(together == 1 ? 7 : b + 1)));
+  std::vector<double> total, build, swap, longest, swaps;
   for (int i = 0; i < kReloads; ++i) {
     std::this_thread::sleep_for(gap);
     events.clear();
     dp.swaps.clear();
+    double worst = 0;
+    auto timed = [&](auto&& call) -> Result<> {
+      const auto c0 = Clock::now();
+      auto r = call();
+      worst = std::max(worst, ms(Clock::now() - c0));
+      return r;
+    };
     const auto t0 = Clock::now();
-    auto r = rec.setHealth("vip50", victim, i % 2 ? health::State::Up : health::State::Down);
+    for (const IpAddr& v : victims)
+      if (auto r = timed([&] {
+            return rec.setHealth("vip50", v, i % 2 ? health::State::Up : health::State::Down);
+          });
+          !r)
+        return std::unexpected(r.error());
+    while (rec.hasDeferred()) {
+      std::this_thread::sleep_for(2ms);
+      if (auto r = timed([&] { return rec.flushDeferred(); }); !r)
+        return std::unexpected(r.error());
+    }
     const auto t1 = Clock::now();
-    if (!r) return std::unexpected(r.error());
-    if (events.size() != 1 || dp.swaps.size() != 1)
-      return makeError("a health change did not swap one ring");
+    if (events.empty() || events.size() != dp.swaps.size())
+      return makeError("a health change did not swap the VIP's ring");
     total.push_back(ms(t1 - t0));
-    build.push_back(ms(events[0].buildTime));
-    swap.push_back(dp.swaps[0]);
+    longest.push_back(worst);
+    swaps.push_back(static_cast<double>(dp.swaps.size()));
+    for (const auto& e : events) build.push_back(ms(e.buildTime));
+    for (double w : dp.swaps) swap.push_back(w);
   }
   uint32_t vipId = 0;
   uint64_t generation = 0;
@@ -261,7 +292,8 @@ Result<Row> healthFlips(datapath::BpfDatapath& bpf, const std::string& dir,
   if (!want || !live || !*live || (*live)->slots != *want)
     return makeError("the live ring of vip50 is not the one the last health change built");
   if (auto r = emptyMaps(dp, rec); !r) return std::unexpected(r.error());
-  return Row{label, stats(total), {}, stats(build), stats(swap)};
+  return HealthRow{
+      {label, stats(total), {}, stats(build), stats(swap)}, stats(longest), stats(swaps)};
 }
 
 std::vector<uint32_t> ringOf(uint32_t firstId) {
@@ -419,18 +451,34 @@ int main() {
     if (!row) return die(std::string(c.label) + ": " + row.error().message());
     print(*row);
   }
-  for (auto gap : {50ms, 0ms}) {
-    auto row = healthFlips(dp, dir, gap,
-                           gap.count() ? "health down/up, 100 VIPs x 100"
-                                       : "health down/up, 100 VIPs x 100, back to back");
+  struct HealthCase {
+    int together;
+    std::chrono::milliseconds gap;
+    const char* label;
+  };
+  const HealthCase healthCases[] = {
+      {1, 50ms, "health down/up, 100 VIPs x 100"},
+      {1, 0ms, "health down/up, 100 VIPs x 100, back to back"},
+      {10, 50ms, "health: 10 backends of a VIP at once"},
+  };
+  std::vector<HealthRow> healthRows;
+  for (const auto& c : healthCases) {
+    auto row = healthFlips(dp, dir, c.together, c.gap, c.label);
     if (!row) return die(row.error().message());
-    print(*row);
+    print(row->row);
+    healthRows.push_back(*row);
   }
   std::printf(
       "median/p99: file saved -> reloadConfig (or setHealth) returned, the new ring live.\n"
       "parse: config::loadFile of the same file, measured apart; build: the Maglev build (from "
       "the\n"
       "reconciler's ring event); swap: the Datapath::swapRings call. parse and build: medians.\n");
+  std::printf(
+      "\nHealth rows: the daemon's event loop blocked (the longest single setHealth or\n"
+      "flushDeferred call of a change), and swaps per change, median / p99:\n");
+  for (const auto& h : healthRows)
+    std::printf("  %-46s blocked %6.3f / %6.3f ms, swaps %.0f / %.0f\n", h.row.name.c_str(),
+                h.longest.median, h.longest.p99, h.swaps.median, h.swaps.p99);
 
   auto swaps = swapOnly(dp);
   if (!swaps) return die(swaps.error().message());

@@ -257,8 +257,27 @@ class Daemon {
     telemetry_->transition(vip, backend, health::toString(ev.transition->to));
     if (auto r = reconciler_->setHealth(vip, addr, ev.transition->to, ev.result.reason); !r)
       spdlog::error("health {} {}: {}", vip, backend, r.error().message());
+    if (reconciler_->hasDeferred()) flushDeferredSoon();
     publish();
     notifier_.status(statusLine());
+  }
+
+  // A health change whose VIP swapped its ring moments ago waits for that
+  // swap's grace period (Reconciler::setHealth) without blocking this loop,
+  // which also runs the probes: polled every 2 ms, and every change of the
+  // VIP made meanwhile goes live with the same swap.
+  void flushDeferredSoon() {
+    if (deferArmed_ || stopping_) return;
+    deferArmed_ = true;
+    deferTimer_.expires_after(2ms);
+    deferTimer_.async_wait([this](boost::system::error_code ec) {
+      deferArmed_ = false;
+      if (ec || stopping_) return;
+      if (auto r = reconciler_->flushDeferred(); !r)
+        spdlog::error("health: deferred ring swap: {}", r.error().message());
+      publish();
+      if (reconciler_->hasDeferred()) flushDeferredSoon();
+    });
   }
 
   // Probe results without transitions only refresh "last check" in status:
@@ -330,6 +349,7 @@ class Daemon {
     stopping_ = true;
     signals_.cancel();
     gcTimer_.cancel();
+    deferTimer_.cancel();
     debounce_.cancel();
     if (inotify_.is_open()) inotify_.close();
     if (checker_) checker_->stop();
@@ -436,6 +456,8 @@ class Daemon {
   asio::signal_set signals_{io_};
   asio::steady_timer gcTimer_{io_};
   asio::steady_timer debounce_{io_};
+  asio::steady_timer deferTimer_{io_};  // flushDeferredSoon
+  bool deferArmed_ = false;
   asio::posix::stream_descriptor inotify_{io_};
   std::array<char, 4096> watchBuf_{};
   std::string watchedName_;

@@ -164,6 +164,7 @@ Result<> Reconciler::apply(const config::Config& cfg) {
     synced.push_back(&vip);
   }
   if (auto r = swapAndFinish(pending, rings, synced); !r) return r;
+  deferred_.clear();  // every VIP was synced with its current health
 
   // Pinned state of a previous daemon that the config no longer names.
   for (const auto& [key, id] : adoptedVips_) {
@@ -331,7 +332,34 @@ Result<> Reconciler::setHealth(const std::string& vipName, const IpAddr& addr, h
       std::string(health::toString(be.health)) + " -> " + std::string(health::toString(state)) +
       (be.lastResult.empty() ? "" : " (" + be.lastResult + ")"));
   be.health = state;
+  if (dp_.swapWouldWait(vit->second.id)) {
+    deferred_.insert(vipName);
+    return {};
+  }
+  deferred_.erase(vipName);
   return syncVip(vit->second, false);
+}
+
+Result<> Reconciler::flushDeferred() {
+  std::vector<PendingRing> pending;
+  std::vector<datapath::RingUpdate> rings;
+  std::vector<Vip*> ready;
+  for (auto it = deferred_.begin(); it != deferred_.end();) {
+    auto vit = vips_.find(*it);
+    if (vit == vips_.end()) {
+      it = deferred_.erase(it);
+      continue;
+    }
+    if (dp_.swapWouldWait(vit->second.id)) {
+      ++it;
+      continue;
+    }
+    if (auto r = prepareVip(vit->second, false, pending, rings); !r) return r;
+    ready.push_back(&vit->second);
+    it = deferred_.erase(it);
+  }
+  if (ready.empty()) return {};
+  return swapAndFinish(pending, rings, ready);
 }
 
 void Reconciler::setLastResult(const std::string& vipName, const IpAddr& addr,

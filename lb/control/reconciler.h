@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -76,9 +77,18 @@ class Reconciler {
   // caller logs it and the next apply converges.
   [[nodiscard]] Result<> apply(const config::Config& cfg);
 
-  // A backend's health changed: only its VIP's ring is rebuilt.
+  // A backend's health changed: only its VIP's ring is rebuilt. When that
+  // swap would wait for a grace period (the VIP's ring was swapped moments
+  // ago: Datapath::swapWouldWait), nothing blocks: the VIP is deferred, and
+  // flushDeferred() swaps its ring later with every change made until then.
   [[nodiscard]] Result<> setHealth(const std::string& vip, const IpAddr& backend,
                                    health::State state, std::string lastResult = {});
+  // Whether some VIP's health changes wait for their ring swap.
+  bool hasDeferred() const { return !deferred_.empty(); }
+  // Swaps, in one Datapath::swapRings call, the rings of the deferred VIPs
+  // that can now swap without waiting; the others stay deferred. The daemon
+  // calls it on a short timer while hasDeferred().
+  [[nodiscard]] Result<> flushDeferred();
   // Records a probe result without a state change (for status).
   void setLastResult(const std::string& vip, const IpAddr& backend, std::string lastResult);
 
@@ -155,6 +165,8 @@ class Reconciler {
   std::map<datapath::VipKey, uint32_t> adoptedVips_;
   std::map<uint32_t, uint64_t> adoptedGenerations_;
   std::map<uint32_t, datapath::BackendEntry> adoptedBackends_;
+  // VIPs with health changes whose ring swap was deferred (setHealth).
+  std::set<std::string> deferred_;
   std::function<void(const RingEvent&)> onRingSwap_;
   std::function<void(const std::string&)> onStateChange_;
 };

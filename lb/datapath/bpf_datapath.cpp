@@ -378,6 +378,12 @@ class GracePeriods {
     cv_.notify_all();
   }
 
+  // Whether a grace period that began after flip n has ended.
+  bool covers(uint64_t n) {
+    std::lock_guard lock(mu_);
+    return done_ >= n;
+  }
+
   // Returns once a grace period that began after flip n has ended.
   Result<> waitFor(uint64_t n) {
     std::unique_lock lock(mu_);
@@ -905,6 +911,14 @@ Result<> BpfDatapath::swapRings(std::span<const RingUpdate> updates) {
   }
   if (auto r = install(after); !r) return dropAll(r.error());
   return {};
+}
+
+bool BpfDatapath::swapWouldWait(uint32_t vipId) {
+  std::lock_guard lock(ringsMutex_);
+  auto it = rings_.find(vipId);
+  if (it == rings_.end()) return false;
+  const RingBuffer& spare = it->second.buffer[1 - it->second.live];
+  return spare.fd >= 0 && spare.retiredAtFlip != 0 && !gracePeriods_->covers(spare.retiredAtFlip);
 }
 
 Result<> BpfDatapath::removeRing(uint32_t vipId) {

@@ -68,6 +68,7 @@ class BpfDatapath : public Datapath {
   Result<> swapRings(std::span<const RingUpdate> updates) override;
   // Also zeroes the VIP's counters, so a reused id starts from zero.
   Result<> removeRing(uint32_t vipId) override;
+  bool swapWouldWait(uint32_t vipId) override;
   Result<std::optional<Ring>> readRing(uint32_t vipId) override;
   Result<std::optional<uint64_t>> readGeneration(uint32_t vipId) override;
   Result<CounterSnapshot> readCounters() override;

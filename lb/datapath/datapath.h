@@ -111,6 +111,12 @@ class Datapath {
   // reload that changes many VIPs). On error some VIPs may have their new
   // ring live and others not; swapping again converges.
   [[nodiscard]] virtual Result<> swapRings(std::span<const RingUpdate> updates) = 0;
+  // Whether swapRings for this VIP would wait now: a previous swap of it
+  // retired the buffer the next swap writes, and the grace period that
+  // frees it (docs/design.md, "Ring swap") has not ended yet. A caller that
+  // must not block (health transitions on the daemon's event loop) defers
+  // the swap until this is false.
+  virtual bool swapWouldWait(uint32_t vipId) = 0;
   [[nodiscard]] Result<> swapRing(uint32_t vipId, const Ring& ring) {
     const RingUpdate one{vipId, ring};
     return swapRings(std::span<const RingUpdate>(&one, 1));

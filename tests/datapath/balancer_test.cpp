@@ -851,6 +851,28 @@ TEST_F(BalancerTest, SwapRingsInstallsSeveralVipsAtOnce) {
   EXPECT_FALSE(dp->swapRings(updates));
 }
 
+// swapWouldWait tells the daemon when a VIP's next swap would block on the
+// grace period of its last one: right after a swap it would, and once the
+// background grace period has ended it would not.
+TEST_F(BalancerTest, SwapWouldWaitUntilTheLastSwapsGracePeriodEnds) {
+  vip("198.51.100.10", 80, 1);
+  backend(1, "10.99.0.11", 1);
+  backend(2, "10.99.0.12", 1);
+  EXPECT_FALSE(dp->swapWouldWait(1)) << "a VIP without rings";
+  ring(1, {{1, 100}});
+  ring(1, {{2, 100}}, 2);  // rewrites the spare buffer in place, then flips
+  EXPECT_TRUE(dp->swapWouldWait(1)) << "the buffer just retired is still in its grace period";
+  EXPECT_FALSE(dp->swapWouldWait(2)) << "another VIP is not affected";
+  bool waited = true;
+  for (int i = 0; i < 2000 && (waited = dp->swapWouldWait(1)); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_FALSE(waited) << "the grace period did not end within ~2 s";
+  ring(1, {{1, 100}}, 3);
+  auto live = dp->readRing(1);
+  ASSERT_TRUE(live && *live);
+  EXPECT_EQ((*live)->generation, 3u);
+}
+
 TEST_F(BalancerTest, ReadRingReturnsWhatWasSwappedIn) {
   vip("198.51.100.10", 80, 1);
   backend(1, "10.99.0.11", 1);

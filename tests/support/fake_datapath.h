@@ -4,6 +4,7 @@
 #pragma once
 
 #include <map>
+#include <set>
 #include <span>
 #include <string>
 #include <unordered_set>
@@ -54,6 +55,7 @@ class FakeDatapath : public datapath::Datapath {
     ++swapCalls;
     return {};
   }
+  bool swapWouldWait(uint32_t vipId) override { return graceOpen.count(vipId) > 0; }
   Result<> removeRing(uint32_t vipId) override {
     rings.erase(vipId);
     return {};
@@ -78,6 +80,8 @@ class FakeDatapath : public datapath::Datapath {
   std::map<uint32_t, datapath::Ring> rings;
   std::map<uint32_t, int> swaps;
   int swapCalls = 0;  // swapRings calls, each with one or more rings
+  // VIPs whose next swap would wait for a grace period (swapWouldWait).
+  std::set<uint32_t> graceOpen;
   std::vector<uint32_t> removedBackends;
   std::unordered_set<uint32_t> flowBackends;
   datapath::CounterSnapshot counters;

@@ -201,6 +201,78 @@ TEST_F(ReconcilerTest, DownBackendLosesFlowsAndOnlyItsVipIsSwapped) {
   EXPECT_EQ(dp.backends.at(id2).state, BackendState::Up);
 }
 
+// A transition while the VIP's last swap is still in its grace period does
+// not wait for it: the VIP is deferred, further transitions join it, and one
+// swap takes them all once the grace period is over.
+TEST_F(ReconcilerTest, TransitionsDuringAGracePeriodAreDeferredAndSwappedTogether) {
+  auto cfg = makeConfig(
+      {makeVip("web", "198.51.100.10",
+               {{"10.0.0.1", 100}, {"10.0.0.2", 100}, {"10.0.0.3", 100}, {"10.0.0.4", 100}},
+               config::CheckType::Tcp),
+       makeVip("dns", "198.51.100.11", {{"10.0.1.1", 100}, {"10.0.1.2", 100}},
+               config::CheckType::Tcp)});
+  ASSERT_TRUE(rec.apply(cfg));
+  for (const char* a : {"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"})
+    ASSERT_TRUE(rec.setHealth("web", ip(a), State::Up));
+  for (const char* a : {"10.0.1.1", "10.0.1.2"})
+    ASSERT_TRUE(rec.setHealth("dns", ip(a), State::Up));
+  EXPECT_FALSE(rec.hasDeferred());
+  const uint32_t web = vipId("web"), dns = vipId("dns");
+  const int webSwaps = dp.swaps[web], dnsSwaps = dp.swaps[dns], calls = dp.swapCalls;
+
+  dp.graceOpen = {web, dns};
+  ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.2"), State::Down, "refused"));
+  ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.3"), State::Down, "timeout"));
+  ASSERT_TRUE(rec.setHealth("dns", ip("10.0.1.1"), State::Down, "refused"));
+  EXPECT_TRUE(rec.hasDeferred());
+  EXPECT_EQ(dp.swapCalls, calls) << "a deferred transition must not swap (it would wait)";
+  EXPECT_EQ(dp.backends.at(backend("web", "10.0.0.2")->id).state, BackendState::Up)
+      << "the backend stays as the live ring has it until the swap";
+  EXPECT_EQ(backend("web", "10.0.0.2")->health, State::Down);
+
+  // Still in the grace period: flushing does nothing.
+  ASSERT_TRUE(rec.flushDeferred());
+  EXPECT_EQ(dp.swapCalls, calls);
+  // web's grace period ends first: its two transitions go live in one swap.
+  dp.graceOpen = {dns};
+  ASSERT_TRUE(rec.flushDeferred());
+  EXPECT_EQ(dp.swaps[web], webSwaps + 1);
+  EXPECT_EQ(dp.swaps[dns], dnsSwaps);
+  EXPECT_EQ(ringMembers(dp.rings.at(web)),
+            (std::set<uint32_t>{backend("web", "10.0.0.1")->id, backend("web", "10.0.0.4")->id}));
+  EXPECT_EQ(dp.backends.at(backend("web", "10.0.0.2")->id).state, BackendState::Down);
+  EXPECT_EQ(dp.backends.at(backend("web", "10.0.0.3")->id).state, BackendState::Down);
+  EXPECT_TRUE(rec.hasDeferred()) << "dns still waits";
+  dp.graceOpen.clear();
+  ASSERT_TRUE(rec.flushDeferred());
+  EXPECT_FALSE(rec.hasDeferred());
+  EXPECT_EQ(dp.swaps[dns], dnsSwaps + 1);
+  EXPECT_EQ(ringMembers(dp.rings.at(dns)), std::set<uint32_t>{backend("dns", "10.0.1.2")->id});
+  EXPECT_EQ(dp.swapCalls, calls + 2);
+  // With no grace period open, a transition swaps at once, as before.
+  ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.2"), State::Up, "ok"));
+  EXPECT_FALSE(rec.hasDeferred());
+  EXPECT_EQ(dp.swaps[web], webSwaps + 2);
+}
+
+// A reload applies every VIP with its current health: deferred changes are
+// part of it, and nothing is left to flush.
+TEST_F(ReconcilerTest, AnApplyTakesDeferredTransitionsWithIt) {
+  auto cfg = makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}, {"10.0.0.2", 100}},
+                                 config::CheckType::Tcp)});
+  ASSERT_TRUE(rec.apply(cfg));
+  for (const char* a : {"10.0.0.1", "10.0.0.2"})
+    ASSERT_TRUE(rec.setHealth("web", ip(a), State::Up));
+  const uint32_t web = vipId("web");
+  dp.graceOpen = {web};
+  ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.2"), State::Down, "refused"));
+  ASSERT_TRUE(rec.hasDeferred());
+  cfg.vips[0].backends[0].weight = 50;  // a reload that changes the VIP
+  ASSERT_TRUE(rec.apply(cfg));
+  EXPECT_FALSE(rec.hasDeferred());
+  EXPECT_EQ(ringMembers(dp.rings.at(web)), std::set<uint32_t>{backend("web", "10.0.0.1")->id});
+}
+
 TEST_F(ReconcilerTest, AllDownFailsOpenByDefaultAndDropsWhenAsked) {
   auto vip =
       makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}, {"10.0.0.2", 100}, {"10.0.0.3", 0}},
