@@ -35,6 +35,24 @@ IpAddr ip(const char* s) { return *IpAddr::parse(s); }
 constexpr uint32_t kSeed = 7;
 constexpr uint32_t kRing = 1009;
 
+// The first two CPUs this thread may run on (fewer when it may not run on
+// two), and pinning the calling thread to one of them.
+std::vector<int> twoAllowedCpus() {
+  cpu_set_t allowed;
+  std::vector<int> cpus;
+  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return cpus;
+  for (int c = 0; c < CPU_SETSIZE && cpus.size() < 2; ++c)
+    if (CPU_ISSET(c, &allowed)) cpus.push_back(c);
+  return cpus;
+}
+
+bool pinTo(int cpu) {
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  return sched_setaffinity(0, sizeof one, &one) == 0;
+}
+
 class BalancerTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -280,16 +298,8 @@ TEST_F(BalancerTest, FlowsSpreadOverTheRingExactlyAsUserspacePredicts) {
 TEST_F(BalancerTest, AFlowMadeOnOneCpuIsFoundOnAnother) {
   cpu_set_t allowed;
   ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
-  std::vector<int> cpus;
-  for (int c = 0; c < CPU_SETSIZE && cpus.size() < 2; ++c)
-    if (CPU_ISSET(c, &allowed)) cpus.push_back(c);
+  const std::vector<int> cpus = twoAllowedCpus();
   if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs to run on";
-  auto pinTo = [](int cpu) {
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    CPU_SET(cpu, &one);
-    return sched_setaffinity(0, sizeof one, &one) == 0;
-  };
   struct Restore {
     cpu_set_t set;
     ~Restore() { sched_setaffinity(0, sizeof set, &set); }
@@ -456,11 +466,7 @@ TEST_F(BalancerTest, AFlowEntryThatFailsItsCheckIsAMiss) {
 // ring again) but never reach the other VIP's backend through a way that
 // the other CPU was rewriting while it was read (the check word).
 TEST_F(BalancerTest, TwoCpusRewritingOneFlowSetNeverCrossFlows) {
-  cpu_set_t allowed;
-  ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
-  std::vector<int> cpus;
-  for (int c = 0; c < CPU_SETSIZE && cpus.size() < 2; ++c)
-    if (CPU_ISSET(c, &allowed)) cpus.push_back(c);
+  const std::vector<int> cpus = twoAllowedCpus();
   if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs to run on";
   vip("198.51.100.10", 80, 1);
   vip("198.51.100.20", 80, 2);
@@ -490,10 +496,7 @@ TEST_F(BalancerTest, TwoCpusRewritingOneFlowSetNeverCrossFlows) {
   constexpr int kRuns = 60000;
   std::atomic<int> wrong{0}, failed{0};
   auto sender = [&](int v) {
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    CPU_SET(cpus[v], &one);
-    if (sched_setaffinity(0, sizeof one, &one) != 0) {
+    if (!pinTo(cpus[v])) {  // a thread of its own: nothing to restore
       ++failed;
       return;
     }
