@@ -45,9 +45,11 @@ static __always_inline int lb_match_vip(void *data, void *data_end, struct lb_pk
 		*vip_id = v0->frag_vip_id;
 		return *vip_id ? -1 : LB_R_DROP_FRAGMENT;
 	}
-	rc = lb_parse_l4(data, data_end, p);
-	if (rc >= 0)
-		return rc;
+	if (!p->icmp) { /* an ICMP too-big message carries the quoted ports */
+		rc = lb_parse_l4(data, data_end, p);
+		if (rc >= 0)
+			return rc;
+	}
 	if (v0->flags & LB_VIP_F_HAS_PORTS) {
 #pragma unroll
 		for (int i = 0; i < LB_VIP_INLINE_PORTS; i++) {
@@ -167,9 +169,11 @@ static __always_inline int lb_balance(struct xdp_md *ctx)
 			return lb_exit(LB_R_DROP_NO_BACKEND, bytes, XDP_DROP);
 		if (!now)
 			now = bpf_ktime_get_coarse_ns();
-		if (victim)
+		/* An ICMP too-big message follows its flow (or the ring) but
+		 * makes no flow. */
+		if (victim && !p.icmp)
 			lb_flow_write(victim, &p, backend_id, now);
-		new_flow = 1;
+		new_flow = !p.icmp;
 	}
 	if (!be)
 		return lb_exit(LB_R_DROP_INTERNAL, bytes, XDP_DROP);
@@ -211,6 +215,7 @@ static __always_inline int lb_balance(struct xdp_md *ctx)
 		vs->packets++;
 		vs->bytes += bytes;
 		vs->new_flows += new_flow;
+		vs->icmp_too_big += p.icmp;
 	}
 	lb_count(&lb_backend_stats, backend_id, bytes);
 

@@ -7,8 +7,15 @@
  * (LB_R_PASS_NOT_IP, LB_R_DROP_MALFORMED, LB_R_PASS_OTHER_PROTO).
  * lb_parse_l4() likewise for the TCP/UDP ports and flags.
  *
+ * ICMP "fragmentation needed" (IPv4 type 3 code 4) and ICMPv6 "packet too
+ * big" (type 2) sent to a VIP are parsed by lb_parse_icmp(): their key is
+ * the flow of the packet they quote, turned around, so they reach the
+ * backend that sent it (path MTU discovery for direct server return). Every
+ * other ICMP message, and a too-big message that quotes no TCP/UDP header
+ * from that VIP, is "other_proto".
+ *
  * Not walked: IPv6 extension headers (an IPv6 packet whose next header is not
- * TCP or UDP is "other_proto" and passes to the kernel).
+ * TCP, UDP or ICMPv6 is "other_proto" and passes to the kernel).
  */
 #ifndef XDPLB_BPF_LB_PARSING_H
 #define XDPLB_BPF_LB_PARSING_H
@@ -61,8 +68,75 @@ struct lb_pkt {
 	__u8 is_frag;	  /* IPv4 fragment, first or later */
 	__u8 later_frag;  /* IPv4 fragment with offset > 0: no L4 header */
 	__u8 syn;	  /* TCP SYN without ACK */
-	__u8 pad;
+	__u8 icmp;	  /* an ICMP too-big message: key is the quoted flow */
 };
+
+#ifndef IPPROTO_ICMPV6
+#define IPPROTO_ICMPV6 58
+#endif
+
+/* The first 8 bytes of ICMP and ICMPv6 messages (the UAPI headers for them
+ * pull in libc headers that the BPF target lacks). */
+struct lb_icmp_hdr {
+	__u8 type;
+	__u8 code;
+	__u16 checksum;
+	__u32 rest; /* too-big: the next-hop MTU (IPv4: its low 16 bits) */
+};
+
+#define LB_ICMP_FRAG_NEEDED_TYPE 3 /* destination unreachable ... */
+#define LB_ICMP_FRAG_NEEDED_CODE 4 /* ... fragmentation needed and DF set */
+#define LB_ICMPV6_TOO_BIG_TYPE 2
+
+/* An ICMP too-big message whose network header lb_parse_l3 has checked, l4
+ * its ICMP header: -1 with p->key the quoted flow turned around (source:
+ * the client the quoted packet went to; destination: the VIP it came from,
+ * which must be the message's own destination), or LB_R_PASS_OTHER_PROTO.
+ * The quoted network header and the first 4 bytes of its TCP/UDP header
+ * (the ports) must lie in the frame and in the outer IP length. */
+static __always_inline int lb_parse_icmp(void *data_end, struct lb_pkt *p, void *l4)
+{
+	struct lb_icmp_hdr *ic = l4;
+
+	if ((void *)(ic + 1) > data_end)
+		return LB_R_PASS_OTHER_PROTO;
+	if (p->key.family == LB_FAMILY_V4) {
+		struct iphdr *in = (void *)(ic + 1);
+		__u32 in_len, ports;
+
+		if (ic->type != LB_ICMP_FRAG_NEEDED_TYPE || ic->code != LB_ICMP_FRAG_NEEDED_CODE ||
+		    (void *)(in + 1) > data_end)
+			return LB_R_PASS_OTHER_PROTO;
+		in_len = (__u32)in->ihl * 4;
+		if (in->version != 4 || in_len < sizeof(*in) ||
+		    (in->protocol != IPPROTO_TCP && in->protocol != IPPROTO_UDP) ||
+		    (in->frag_off & bpf_htons(LB_IP_OFFSET)) || in->saddr != (__u32)p->key_words[2] ||
+		    p->l3_hdr_len + sizeof(*ic) + in_len + 4 > p->ip_len || in_len > 60)
+			return LB_R_PASS_OTHER_PROTO;
+		if ((void *)in + in_len + 4 > data_end)
+			return LB_R_PASS_OTHER_PROTO;
+		ports = *(__u32 *)((void *)in + in_len);
+		p->key_words[0] = in->daddr;
+		p->key_words[4] = LB_KEY_TAIL(ports >> 16 | ports << 16, in->protocol, LB_FAMILY_V4);
+	} else {
+		struct ipv6hdr *in = (void *)(ic + 1);
+		__u32 ports;
+
+		if (ic->type != LB_ICMPV6_TOO_BIG_TYPE || (void *)(in + 1) + 4 > data_end)
+			return LB_R_PASS_OTHER_PROTO;
+		if ((in->nexthdr != IPPROTO_TCP && in->nexthdr != IPPROTO_UDP) ||
+		    *(__u64 *)&in->saddr != p->key_words[2] ||
+		    *((__u64 *)&in->saddr + 1) != p->key_words[3] ||
+		    p->l3_hdr_len + sizeof(*ic) + sizeof(*in) + 4 > p->ip_len)
+			return LB_R_PASS_OTHER_PROTO;
+		ports = *(__u32 *)(in + 1);
+		p->key_words[0] = *(__u64 *)&in->daddr;
+		p->key_words[1] = *((__u64 *)&in->daddr + 1);
+		p->key_words[4] = LB_KEY_TAIL(ports >> 16 | ports << 16, in->nexthdr, LB_FAMILY_V6);
+	}
+	p->icmp = 1;
+	return -1;
+}
 
 static __always_inline int lb_parse_l3(void *data, void *data_end, struct lb_pkt *p)
 {
@@ -95,7 +169,8 @@ static __always_inline int lb_parse_l3(void *data, void *data_end, struct lb_pkt
 			return LB_R_DROP_MALFORMED;
 		if ((void *)iph + hdr_len > data_end)
 			return LB_R_DROP_MALFORMED;
-		if (iph->protocol != IPPROTO_TCP && iph->protocol != IPPROTO_UDP)
+		if (iph->protocol != IPPROTO_TCP && iph->protocol != IPPROTO_UDP &&
+		    iph->protocol != IPPROTO_ICMP)
 			return LB_R_PASS_OTHER_PROTO;
 		p->key_words[0] = iph->saddr;
 		p->key_words[2] = iph->daddr;
@@ -106,6 +181,9 @@ static __always_inline int lb_parse_l3(void *data, void *data_end, struct lb_pkt
 		p->df = (iph->frag_off & bpf_htons(LB_IP_DF)) != 0;
 		p->is_frag = (iph->frag_off & bpf_htons(LB_IP_MF | LB_IP_OFFSET)) != 0;
 		p->later_frag = (iph->frag_off & bpf_htons(LB_IP_OFFSET)) != 0;
+		if (iph->protocol == IPPROTO_ICMP)
+			return p->is_frag ? LB_R_PASS_OTHER_PROTO
+					  : lb_parse_icmp(data_end, p, (void *)iph + hdr_len);
 		return -1;
 	}
 	if (proto == bpf_htons(ETH_P_IPV6)) {
@@ -117,7 +195,8 @@ static __always_inline int lb_parse_l3(void *data, void *data_end, struct lb_pkt
 		tot_len = sizeof(*ip6h) + bpf_ntohs(ip6h->payload_len);
 		if (ip6h->version != 6 || p->l2_len + tot_len > p->frame_len)
 			return LB_R_DROP_MALFORMED;
-		if (ip6h->nexthdr != IPPROTO_TCP && ip6h->nexthdr != IPPROTO_UDP)
+		if (ip6h->nexthdr != IPPROTO_TCP && ip6h->nexthdr != IPPROTO_UDP &&
+		    ip6h->nexthdr != IPPROTO_ICMPV6)
 			return LB_R_PASS_OTHER_PROTO;
 		/* One 64-bit load each (x86 and arm64 allow unaligned packet
 		 * reads, and the verifier checks them only under
@@ -130,6 +209,8 @@ static __always_inline int lb_parse_l3(void *data, void *data_end, struct lb_pkt
 		p->ip_len = tot_len;
 		p->l3_hdr_len = sizeof(*ip6h);
 		p->tos = (ip6h->priority << 4) | (ip6h->flow_lbl[0] >> 4);
+		if (ip6h->nexthdr == IPPROTO_ICMPV6)
+			return lb_parse_icmp(data_end, p, ip6h + 1);
 		return -1;
 	}
 	return LB_R_PASS_NOT_IP;

@@ -240,8 +240,9 @@ struct lb_counter {
 struct lb_vip_stats {
 	__u64 packets;
 	__u64 bytes;
-	__u64 new_flows; /* packets that took the ring (flow-table miss or SYN) */
-	__u64 pad;
+	__u64 new_flows;    /* packets that took the ring (flow-table miss or SYN) */
+	__u64 icmp_too_big; /* ICMP too-big messages forwarded to the backend of
+			     * the flow they quote (also in packets/bytes) */
 };
 
 /* lb_backend_stats: PERCPU_ARRAY backend id -> lb_counter */

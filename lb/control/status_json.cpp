@@ -32,7 +32,10 @@ std::string statusJson(const StatusSnapshot& s, const datapath::CounterSnapshot*
     jv["all_down_policy"] = v.failOpen ? "fail_open" : "drop";
     if (counters && v.id < counters->vips.size()) {
       const auto& c = counters->vips[v.id];
-      jv["counters"] = {{"packets", c.packets}, {"bytes", c.bytes}, {"new_flows", c.newFlows}};
+      jv["counters"] = {{"packets", c.packets},
+                        {"bytes", c.bytes},
+                        {"new_flows", c.newFlows},
+                        {"icmp_too_big", c.icmpTooBig}};
     }
     json backends = json::array();
     for (const auto& b : v.backends) {

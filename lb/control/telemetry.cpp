@@ -194,6 +194,12 @@ void Telemetry::collectDatapath(metrics::Writer& w) const {
            "counter");
   for (const auto& v : s->vips)
     w.sample("xdplb_vip_new_flows_total", {{"vip", v.name}}, vipCounter(v).newFlows);
+  w.family("xdplb_vip_icmp_too_big_total",
+           "ICMP fragmentation-needed / packet-too-big messages for the VIP, forwarded to the "
+           "backend of the flow they quote",
+           "counter");
+  for (const auto& v : s->vips)
+    w.sample("xdplb_vip_icmp_too_big_total", {{"vip", v.name}}, vipCounter(v).icmpTooBig);
   const LabelTexts text(*s);
   w.family("xdplb_backend_packets_total", "Packets forwarded to the backend", "counter");
   for (size_t i = 0; i < s->vips.size(); ++i)

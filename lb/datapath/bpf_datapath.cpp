@@ -1046,6 +1046,7 @@ Result<CounterSnapshot> BpfDatapath::readCounters() {
                          c.packets += v.packets;
                          c.bytes += v.bytes;
                          c.newFlows += v.new_flows;
+                         c.icmpTooBig += v.icmp_too_big;
                        });
       !r)
     return std::unexpected(r.error());

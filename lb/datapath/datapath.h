@@ -64,6 +64,7 @@ struct VipCounter {
   uint64_t packets = 0;
   uint64_t bytes = 0;
   uint64_t newFlows = 0;
+  uint64_t icmpTooBig = 0;  // ICMP too-big messages forwarded (also in packets)
 };
 
 // Counters summed over CPUs. vips and backends are indexed by id (index 0 is

@@ -530,6 +530,124 @@ TEST_F(BalancerTest, TwoCpusRewritingOneFlowSetNeverCrossFlows) {
   EXPECT_LT(c->vips[1].newFlows, uint64_t{kRuns});
 }
 
+// An ICMP too-big message that a router on the way to `client` sends to the
+// VIP about a packet of `client`'s flow that the backend sent (direct server
+// return): IPv4 "fragmentation needed" or ICMPv6 "packet too big", quoting
+// that packet's IP header and first 8 bytes of TCP/UDP (`cut` bytes fewer:
+// a truncated quote).
+PacketSpec icmpTooBig(const char* router, const PacketSpec& client, size_t cut = 0) {
+  PacketSpec reply = client;  // the backend's packet: VIP -> client
+  std::swap(reply.src, reply.dst);
+  std::swap(reply.sport, reply.dport);
+  const auto quoted = build(reply);
+  const size_t ipHeader = client.dst.isV4() ? 20 : 40;
+  std::vector<uint8_t> icmp = client.dst.isV4()
+                                  ? std::vector<uint8_t>{3, 4, 0, 0, 0, 0, 0x05, 0x78}  // MTU 1400
+                                  : std::vector<uint8_t>{2, 0, 0, 0, 0, 0, 0x05, 0x78};
+  icmp.insert(icmp.end(), quoted.begin() + 14, quoted.begin() + 14 + ipHeader + 8 - cut);
+  if (client.dst.isV4()) {
+    const uint16_t c = inetChecksum(icmp.data(), icmp.size());
+    icmp[2] = static_cast<uint8_t>(c >> 8);
+    icmp[3] = static_cast<uint8_t>(c);
+  }  // ICMPv6: the checksum needs the pseudo-header; the balancer checks none
+  PacketSpec s;
+  s.src = ip(router);
+  s.dst = client.dst;
+  s.proto = client.dst.isV4() ? 1 : 58;
+  s.rawL4 = icmp;
+  return s;
+}
+
+// Path MTU discovery through the balancer: a too-big message to a VIP goes
+// to the backend of the flow it quotes (the flow table's, else the ring's),
+// whole and unchanged inside the tunnel, and makes no flow entry.
+TEST_F(BalancerTest, IcmpTooBigReachesTheBackendOfTheFlowItQuotes) {
+  vip("198.51.100.10", 80, 1);
+  vip("2001:db8:1::10", 443, 2);
+  for (uint32_t id = 1; id <= 4; ++id)
+    backend(id, ("10.99.0." + std::to_string(10 + id)).c_str(), 1);
+  backend(5, "fd00:99::15", 2);
+  backend(6, "fd00:99::16", 2);
+  auto slots = ring(1, {{1, 100}, {2, 100}, {3, 100}, {4, 100}});
+  ring(2, {{5, 100}});
+
+  // A known flow: the ring then changes, the message follows the flow.
+  const auto client = flow("203.0.113.9", "198.51.100.10", 40000, 80, kTcpSyn);
+  const IpAddr first = addrs.at(expected(slots, client));
+  ASSERT_EQ(outerDestination(run(client).output), first);
+  std::vector<std::pair<uint32_t, uint32_t>> others;
+  for (uint32_t id = 1; id <= 4; ++id)
+    if (addrs.at(id) != first) others.push_back({id, 100});
+  slots = ring(1, others, 2);
+  const size_t flows = dp->flowCount();
+  const auto msg = build(icmpTooBig("192.0.2.254", client));
+  auto r = dp->testRun(msg, net.ifindex);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->action, XDP_TX) << describe(r->output);
+  EXPECT_EQ(outerDestination(r->output), first) << describe(r->output);
+  // The inner packet is the message as received (after Ethernet).
+  ASSERT_EQ(r->output.size(), msg.size() + 20);
+  EXPECT_TRUE(std::equal(msg.begin() + 14, msg.end(), r->output.begin() + 14 + 20))
+      << describe(r->output);
+
+  // An unknown flow: the ring, as the flow's own packets would.
+  const auto unknown = flow("203.0.113.10", "198.51.100.10", 41000, 80);
+  EXPECT_EQ(outerDestination(run(icmpTooBig("192.0.2.254", unknown)).output),
+            addrs.at(expected(slots, unknown)));
+  EXPECT_EQ(dp->flowCount(), flows) << "an ICMP message must not make a flow entry";
+
+  // ICMPv6 packet too big, 6in6.
+  const auto client6 = flow("2001:db8:9::9", "2001:db8:1::10", 50000, 443, kTcpSyn);
+  ASSERT_EQ(outerDestination(run(client6).output), ip("fd00:99::15"));
+  ring(2, {{6, 100}}, 2);
+  EXPECT_EQ(outerDestination(run(icmpTooBig("2001:db8:ffff::1", client6)).output),
+            ip("fd00:99::15"));
+
+  auto c = dp->readCounters();
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->vips[1].icmpTooBig, 2u);
+  EXPECT_EQ(c->vips[2].icmpTooBig, 1u);
+  EXPECT_EQ(c->vips[1].newFlows, 1u) << "messages are not new flows";
+}
+
+// Every other ICMP message passes to the kernel untouched: not a too-big
+// message, a quote that is cut short, a quote of a packet that did not come
+// from the message's destination, or of a flow to no VIP.
+TEST_F(BalancerTest, OtherIcmpMessagesPassUntouched) {
+  vip("198.51.100.10", 80, 1);
+  backend(1, "10.99.0.11", 1);
+  ring(1, {{1, 100}});
+  const auto client = flow("203.0.113.9", "198.51.100.10", 40000, 80);
+  auto echo = icmpTooBig("192.0.2.254", client);
+  echo.rawL4[0] = 8;  // echo request
+  echo.rawL4[1] = 0;
+  auto otherCode = icmpTooBig("192.0.2.254", client);
+  otherCode.rawL4[1] = 3;  // port unreachable
+  auto wrongSource = icmpTooBig("192.0.2.254", client);
+  wrongSource.rawL4[8 + 12 + 3] ^= 1;  // the quoted source is not the VIP
+  auto otherPort = icmpTooBig("192.0.2.254", flow("203.0.113.9", "198.51.100.10", 40000, 443));
+  const struct {
+    PacketSpec spec;
+    int reason;
+    const char* what;
+  } cases[] = {
+      {echo, LB_R_PASS_OTHER_PROTO, "echo request"},
+      {otherCode, LB_R_PASS_OTHER_PROTO, "port unreachable"},
+      {icmpTooBig("192.0.2.254", client, 5), LB_R_PASS_OTHER_PROTO, "quote cut short"},
+      {wrongSource, LB_R_PASS_OTHER_PROTO, "quoted source is not the destination"},
+      {otherPort, LB_R_PASS_NOT_VIP, "quoted flow to no VIP port"},
+  };
+  for (const auto& c : cases) {
+    const uint64_t before = reason(c.reason);
+    const auto in = build(c.spec);
+    auto r = dp->testRun(in, net.ifindex);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->action, XDP_PASS) << c.what;
+    EXPECT_EQ(r->output, in) << c.what;
+    EXPECT_EQ(reason(c.reason), before + 1) << c.what;
+  }
+}
+
 // The port-0 entry lists LB_VIP_INLINE_PORTS port VIPs of its address;
 // more of them take a second, exact lookup. Either way each port reaches
 // its own VIP, an every-port VIP of the address takes the other ports, and

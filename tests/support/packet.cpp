@@ -22,8 +22,8 @@ uint16_t inetChecksum(const uint8_t* data, size_t len) {
 }
 
 std::vector<uint8_t> build(const PacketSpec& s) {
-  std::vector<uint8_t> l4;
-  if (s.fragOffset == 0) {
+  std::vector<uint8_t> l4 = s.rawL4;  // as given, when given
+  if (s.rawL4.empty() && s.fragOffset == 0) {
     put16(l4, s.sport);
     put16(l4, s.dport);
     if (s.proto == 6) {
@@ -38,7 +38,7 @@ std::vector<uint8_t> build(const PacketSpec& s) {
       put16(l4, 0);
     }
   }
-  l4.insert(l4.end(), s.payload.begin(), s.payload.end());
+  if (s.rawL4.empty()) l4.insert(l4.end(), s.payload.begin(), s.payload.end());
 
   std::vector<uint8_t> p = {0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01};
   const uint16_t ethertype = s.dst.isV4() ? 0x0800 : 0x86dd;

@@ -28,6 +28,9 @@ struct PacketSpec {
   std::optional<uint16_t> ipLengthOverride;  // IPv4 tot_len or IPv6 payload_len
   std::optional<uint8_t> ihlOverride;
   size_t padTo = 0;  // Ethernet padding up to this frame size
+  // When not empty: the whole L4 part (header and payload) as given, for
+  // other protocols (ICMP); sport, dport, tcpFlags and payload are unused.
+  std::vector<uint8_t> rawL4;
 };
 
 std::vector<uint8_t> build(const PacketSpec& spec);

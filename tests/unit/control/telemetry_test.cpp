@@ -145,6 +145,7 @@ TEST(Telemetry, ExportsEveryMetricOfTheMetricsIssue) {
       {"xdplb_vip_packets_total", {"vip"}},
       {"xdplb_vip_bytes_total", {"vip"}},
       {"xdplb_vip_new_flows_total", {"vip"}},
+      {"xdplb_vip_icmp_too_big_total", {"vip"}},
       {"xdplb_backend_packets_total", {"vip", "backend"}},
       {"xdplb_backend_bytes_total", {"vip", "backend"}},
       {"xdplb_packets_total", {"action", "reason"}},
