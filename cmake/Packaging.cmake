@@ -77,7 +77,12 @@ set(CPACK_STRIP_FILES ON)
 # conffile by itself.
 file(GENERATE OUTPUT ${PROJECT_BINARY_DIR}/packaging/conffiles
      CONTENT "${XDPLB_INSTALL_CONFDIR}/xdplb.toml\n")
-set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA ${PROJECT_BINARY_DIR}/packaging/conffiles)
+# Maintainer scripts (packaging/): an upgrade restarts a running daemon (the
+# datapath keeps forwarding, the new daemon adopts the pinned maps); removal
+# stops it; a fresh install starts nothing. See each script's header.
+set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
+    ${PROJECT_BINARY_DIR}/packaging/conffiles ${PROJECT_SOURCE_DIR}/packaging/postinst
+    ${PROJECT_SOURCE_DIR}/packaging/prerm ${PROJECT_SOURCE_DIR}/packaging/postrm)
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 if(NOT CMAKE_INSTALL_PREFIX STREQUAL "/usr")
   message(STATUS "xdplb: CMAKE_INSTALL_PREFIX is ${CMAKE_INSTALL_PREFIX}; a .deb built from this "

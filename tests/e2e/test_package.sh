@@ -4,8 +4,11 @@
 # into a scratch root with dpkg (its own database there), and that copy's
 # `xdplb check` validates the shipped /etc/xdplb/xdplb.toml; an operator's edit
 # to that conffile survives reinstalling the package; the installed unit passes
-# `systemd-analyze verify` with its paths pointed into the scratch root.
-# Needs no root (dpkg --root with --force-not-root); no network, no netns.
+# `systemd-analyze verify` with its paths pointed into the scratch root; the
+# maintainer scripts (packaging/) ask systemd for exactly what they should
+# on a fresh install, an upgrade and a removal (root: a private mount
+# namespace and a systemctl stub).
+# Needs no root otherwise (dpkg --root with --force-not-root); no network, no netns.
 set -euo pipefail
 ROOT=${XDPLB_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 BUILD=${XDPLB_BUILD_DIR:-$ROOT/build}
@@ -43,6 +46,16 @@ done
 conffiles=$(dpkg-deb --ctrl-tarfile "$DEB" | tar -xO ./conffiles)
 [[ $conffiles == /etc/xdplb/xdplb.toml ]] || fail "conffiles: '$conffiles'"
 echo "conffiles: $conffiles"
+# Maintainer scripts: present, executable, valid sh, the ones in packaging/.
+ctrl=$(dpkg-deb --ctrl-tarfile "$DEB" | tar -tv)
+for s in postinst prerm postrm; do
+  grep -qE "^-rwxr-xr-x .* \./$s\$" <<<"$ctrl" || { echo "$ctrl"; fail "$s missing or not 0755"; }
+  dpkg-deb --ctrl-tarfile "$DEB" | tar -xO "./$s" >"$WORK/$s"
+  cmp "$WORK/$s" "$ROOT/packaging/$s" || fail "$s differs from packaging/$s"
+  sh -n "$WORK/$s" || fail "$s is not valid sh"
+  chmod +x "$WORK/$s"
+done
+echo "maintainer scripts: postinst prerm postrm"
 
 # ---- contents --------------------------------------------------------------
 dpkg-deb -c "$DEB" | awk '{print $NF}' | sed 's|^\./|/|' | sort >"$WORK/contents"
@@ -64,8 +77,12 @@ R=$WORK/root
 mkdir -p "$R/var/lib/dpkg/info" "$R/var/lib/dpkg/updates" "$R/var/lib/dpkg/triggers"
 touch "$R/var/lib/dpkg/status"
 # --force-depends: the scratch database knows no libbpf1 (the host has it);
-# --force-not-root: the test needs no root; --log: not the host's dpkg.log.
-DPKG=(dpkg --root="$R" --log="$WORK/dpkg.log" --force-depends --force-not-root --force-confold)
+# --force-not-root: the test needs no root; --log: not the host's dpkg.log;
+# --force-script-chrootless: the maintainer scripts run here, not chrooted
+# into a root without a shell, with DPKG_ROOT set, so they leave this host's
+# systemd alone.
+DPKG=(dpkg --root="$R" --log="$WORK/dpkg.log" --force-depends --force-not-root --force-confold
+  --force-script-chrootless)
 "${DPKG[@]}" -i "$DEB" >"$WORK/dpkg.out" 2>&1 || { cat "$WORK/dpkg.out"; fail "dpkg -i"; }
 [[ $(dpkg-query --admindir="$R/var/lib/dpkg" -W -f='${Status}' xdplb) == "install ok installed" ]] ||
   fail "dpkg does not list xdplb as installed"
@@ -117,4 +134,44 @@ fi
 "${DPKG[@]}" -P xdplb >/dev/null 2>&1 || fail "dpkg -P"
 [[ ! -e $R/etc/xdplb/xdplb.toml ]] || fail "purge left /etc/xdplb/xdplb.toml"
 echo "remove keeps the conffile; purge removes it"
+
+# ---- what the maintainer scripts ask of systemd --------------------------------
+# In a private mount namespace: /run/systemd/system exists (systemd as PID 1,
+# as far as the scripts can tell) and `systemctl` is a stub that records its
+# arguments and answers is-active from $ACTIVE. Needs root (unshare -m).
+if [[ $(id -u) -ne 0 ]]; then
+  echo "SKIP maintainer-script calls: needs root for a private mount namespace"
+else
+  mkdir -p "$WORK/bin"
+  cat >"$WORK/bin/systemctl" <<'STUB'
+#!/bin/sh
+echo "$*" >>"$CALLS"
+[ "$1" = is-active ] && { [ "$ACTIVE" = yes ]; exit; }
+exit 0
+STUB
+  chmod +x "$WORK/bin/systemctl"
+  calls() {  # calls ACTIVE SCRIPT ARGS...: the systemctl calls, one line each joined by "; "
+    local active=$1
+    shift
+    : >"$WORK/calls"
+    unshare -m sh -c 'mount -t tmpfs none /run && mkdir -p /run/systemd/system && exec "$@"' sh \
+      env DPKG_ROOT="${DPKG_ROOT:-}" PATH="$WORK/bin:$PATH" CALLS="$WORK/calls" ACTIVE="$active" "$@" 2>/dev/null
+    paste -sd';' "$WORK/calls" | sed 's/;/; /g'
+  }
+  expect() {  # expect WANT GOT WHAT
+    [[ $2 == "$1" ]] || fail "$3: systemctl calls '$2', want '$1'"
+    echo "  $3: ${2:-(none)}"
+  }
+  echo "maintainer scripts under systemd:"
+  expect "daemon-reload" "$(calls yes "$WORK/postinst" configure "")" "fresh install"
+  expect "daemon-reload; is-active --quiet xdplb.service; restart xdplb.service" \
+    "$(calls yes "$WORK/postinst" configure 0.0.9)" "upgrade, daemon running"
+  expect "daemon-reload; is-active --quiet xdplb.service" \
+    "$(calls no "$WORK/postinst" configure 0.0.9)" "upgrade, daemon stopped"
+  expect "is-active --quiet xdplb.service; stop xdplb.service" "$(calls yes "$WORK/prerm" remove)" \
+    "remove, daemon running"
+  expect "" "$(calls yes "$WORK/prerm" upgrade 0.2.0)" "prerm of an upgrade"
+  expect "daemon-reload" "$(calls no "$WORK/postrm" remove)" "postrm remove"
+  expect "" "$(DPKG_ROOT=/x calls yes "$WORK/postinst" configure 0.0.9)" "another root"
+fi
 echo PASS
