@@ -180,7 +180,8 @@ int main(int argc, char** argv) {
                 {w->maps.lb_tx_ports, "lb_tx_ports"},
                 {w->maps.lb_reason_stats, "lb_reason_stats"},
                 {w->maps.lb_vip_stats, "lb_vip_stats"},
-                {w->maps.lb_backend_stats, "lb_backend_stats"}};
+                {w->maps.lb_backend_stats, "lb_backend_stats"},
+                {w->maps.lb_flow_stats, "lb_flow_stats"}};
   for (auto& s : shared)
     if (bpf_map__reuse_fd(s.map, dp->mapFd(s.name)) != 0)
       return die(std::string("reuse ") + s.name);

@@ -61,11 +61,24 @@ static __always_inline int lb_flow_read(const struct lb_flow_entry *e, const str
 	return 1;
 }
 
+/* Writes the packet's flow into way e (the victim lb_flow_find chose) and
+ * counts it in lb_flow_stats: an insert, and an eviction when e held another
+ * flow (early when that flow was seen within LB_FLOW_EARLY_NS). */
 static __always_inline void lb_flow_write(struct lb_flow_entry *e, const struct lb_pkt *p,
 					  __u32 backend_id, __u64 now)
 {
 	__u64 *k = (__u64 *)&e->key;
+	__u32 zero = 0;
+	struct lb_flow_stats *st = bpf_map_lookup_elem(&lb_flow_stats, &zero);
 
+	if (st) {
+		st->inserts++;
+		if (e->key.family && !lb_flow_key_eq(e, p)) {
+			st->evictions++;
+			if (now - e->last_seen_ns < LB_FLOW_EARLY_NS)
+				st->early_evictions++;
+		}
+	}
 	k[0] = p->key_words[0];
 	k[1] = p->key_words[1];
 	k[2] = p->key_words[2];

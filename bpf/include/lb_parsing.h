@@ -110,14 +110,16 @@ static __always_inline int lb_parse_icmp(void *data_end, struct lb_pkt *p, void 
 		in_len = (__u32)in->ihl * 4;
 		if (in->version != 4 || in_len < sizeof(*in) ||
 		    (in->protocol != IPPROTO_TCP && in->protocol != IPPROTO_UDP) ||
-		    (in->frag_off & bpf_htons(LB_IP_OFFSET)) || in->saddr != (__u32)p->key_words[2] ||
+		    (in->frag_off & bpf_htons(LB_IP_OFFSET)) ||
+		    in->saddr != (__u32)p->key_words[2] ||
 		    p->l3_hdr_len + sizeof(*ic) + in_len + 4 > p->ip_len || in_len > 60)
 			return LB_R_PASS_OTHER_PROTO;
 		if ((void *)in + in_len + 4 > data_end)
 			return LB_R_PASS_OTHER_PROTO;
 		ports = *(__u32 *)((void *)in + in_len);
 		p->key_words[0] = in->daddr;
-		p->key_words[4] = LB_KEY_TAIL(ports >> 16 | ports << 16, in->protocol, LB_FAMILY_V4);
+		p->key_words[4] =
+		    LB_KEY_TAIL(ports >> 16 | ports << 16, in->protocol, LB_FAMILY_V4);
 	} else {
 		struct ipv6hdr *in = (void *)(ic + 1);
 		__u32 ports;

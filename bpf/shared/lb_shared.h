@@ -81,6 +81,7 @@ struct lb_ring_sel {
  *   lb_tx_ports      DEVMAP_HASH ifindex -> ifindex, 64 entries
  *   lb_config        1
  *   lb_reason_stats  LB_REASON_MAX
+ *   lb_flow_stats    1
  */
 
 /* ---- addresses ---------------------------------------------------------- */
@@ -174,6 +175,19 @@ struct lb_flow_entry {
 
 struct lb_flow_set {
 	struct lb_flow_entry way[LB_FLOW_WAYS];
+};
+
+/* lb_flow_stats: PERCPU_ARRAY[1] of lb_flow_stats, what new flows did to the
+ * table: the sizing signal for flow_table_size. An early eviction replaces
+ * a flow seen within LB_FLOW_EARLY_NS: the table turns over faster than
+ * that, so flows that live longer may lose their entry (and take the ring
+ * again: the same backend unless the ring changed). */
+#define LB_FLOW_EARLY_NS (60ULL * 1000 * 1000 * 1000)
+
+struct lb_flow_stats {
+	__u64 inserts;	       /* entries written for new flows */
+	__u64 evictions;       /* ... that replaced another flow's entry */
+	__u64 early_evictions; /* ... of a flow seen within LB_FLOW_EARLY_NS */
 };
 
 /* ---- lb_config: ARRAY[1] of lb_config ------------------------------------- */

@@ -18,6 +18,11 @@ std::string statusJson(const StatusSnapshot& s, const datapath::CounterSnapshot*
   root["attached"] = info.attached;
   root["attach_mode"] = info.attachMode;
   root["hash_seed"] = s.hashSeed;
+  if (counters)
+    root["flow_table"] = {{"size", counters->flows.capacity},
+                          {"inserts", counters->flows.inserts},
+                          {"evictions", counters->flows.evictions},
+                          {"early_evictions", counters->flows.earlyEvictions}};
   json vips = json::array();
   for (const auto& v : s.vips) {
     json jv;
@@ -71,6 +76,14 @@ std::string statusTable(const std::string& text) {
       "xdplb {}  config {}  datapath {}{}\n", root.value("version", "?"), root.value("config", "?"),
       root.value("attached", false) ? "attached" : "DETACHED",
       root.value("attach_mode", "").empty() ? "" : " (" + root.value("attach_mode", "") + ")");
+  if (root.contains("flow_table")) {
+    const auto& f = root["flow_table"];
+    out << fmt::format(
+        "flow table: {} entries, {} inserts, {} evictions ({} of flows seen in the "
+        "last 60 s)\n",
+        f.value("size", 0), f.value("inserts", 0), f.value("evictions", 0),
+        f.value("early_evictions", 0));
+  }
   for (const auto& v : root["vips"]) {
     const auto& c = v.contains("counters") ? v["counters"] : json::object();
     out << fmt::format(

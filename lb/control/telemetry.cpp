@@ -177,6 +177,21 @@ void Telemetry::collectDatapath(metrics::Writer& w) const {
                                  {"reason", kReasonNames[i]}};
     w.sample("xdplb_packet_bytes_total", labels, static_cast<double>(counters->reasons[i].bytes));
   }
+  const auto& f = counters->flows;
+  w.family("xdplb_flow_table_size", "Entries the flow table holds (flow_table_size, in sets of 4)",
+           "gauge");
+  w.sample("xdplb_flow_table_size", {}, static_cast<double>(f.capacity));
+  w.family("xdplb_flow_table_inserts_total", "Flow-table entries written for new flows", "counter");
+  w.sample("xdplb_flow_table_inserts_total", {}, static_cast<double>(f.inserts));
+  w.family("xdplb_flow_table_evictions_total",
+           "New flows that replaced another flow's entry (the least recently seen of its set)",
+           "counter");
+  w.sample("xdplb_flow_table_evictions_total", {}, static_cast<double>(f.evictions));
+  w.family("xdplb_flow_table_early_evictions_total",
+           "Evictions of a flow seen within the last 60 s: flow_table_size is small for the "
+           "traffic",
+           "counter");
+  w.sample("xdplb_flow_table_early_evictions_total", {}, static_cast<double>(f.earlyEvictions));
   if (!s) return;
   auto vipCounter = [&](const VipStatus& v) {
     return v.id < counters->vips.size() ? counters->vips[v.id] : datapath::VipCounter{};

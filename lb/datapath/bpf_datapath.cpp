@@ -89,10 +89,10 @@ IpAddr addrOf(const uint8_t* bytes, uint8_t family) {
 // lb_tx_ports is not among them: attach() fills it on every start (and libbpf
 // cannot reuse a pinned DEVMAP_HASH here: "parameter mismatch").
 std::vector<bpf_map*> pinnedMaps(balancer* s) {
-  return {s->maps.lb_vips,         s->maps.lb_rings,        s->maps.lb_ring_sel,
-          s->maps.lb_backends,     s->maps.lb_flows,        s->maps.lb_config,
-          s->maps.lb_nexthops,     s->maps.lb_reason_stats, s->maps.lb_vip_stats,
-          s->maps.lb_backend_stats};
+  return {s->maps.lb_vips,          s->maps.lb_rings,        s->maps.lb_ring_sel,
+          s->maps.lb_backends,      s->maps.lb_flows,        s->maps.lb_config,
+          s->maps.lb_nexthops,      s->maps.lb_reason_stats, s->maps.lb_vip_stats,
+          s->maps.lb_backend_stats, s->maps.lb_flow_stats};
 }
 
 Result<> mapUpdate(bpf_map* map, const void* key, const void* value, uint64_t flags = BPF_ANY) {
@@ -1052,6 +1052,19 @@ Result<CounterSnapshot> BpfDatapath::readCounters() {
     return std::unexpected(r.error());
   if (auto r = readAll(skel_->maps.lb_backend_stats, snap.backends, addCounter); !r)
     return std::unexpected(r.error());
+  std::vector<FlowTableCounters> flows;
+  if (auto r = readAll(skel_->maps.lb_flow_stats, flows,
+                       [](FlowTableCounters& c, const uint8_t* raw) {
+                         lb_flow_stats v;
+                         std::memcpy(&v, raw, sizeof v);
+                         c.inserts += v.inserts;
+                         c.evictions += v.evictions;
+                         c.earlyEvictions += v.early_evictions;
+                       });
+      !r)
+    return std::unexpected(r.error());
+  if (!flows.empty()) snap.flows = flows[0];
+  snap.flows.capacity = uint64_t{flowSets_} * LB_FLOW_WAYS;
   return snap;
 }
 

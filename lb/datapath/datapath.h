@@ -67,10 +67,19 @@ struct VipCounter {
   uint64_t icmpTooBig = 0;  // ICMP too-big messages forwarded (also in packets)
 };
 
+// The flow table (lb_flow_stats): its size and what new flows did to it.
+struct FlowTableCounters {
+  uint64_t capacity = 0;  // entries (sets x ways)
+  uint64_t inserts = 0;
+  uint64_t evictions = 0;       // inserts that replaced another flow's entry
+  uint64_t earlyEvictions = 0;  // ... of a flow seen within the last 60 s
+};
+
 // Counters summed over CPUs. vips and backends are indexed by id (index 0 is
 // the unused id 0).
 struct CounterSnapshot {
   std::array<Counter, LB_REASON_MAX> reasons{};
+  FlowTableCounters flows;
   std::vector<VipCounter> vips;
   std::vector<Counter> backends;
 };

@@ -12,6 +12,7 @@ static_assert(sizeof(lb_flow_key) == 40);
 static_assert(sizeof(lb_flow_entry) == 64);
 static_assert(sizeof(lb_flow_set) == 64 * LB_FLOW_WAYS);
 static_assert(sizeof(lb_config) == 36);
+static_assert(sizeof(lb_flow_stats) == 24);
 static_assert(sizeof(lb_nexthop) == 32);
 static_assert(sizeof(lb_counter) == 16);
 static_assert(sizeof(lb_vip_stats) == 32);

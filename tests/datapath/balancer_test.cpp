@@ -421,6 +421,14 @@ TEST_F(BalancerTest, AFullFlowSetEvictsItsLeastRecentFlowOnly) {
   EXPECT_EQ(outerDestination(run(oldest).output), ip("10.99.0.12"))
       << "the least recent flow must be the one evicted";
   EXPECT_EQ(newFlows(), before + 1);
+  // lb_flow_stats: 6 entries written; the fifth flow evicted the first, whose
+  // return evicted the second; both had been seen moments before (early).
+  auto c = dp->readCounters();
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->flows.capacity, uint64_t{dp->flowSets()} * LB_FLOW_WAYS);
+  EXPECT_EQ(c->flows.inserts, LB_FLOW_WAYS + 2u);
+  EXPECT_EQ(c->flows.evictions, 2u);
+  EXPECT_EQ(c->flows.earlyEvictions, 2u);
 }
 
 // A way another CPU is rewriting can be read half old, half new; its check
