@@ -5,7 +5,8 @@
 // interval). A table of figures, never a pass/fail.
 //
 //   bench_health [--tcp N] [--http N] [--interval MS] [--timeout MS]
-//                [--seconds S] [--warmup S] [--phase floor|floor-reuse|floor-reuse-poll|floors|
+//                [--seconds S] [--warmup S]
+//                [--phase floor|floor-reuse|floor-reuse-poll|floor-halfopen|floors|
 //                         tcp|http|both|all]
 //                [--net veth|loopback|all] [--rps on|off] [--lo-farm each|any]
 //
@@ -31,7 +32,10 @@
 // clang-format on
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <netinet/in.h>
+#include <netinet/ip.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -335,6 +339,47 @@ Counters netCounters() {
   return {perCpu("/proc/softirqs", "NET_RX:"), perCpu("/proc/interrupts", "CAL:")};
 }
 
+// Packets received and sent by interface `dev` of the calling thread's
+// network namespace (/proc/net/dev).
+struct DevPackets {
+  uint64_t rx = 0, tx = 0;
+};
+DevPackets devPackets(const std::string& dev) {
+  std::ifstream in("/proc/thread-self/net/dev");
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::istringstream name(line.substr(0, colon));
+    std::string n;
+    name >> n;
+    if (n != dev) continue;
+    std::istringstream ls(line.substr(colon + 1));
+    uint64_t f[10] = {};
+    for (auto& x : f) ls >> x;
+    return {f[1], f[9]};  // rx bytes, packets, 6 more; tx bytes, packets
+  }
+  return {};
+}
+
+// The interface the checker's probes leave by.
+std::string checkerDev(const Net& net) { return net.label == "veth" ? "bh-checker" : "lo"; }
+
+// "packets per probe" for a floor's notes.
+std::string packetsPerProbe(const Net& net, const DevPackets& a, const DevPackets& b,
+                            uint64_t probes) {
+  if (!probes) return "";
+  char line[160];
+  const auto per = [&](uint64_t x) { return static_cast<double>(x) / static_cast<double>(probes); };
+  if (net.label == "veth")
+    std::snprintf(line, sizeof line, "packets per probe on bh-checker: %.2f sent, %.2f received",
+                  per(b.tx - a.tx), per(b.rx - a.rx));
+  else
+    std::snprintf(line, sizeof line, "packets per probe on lo (both directions): %.2f",
+                  per(b.tx - a.tx));
+  return line;
+}
+
 // User and system CPU seconds of the calling thread.
 struct Cpu {
   double user = 0, sys = 0;
@@ -363,6 +408,7 @@ struct PhaseResult {
   std::vector<double> lateness;                // % of the interval, probes started in the window
   double firstRoundMaxMs = 0;                  // the first probes all start at once
   std::vector<double> netRxPerSec, ipiPerSec;  // a second, per CPU
+  std::vector<std::string> notes;              // printed under the row
 };
 
 void countSoftirqs(PhaseResult& r, const Counters& a, const Counters& b, double wall) {
@@ -503,6 +549,7 @@ PhaseResult rawFloor(const Net& net, int n, const Options& o, Reuse reuse = Reus
     bool open = false;
     Cpu c0;
     Counters irq0;
+    DevPackets dev0;
     Clock::time_point opened;
     epoll_event events[256];
     // Reuse: the socket of each address, and whether a probe is in flight.
@@ -538,6 +585,7 @@ PhaseResult rawFloor(const Net& net, int n, const Options& o, Reuse reuse = Reus
     while (true) {
       auto now = Clock::now();
       if (!open && now >= windowStart) {
+        dev0 = devPackets(checkerDev(net));
         irq0 = netCounters();
         c0 = threadCpu();
         opened = now;
@@ -631,6 +679,7 @@ PhaseResult rawFloor(const Net& net, int n, const Options& o, Reuse reuse = Reus
     countSoftirqs(res, irq0, netCounters(), wall);
     res.userPercent = 100.0 * (c1.user - c0.user) / wall;
     res.sysPercent = 100.0 * (c1.sys - c0.sys) / wall;
+    res.notes.push_back(packetsPerProbe(net, dev0, devPackets(checkerDev(net)), res.probes));
     for (int fd : fds)
       if (fd >= 0) close(fd);
     close(ep);
@@ -638,6 +687,315 @@ PhaseResult rawFloor(const Net& net, int n, const Options& o, Reuse reuse = Reus
   t.join();
   farms.stop();
   // Probes counted at their start; a few still in flight at the end.
+  res.ok = std::min(res.ok, res.probes);
+  return res;
+}
+
+// A Tcp counter (/proc/net/snmp, e.g. "OutRsts") of the calling thread's
+// network namespace.
+uint64_t tcpCounter(const std::string& name) {
+  std::ifstream in("/proc/thread-self/net/snmp");
+  std::string header, values;
+  while (std::getline(in, header)) {
+    if (header.rfind("Tcp:", 0) != 0 || !std::getline(in, values)) continue;
+    std::istringstream h(header), v(values);
+    for (std::string k, x; h >> k && v >> x;)
+      if (k == name) return std::strtoull(x.c_str(), nullptr, 10);
+  }
+  return 0;
+}
+
+// The Internet checksum of `len` bytes, on top of a partial sum.
+uint16_t inetChecksum(const void* data, size_t len, uint32_t sum) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  for (; len > 1; p += 2, len -= 2) sum += static_cast<uint32_t>(p[0] << 8 | p[1]);
+  if (len) sum += static_cast<uint32_t>(p[0] << 8);
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return htons(static_cast<uint16_t>(~sum));
+}
+
+// A SYN: a 24-byte TCP header with an MSS option, the option the farm's
+// side would otherwise assume to be 536 (connect()'s SYN also carries SACK,
+// timestamps and window scaling, which a probe has no use for).
+struct Syn {
+  tcphdr th;
+  uint8_t mss[4];
+};
+static_assert(sizeof(Syn) == 24);
+
+// Half-open (the experiment of issue 4, as F5's tcp_half_open monitor): a
+// SYN from one raw socket, no socket per probe. A SYN-ACK means up, a reset
+// refused, nothing before the check's next probe a timeout. The checker's
+// kernel answers the SYN-ACK with a reset by itself, as no socket owns the
+// 4-tuple: the source ports are reserved by TCP sockets that are bound
+// only (not listening, not connected), so the kernel never gives them to a
+// real connection and the lookup still finds no socket. The raw socket
+// gets a copy of every inbound TCP segment to its address; a classic BPF
+// filter keeps those to the reserved ports. Replies are matched by the
+// probe's source address and port and ack == seq + 1. Needs CAP_NET_RAW:
+// without it the phase is skipped, saying so.
+constexpr int kHalfOpenPorts = 16;
+
+PhaseResult halfOpenFloor(const Net& net, int n, const Options& o) {
+  PhaseResult res;
+  res.net = net.label;
+  res.name = "floor-halfopen";
+  res.tcp = n;
+  Farms farms(net, n, 0);
+  const uint16_t port = farms.tcp->port();
+  // A port on the farm's side that nobody listens on: bound, never listening.
+  int closedFd = -1;
+  uint16_t closedPort = 0;
+  inNs(net.farmNs, [&] {
+    closedFd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    socklen_t len = sizeof sa;
+    if (bind(closedFd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0 &&
+        getsockname(closedFd, reinterpret_cast<sockaddr*>(&sa), &len) == 0)
+      closedPort = ntohs(sa.sin_port);
+  });
+  uint64_t farmRetrans0 = 0, farmRetrans1 = 0;
+  inNs(net.farmNs, [&] { farmRetrans0 = tcpCounter("RetransSegs"); });
+  std::thread t([&] {
+    pthread_setname_np(pthread_self(), "bh-halfopen");
+    enterNs(net.checkerNs);
+    pinTo(net.checkerCpu);
+    const int raw = socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+    if (raw < 0) {
+      res.notes.push_back(std::string("skipped: socket(SOCK_RAW): ") + std::strerror(errno) +
+                          " (needs CAP_NET_RAW)");
+      return;
+    }
+    auto fail = [](const char* what) {
+      std::fprintf(stderr, "bench_health: floor-halfopen: %s: %s\n", what, std::strerror(errno));
+      std::exit(1);
+    };
+    auto addressOf = [&](int i) { return htonl(farmAddress(net.first, net.second, i).to_uint()); };
+    // The source address the route to the farm takes (it is in the checksum).
+    sockaddr_in src{};
+    src.sin_family = AF_INET;
+    {
+      const int u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+      sockaddr_in dst{};
+      dst.sin_family = AF_INET;
+      dst.sin_port = htons(port);
+      dst.sin_addr.s_addr = addressOf(0);
+      socklen_t len = sizeof src;
+      if (connect(u, reinterpret_cast<sockaddr*>(&dst), sizeof dst) != 0 ||
+          getsockname(u, reinterpret_cast<sockaddr*>(&src), &len) != 0)
+        fail("source address");
+      close(u);
+      src.sin_port = 0;
+    }
+    std::vector<int> reserved;
+    std::vector<uint16_t> ports;
+    for (int k = 0; k < kHalfOpenPorts; ++k) {
+      const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in sa = src;
+      socklen_t len = sizeof sa;
+      if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 ||
+          getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) != 0)
+        fail("reserving a source port");
+      reserved.push_back(fd);
+      ports.push_back(ntohs(sa.sin_port));
+    }
+    // Bound to the source address: the kernel puts it in the IP header, and
+    // only segments to it reach the socket.
+    if (bind(raw, reinterpret_cast<sockaddr*>(&src), sizeof src) != 0) fail("bind(SOCK_RAW)");
+    // IPv4 raw sockets receive from the IP header on: X = its length, then
+    // the TCP destination port against each reserved port.
+    std::vector<sock_filter> prog{
+        BPF_STMT(BPF_LDX | BPF_B | BPF_MSH, 0),
+        BPF_STMT(BPF_LD | BPF_H | BPF_IND, 2),
+    };
+    for (int k = 0; k < kHalfOpenPorts; ++k)
+      prog.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ports[static_cast<size_t>(k)],
+                              static_cast<uint8_t>(kHalfOpenPorts - k), 0));
+    prog.push_back(BPF_STMT(BPF_RET | BPF_K, 0));
+    prog.push_back(BPF_STMT(BPF_RET | BPF_K, 0xffff));
+    const sock_fprog fprog{static_cast<unsigned short>(prog.size()), prog.data()};
+    if (setsockopt(raw, SOL_SOCKET, SO_ATTACH_FILTER, &fprog, sizeof fprog) != 0)
+      fail("SO_ATTACH_FILTER");
+    // DF and so IP ID 0: by default (IP_PMTUDISC_WANT) an unconnected raw
+    // socket takes every ID from the kernel's shared hashed generator, 7%
+    // of this thread's profile. A SYN never needs fragmenting.
+    const int pmtu = IP_PMTUDISC_DO;
+    if (setsockopt(raw, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof pmtu) != 0)
+      fail("IP_MTU_DISCOVER");
+    const int rcvbuf = 1 << 20;
+    setsockopt(raw, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    const int ep = epoll_create1(EPOLL_CLOEXEC);
+    epoll_event rev{};
+    rev.events = EPOLLIN;
+    epoll_ctl(ep, EPOLL_CTL_ADD, raw, &rev);
+
+    // Per check: the sequence number of the probe in flight, and whether
+    // one is, sent inside the window (its outcome counts) or outside.
+    enum : char { kNone, kUncounted, kCounted };
+    std::vector<uint32_t> seqOf(static_cast<size_t>(n), 0);
+    std::vector<char> inFlight(static_cast<size_t>(n), kNone);
+    uint32_t seqGen = 0x9e3779b9u;
+    bool open = false;
+    uint64_t up = 0, refused = 0, stray = 0;
+    auto send = [&](int i, uint16_t dport) {
+      Syn s{};
+      s.th.source = htons(ports[static_cast<size_t>(i) % ports.size()]);
+      s.th.dest = htons(dport);
+      seqGen = seqGen * 1664525u + 1013904223u;
+      seqOf[static_cast<size_t>(i)] = seqGen;
+      s.th.seq = htonl(seqGen);
+      s.th.doff = sizeof(Syn) / 4;
+      s.th.syn = 1;
+      s.th.window = htons(64240);
+      s.mss[0] = 2;  // MSS, length 4, 1460
+      s.mss[1] = 4;
+      s.mss[2] = 1460 >> 8;
+      s.mss[3] = 1460 & 0xff;
+      sockaddr_in dst{};
+      dst.sin_family = AF_INET;
+      dst.sin_addr.s_addr = addressOf(i);
+      // The pseudo-header: addresses, protocol, TCP length.
+      const uint32_t s32 = ntohl(src.sin_addr.s_addr), d32 = ntohl(dst.sin_addr.s_addr);
+      const uint32_t pseudo =
+          (s32 >> 16) + (s32 & 0xffff) + (d32 >> 16) + (d32 & 0xffff) + IPPROTO_TCP + sizeof(Syn);
+      s.th.check = inetChecksum(&s, sizeof s, pseudo);
+      if (sendto(raw, &s, sizeof s, 0, reinterpret_cast<sockaddr*>(&dst), sizeof dst) !=
+          static_cast<ssize_t>(sizeof s)) {
+        if (open) ++res.failures[std::string("sendto: ") + std::strerror(errno)];
+        return;
+      }
+      inFlight[static_cast<size_t>(i)] = open ? kCounted : kUncounted;
+    };
+    // Everything the raw socket holds, 32 segments per recvmmsg.
+    constexpr int kBatch = 32;
+    uint8_t bufs[kBatch][128];
+    iovec iov[kBatch];
+    mmsghdr msgs[kBatch];
+    for (int b = 0; b < kBatch; ++b) {
+      iov[b] = {bufs[b], sizeof bufs[b]};
+      msgs[b] = {};
+      msgs[b].msg_hdr.msg_iov = &iov[b];
+      msgs[b].msg_hdr.msg_iovlen = 1;
+    }
+    auto drain = [&](uint16_t dport) {
+      while (true) {
+        const int k = recvmmsg(raw, msgs, kBatch, MSG_DONTWAIT, nullptr);
+        for (int m = 0; m < k; ++m) {
+          const uint8_t* b = bufs[m];
+          const size_t ihl = (b[0] & 0xfu) * 4u;
+          if (msgs[m].msg_len < ihl + sizeof(tcphdr)) continue;
+          iphdr ip;
+          tcphdr th;
+          std::memcpy(&ip, b, sizeof ip);
+          std::memcpy(&th, b + ihl, sizeof th);
+          const uint32_t a = ntohl(ip.saddr);
+          const int i = static_cast<int>((a >> 8) & 0xff) * 254 + static_cast<int>(a & 0xff) - 1;
+          if ((a >> 24) != net.first || ((a >> 16) & 0xff) != net.second || i < 0 || i >= n ||
+              ntohs(th.source) != dport || !inFlight[static_cast<size_t>(i)] ||
+              ntohl(th.ack_seq) != seqOf[static_cast<size_t>(i)] + 1) {
+            ++stray;  // e.g. a retransmitted SYN-ACK: the reset did not reach the farm
+            continue;
+          }
+          const bool counted = inFlight[static_cast<size_t>(i)] == kCounted;
+          inFlight[static_cast<size_t>(i)] = kNone;
+          if (th.syn && th.ack) {
+            ++up;
+            if (counted) ++res.ok;
+          } else if (th.rst) {
+            ++refused;
+            if (counted) ++res.failures["refused (RST)"];
+          } else {
+            ++stray;
+          }
+        }
+        if (k < kBatch) return;
+      }
+    };
+    epoll_event events[4];
+
+    // Before the measurement: a closed port answers with a reset.
+    constexpr int kClosedProbes = 100;
+    for (int i = 0; i < kClosedProbes && i < n; ++i) send(i, closedPort);
+    for (const auto until = Clock::now() + 500ms; Clock::now() < until && refused + up < 100;)
+      if (epoll_wait(ep, events, 4, 50) > 0) drain(closedPort);
+    res.notes.push_back("closed port " + std::to_string(closedPort) + ": " +
+                        std::to_string(refused) + " RST, " + std::to_string(up) + " SYN-ACK of " +
+                        std::to_string(std::min(n, kClosedProbes)) + " probes");
+    std::fill(inFlight.begin(), inFlight.end(), kNone);
+    up = refused = stray = 0;
+
+    const auto interval = std::chrono::milliseconds(o.intervalMs);
+    const auto t0 = Clock::now();
+    const auto windowStart = t0 + std::chrono::seconds(o.warmup);
+    const auto windowEnd = windowStart + std::chrono::seconds(o.seconds);
+    auto dueOf = [&](uint64_t k) { return t0 + (interval * static_cast<int64_t>(k)) / n; };
+    uint64_t next = 0;
+    Cpu c0;
+    Counters irq0;
+    uint64_t rsts0 = 0, stray0 = 0;
+    DevPackets dev0;
+    Clock::time_point opened;
+    while (true) {
+      auto now = Clock::now();
+      if (!open && now >= windowStart) {
+        rsts0 = tcpCounter("OutRsts");
+        stray0 = stray;
+        dev0 = devPackets(checkerDev(net));
+        irq0 = netCounters();
+        c0 = threadCpu();
+        opened = now;
+        open = true;
+      }
+      if (now >= windowEnd) break;
+      for (; dueOf(next) <= now; ++next) {
+        const int i = static_cast<int>(next % static_cast<uint64_t>(n));
+        if (open) {
+          ++res.probes;
+          res.lateness.push_back(
+              std::chrono::duration<double, std::milli>(now - dueOf(next)).count() * 100.0 /
+              static_cast<double>(interval.count()));
+        }
+        if (inFlight[static_cast<size_t>(i)] == kCounted) ++res.failures["timeout"];
+        send(i, port);
+      }
+      const auto wait = std::chrono::ceil<std::chrono::milliseconds>(dueOf(next) - Clock::now());
+      if (epoll_wait(ep, events, 4, static_cast<int>(std::max<int64_t>(0, wait.count()))) > 0)
+        drain(port);
+    }
+    const Cpu c1 = threadCpu();
+    const double wall = std::chrono::duration<double>(Clock::now() - opened).count();
+    countSoftirqs(res, irq0, netCounters(), wall);
+    res.userPercent = 100.0 * (c1.user - c0.user) / wall;
+    res.sysPercent = 100.0 * (c1.sys - c0.sys) / wall;
+    res.notes.push_back(packetsPerProbe(net, dev0, devPackets(checkerDev(net)), res.probes));
+    const uint64_t rsts = tcpCounter("OutRsts") - rsts0;
+    char line[160];
+    std::snprintf(line, sizeof line,
+                  "resets the checker's kernel sent: %.2f per probe; stray segments (no probe"
+                  " in flight): %lu",
+                  res.probes ? static_cast<double>(rsts) / static_cast<double>(res.probes) : 0.0,
+                  static_cast<unsigned long>(stray - stray0));
+    res.notes.push_back(line);
+    // Outside the measurement: the replies to the window's last probes, so
+    // that every probe of the window has an outcome.
+    open = false;
+    for (const auto until = Clock::now() + 200ms; Clock::now() < until;)
+      if (epoll_wait(ep, events, 4, 10) > 0) drain(port);
+    res.failures["timeout"] += static_cast<uint64_t>(
+        std::count(inFlight.begin(), inFlight.end(), static_cast<char>(kCounted)));
+    if (!res.failures["timeout"]) res.failures.erase("timeout");
+    close(ep);
+    close(raw);
+    for (int fd : reserved) close(fd);
+  });
+  t.join();
+  inNs(net.farmNs, [&] { farmRetrans1 = tcpCounter("RetransSegs"); });
+  if (res.probes)
+    res.notes.push_back("farm namespace: " + std::to_string(farmRetrans1 - farmRetrans0) +
+                        " segments retransmitted over the phase (SYN-ACKs nobody reset)");
+  farms.stop();
+  close(closedFd);
   res.ok = std::min(res.ok, res.probes);
   return res;
 }
@@ -737,6 +1095,8 @@ int main(int argc, char** argv) {
       results.push_back(rawFloor(net, o.tcp, o, Reuse::Epoll));
     if (o.phase == "floor-reuse-poll" || o.phase == "floors")
       results.push_back(rawFloor(net, o.tcp, o, Reuse::Poll));
+    if (o.phase == "floor-halfopen" || o.phase == "floors")
+      results.push_back(halfOpenFloor(net, o.tcp, o));
     if (o.phase == "all" || o.phase == "tcp") results.push_back(runPhase(net, "tcp", o.tcp, 0, o));
     if (o.phase == "all" || o.phase == "http")
       results.push_back(runPhase(net, "http", 0, o.http, o));
@@ -781,6 +1141,7 @@ int main(int argc, char** argv) {
     if (r.immediate)
       std::printf("%-14s finished inside connect() (no wait): %lu\n", "",
                   static_cast<unsigned long>(r.immediate));
+    for (const auto& note : r.notes) std::printf("%-14s %s\n", "", note.c_str());
     for (const auto& [reason, n] : r.failures)
       std::printf("          failed %-20s %lu\n", reason.c_str(), static_cast<unsigned long>(n));
   }
