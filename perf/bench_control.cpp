@@ -126,6 +126,9 @@ class TimedDatapath : public datapath::Datapath {
     return r;
   }
   bool swapWouldWait(uint32_t vipId) override { return dp_.swapWouldWait(vipId); }
+  Result<std::optional<uint32_t>> flowEntry(const lb_flow_key& key) override {
+    return dp_.flowEntry(key);
+  }
   Result<> removeRing(uint32_t vipId) override { return dp_.removeRing(vipId); }
   Result<std::optional<datapath::Ring>> readRing(uint32_t vipId) override {
     return dp_.readRing(vipId);

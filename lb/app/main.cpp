@@ -44,7 +44,8 @@ const char* kUsage = R"(usage: xdplb COMMAND [ARGS]
         VIPs, backends, health and ring generations from the running daemon.
   lookup [--config FILE | --url HOST:PORT] VIP [SRC_IP SRC_PORT [DST_PORT]]
         The backend a new flow reaches. With --config: computed offline with
-        every backend of weight > 0 up; otherwise the running daemon answers.
+        every backend of weight > 0 up; otherwise the running daemon answers,
+        and also names the flow table's backend for that 5-tuple, if any.
         Without a flow: one "SRC_IP SRC_PORT [DST_PORT]" per line on stdin.
   detach [--config FILE]
         Remove xdp_balancer from the configured interfaces and its pinned maps.
@@ -290,6 +291,9 @@ int cmdLookup(std::vector<std::string> args) {
   std::optional<app::HttpClient> client;
   if (address) client.emplace(*address);
 
+  // The daemon's answer names the flow table's entry for the flow too (an
+  // established connection of that 5-tuple); single lookups print it.
+  std::string flowTable;
   auto one = [&](const control::FlowQuery& q) -> Result<std::string> {
     if (offline) {
       auto r = offline->lookup(vip, q);
@@ -304,6 +308,7 @@ int cmdLookup(std::vector<std::string> args) {
     auto j = nlohmann::json::parse(reply->body, nullptr, false);
     if (j.is_discarded()) return makeError("bad answer from the daemon: " + reply->body);
     if (reply->status != 200) return makeError(j.value("error", reply->body));
+    flowTable = j.value("flow_table", "");
     return j.value("found", false) ? j.value("backend", "-") : std::string("-");
   };
 
@@ -317,6 +322,10 @@ int cmdLookup(std::vector<std::string> args) {
       return 1;
     }
     std::cout << *r << "\n";
+    if (!flowTable.empty())
+      std::cout << "flow table: " << flowTable
+                << " (this 5-tuple's established connection; its packets go there while that "
+                   "backend is up or draining)\n";
     return 0;
   }
   // Batch: one flow per line on stdin, one backend per line out.

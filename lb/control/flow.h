@@ -6,8 +6,14 @@
 #include <span>
 
 #include "lb/common/ip.h"
+#include "lb_shared.h"
 
 namespace xdplb::control {
+
+// The lb_flow_key the datapath builds for this packet (zero-filled, ports in
+// network byte order). Ports in host byte order; IPv4 fragments use ports 0.
+lb_flow_key flowKey(const IpAddr& src, uint16_t srcPort, const IpAddr& dst, uint16_t dstPort,
+                    uint8_t proto);
 
 // lb_flow_hash over the lb_flow_key the datapath builds for this packet.
 // Ports in host byte order; IPv4 fragments use ports 0.

@@ -52,6 +52,21 @@ Result<std::optional<IpAddr>> lookupLive(const StatusSnapshot& s, datapath::Data
   return std::optional<IpAddr>{};
 }
 
+Result<std::optional<IpAddr>> lookupFlowEntry(const StatusSnapshot& s, datapath::Datapath& dp,
+                                              const std::string& vipName, const FlowQuery& q) {
+  const VipStatus* vip = findVip(s, vipName);
+  if (!vip) return makeError("no VIP named '" + vipName + "'");
+  if (auto r = checkFamily(q.src, vip->key.addr); !r) return std::unexpected(r.error());
+  auto port = resolvePort(vip->name, vip->key.port, q.dstPort);
+  if (!port) return std::unexpected(port.error());
+  auto id = dp.flowEntry(flowKey(q.src, q.srcPort, vip->key.addr, *port, vip->key.proto));
+  if (!id) return std::unexpected(id.error());
+  if (*id)
+    for (const auto& b : vip->backends)
+      if (b.id == **id) return std::optional<IpAddr>{b.address};
+  return std::optional<IpAddr>{};
+}
+
 namespace {
 
 // A port number, the whole of `text`: "80" but not "", "8o" or "70000".
@@ -92,9 +107,12 @@ metrics::HttpResponse lookupHttp(const StatusSnapshot& s, datapath::Datapath& dp
   }
   auto found = lookupLive(s, dp, vip, q);
   if (!found) return fail(404, found.error().message());
+  auto entry = lookupFlowEntry(s, dp, vip, q);
+  if (!entry) return fail(500, entry.error().message());
   r.body = nlohmann::json{{"vip", vip},
                           {"backend", *found ? (*found)->toString() : ""},
-                          {"found", found->has_value()}}
+                          {"found", found->has_value()},
+                          {"flow_table", *entry ? (*entry)->toString() : ""}}
                .dump() +
            "\n";
   return r;

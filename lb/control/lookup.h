@@ -31,10 +31,19 @@ const VipStatus* findVip(const StatusSnapshot& s, const std::string& vip);
                                                        datapath::Datapath& dp,
                                                        const std::string& vip, const FlowQuery& q);
 
+// The backend the flow table holds for this flow (an established connection
+// of that 5-tuple), nullopt when it holds none: the flow's packets go there
+// while it is usable, whatever the ring says now.
+[[nodiscard]] Result<std::optional<IpAddr>> lookupFlowEntry(const StatusSnapshot& s,
+                                                            datapath::Datapath& dp,
+                                                            const std::string& vip,
+                                                            const FlowQuery& q);
+
 // GET /api/v1/lookup?vip=NAME&src=IP&sport=N[&dport=N]: lookupLive as the
-// daemon serves it. 200 with {"vip", "backend", "found"} ("found": false and
-// an empty backend when the ring is empty), 400 for a malformed query, 404
-// for an unknown VIP or a flow that cannot reach it.
+// daemon serves it. 200 with {"vip", "backend", "found", "flow_table"}
+// ("found": false and an empty backend when the ring is empty; "flow_table":
+// lookupFlowEntry, "" when the table has no entry for the flow), 400 for a
+// malformed query, 404 for an unknown VIP or a flow that cannot reach it.
 metrics::HttpResponse lookupHttp(const StatusSnapshot& s, datapath::Datapath& dp,
                                  const metrics::HttpRequest& req);
 

@@ -492,6 +492,16 @@ Result<std::unique_ptr<BpfDatapath>> BpfDatapath::open(const Options& options) {
                       "load xdp_balancer (needs CAP_BPF, CAP_PERFMON and, for the lb_tx_ports "
                       "devmap, CAP_NET_ADMIN; see the log above)");
 
+  // The flow table's mapping, made once here: the HTTP thread (lookups) and
+  // the main thread (garbage collection) both read through it.
+  {
+    const size_t bytes = size_t{dp->flowSets_} * sizeof(lb_flow_set);
+    void* p =
+        mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, bpf_map__fd(s->maps.lb_flows), 0);
+    if (p == MAP_FAILED) return errnoError(errno, "mmap map lb_flows");
+    dp->flows_ = static_cast<lb_flow_set*>(p);
+    dp->flowsBytes_ = bytes;
+  }
   if (auto listed = dp->listVips(); listed)
     dp->vips_ = *listed;
   else
@@ -573,7 +583,9 @@ Result<> BpfDatapath::setConfig(const GlobalConfig& c) {
     std::memcpy(cfg.tunnel_src_v6, c.tunnelSourceV6->bytes().data(), 16);
   }
   const uint32_t zero = 0;
-  return mapUpdate(skel_->maps.lb_config, &zero, &cfg);
+  auto r = mapUpdate(skel_->maps.lb_config, &zero, &cfg);
+  if (r) hashSeed_ = c.hashSeed;
+  return r;
 }
 
 // The port-0 entry of (addr, proto): the every-port VIP if there is one, else
@@ -1069,14 +1081,22 @@ Result<CounterSnapshot> BpfDatapath::readCounters() {
 }
 
 Result<lb_flow_set*> BpfDatapath::flowTable() {
-  if (flows_) return flows_;
-  const size_t bytes = size_t{flowSets_} * sizeof(lb_flow_set);
-  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED,
-                 bpf_map__fd(skel_->maps.lb_flows), 0);
-  if (p == MAP_FAILED) return errnoError(errno, "mmap map lb_flows");
-  flows_ = static_cast<lb_flow_set*>(p);
-  flowsBytes_ = bytes;
+  if (!flows_) return makeError("map lb_flows is not mapped");
   return flows_;
+}
+
+Result<std::optional<uint32_t>> BpfDatapath::flowEntry(const lb_flow_key& key) {
+  auto table = flowTable();
+  if (!table) return std::unexpected(table.error());
+  const uint32_t set = lb_flow_set_index(lb_flow_hash(&key, hashSeed_.load()), flowSets_);
+  for (const lb_flow_entry& way : (*table)[set].way) {
+    lb_flow_entry e;
+    std::memcpy(&e, &way, sizeof e);  // one copy: checked and used alike
+    if (std::memcmp(&e.key, &key, sizeof key) == 0 &&
+        e.check == lb_flow_check(&e.key, e.backend_id))
+      return std::optional<uint32_t>{e.backend_id};
+  }
+  return std::optional<uint32_t>{};
 }
 
 Result<> BpfDatapath::forEachFlow(const std::function<void(const lb_flow_entry&)>& fn) {

@@ -5,6 +5,7 @@
 // of datapath.h. Decap: the backend side's xdp_decap.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -70,6 +71,7 @@ class BpfDatapath : public Datapath {
   Result<> removeRing(uint32_t vipId) override;
   bool swapWouldWait(uint32_t vipId) override;
   Result<std::optional<Ring>> readRing(uint32_t vipId) override;
+  Result<std::optional<uint32_t>> flowEntry(const lb_flow_key& key) override;
   Result<std::optional<uint64_t>> readGeneration(uint32_t vipId) override;
   Result<CounterSnapshot> readCounters() override;
   Result<std::unordered_set<uint32_t>> backendIdsInFlows() override;
@@ -99,8 +101,9 @@ class BpfDatapath : public Datapath {
   bool adopted_ = false;
   int ncpus_ = 1;
   uint32_t flowSets_ = 0;
+  std::atomic<uint32_t> hashSeed_{0};  // as setConfig last wrote it
   Result<lb_flow_set*> flowTable();
-  lb_flow_set* flows_ = nullptr;  // lb_flows, mmapped on first use
+  lb_flow_set* flows_ = nullptr;  // lb_flows, mmapped by open()
   size_t flowsBytes_ = 0;
   std::map<VipKey, uint32_t> vips_;  // mirror of the non-alias lb_vips entries
 

@@ -134,6 +134,11 @@ class Datapath {
   [[nodiscard]] virtual Result<> removeRing(uint32_t vipId) = 0;
   // The live ring of a VIP; nullopt when it has none.
   [[nodiscard]] virtual Result<std::optional<Ring>> readRing(uint32_t vipId) = 0;
+  // The backend id of the flow table's whole entry for this key (built as
+  // the datapath builds it: zero-filled, ports in network byte order),
+  // nullopt when the table holds none: what the flow's next packet reaches
+  // while that backend is usable, whatever the ring says now.
+  [[nodiscard]] virtual Result<std::optional<uint32_t>> flowEntry(const lb_flow_key& key) = 0;
   // The generation of a VIP's live ring; nullopt when it has none. Unlike
   // readRing it works on rings another process wrote without CAP_SYS_ADMIN,
   // so a restarted daemon continues the count (contract 4).

@@ -153,7 +153,7 @@ TEST_F(ControlTest, LookupAgreesWithTheDatapathOn100000Flows) {
   control::OfflineLookup offline(cfg);
   const auto snapshot = rec.status();
   std::mt19937 rng(99);
-  int disagree = 0, liveDisagree = 0;
+  int disagree = 0, liveDisagree = 0, entryDisagree = 0;
   const int kFlows = 100000;
   for (int i = 0; i < kFlows; ++i) {
     auto s = flow(rng(), kTcpSyn);
@@ -169,10 +169,16 @@ TEST_F(ControlTest, LookupAgreesWithTheDatapathOn100000Flows) {
       const auto live = control::lookupLive(snapshot, *dp, "web", {s.src, s.sport, 80});
       ASSERT_TRUE(live && *live);
       liveDisagree += got != **live;
+      // The entry the SYN made, read back through the daemon's mapping of
+      // the flow table (the same set index and check as the program's).
+      const auto entry = control::lookupFlowEntry(snapshot, *dp, "web", {s.src, s.sport, 80});
+      ASSERT_TRUE(entry && *entry) << "no flow-table entry for flow " << i;
+      entryDisagree += got != **entry;
     }
   }
   EXPECT_EQ(disagree, 0) << "of " << kFlows;
   EXPECT_EQ(liveDisagree, 0);
+  EXPECT_EQ(entryDisagree, 0);
 }
 
 // A pin path of this process's own under /sys/fs/bpf, removed at the end of

@@ -6,6 +6,7 @@
 # passes it to its kernel, and the kernel lowers that connection's path MTU.
 # The client plays the router: it quotes the backend's next segment of a
 # live connection (so the backend's TCP finds it in its send window).
+# `xdplb lookup` of that connection's 5-tuple names its flow-table entry.
 source "$(dirname "$0")/lib.sh"
 e2e_init pmtu
 declare -A addr=([b1]=10.77.0.11 [b2]=10.77.0.12 [b3]=10.77.0.13)
@@ -36,6 +37,12 @@ metrics=$(in_lb curl -sf http://127.0.0.1:9450/metrics)
 grep -qx 'xdplb_vip_icmp_too_big_total{vip="web"} 1' <<<"$metrics" ||
   { echo "FAIL: xdplb_vip_icmp_too_big_total{vip=\"web\"} is not 1:"; grep icmp <<<"$metrics"; exit 1; }
 echo "xdplb_vip_icmp_too_big_total{vip=\"web\"} 1"
+# `xdplb lookup` of that 5-tuple names the flow table's entry: its backend.
+out=$(in_lb "$XDPLB_BIN" lookup --url 127.0.0.1:9450 web 10.77.0.2 "$lport")
+echo "xdplb lookup web 10.77.0.2 $lport:"
+echo "$out"
+grep -q "^flow table: ${addr[$backend]} " <<<"$out" ||
+  { echo "FAIL: lookup does not name the flow table's ${addr[$backend]}"; exit 1; }
 touch "$WORK/pmtu.txt.stop"
 wait "$PMTU"
 echo "PASS"

@@ -3,11 +3,13 @@
 // already usable (up) in the backend table.
 #pragma once
 
+#include <cstring>
 #include <map>
 #include <set>
 #include <span>
 #include <string>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "lb/datapath/datapath.h"
@@ -56,6 +58,11 @@ class FakeDatapath : public datapath::Datapath {
     return {};
   }
   bool swapWouldWait(uint32_t vipId) override { return graceOpen.count(vipId) > 0; }
+  Result<std::optional<uint32_t>> flowEntry(const lb_flow_key& key) override {
+    for (const auto& [k, id] : flowEntries)
+      if (std::memcmp(&k, &key, sizeof key) == 0) return std::optional<uint32_t>{id};
+    return std::optional<uint32_t>{};
+  }
   Result<> removeRing(uint32_t vipId) override {
     rings.erase(vipId);
     return {};
@@ -82,6 +89,8 @@ class FakeDatapath : public datapath::Datapath {
   int swapCalls = 0;  // swapRings calls, each with one or more rings
   // VIPs whose next swap would wait for a grace period (swapWouldWait).
   std::set<uint32_t> graceOpen;
+  // Flow-table entries (flowEntry): key and backend id.
+  std::vector<std::pair<lb_flow_key, uint32_t>> flowEntries;
   std::vector<uint32_t> removedBackends;
   std::unordered_set<uint32_t> flowBackends;
   datapath::CounterSnapshot counters;

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "lb/control/flow.h"
 #include "lb/control/lookup.h"
 #include "lb/control/reconciler.h"
 #include "support/config_builders.h"
@@ -68,6 +69,26 @@ TEST_F(LookupHttpTest, AgreesWithTheOfflineLookupAndFollowsHealth) {
   ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.2"), health::State::Down, "refused"));
   for (uint16_t port = 1000; port < 1600; ++port)
     EXPECT_NE(backendOf("203.0.113.7", port), "10.0.0.2") << "sport " << port;
+}
+
+// The flow table's entry for the 5-tuple (an established connection) is
+// named beside the ring's pick, by the key the datapath builds.
+TEST_F(LookupHttpTest, NamesTheFlowTableEntryOfTheFlow) {
+  ASSERT_TRUE(rec.apply(webConfig()));
+  for (const char* a : {"10.0.0.1", "10.0.0.2", "10.0.0.3"})
+    ASSERT_TRUE(rec.setHealth("web", ip(a), health::State::Up, "ok"));
+  uint32_t id3 = 0;
+  for (const auto& b : rec.status().vips[0].backends)
+    if (b.address == ip("10.0.0.3")) id3 = b.id;
+  ASSERT_NE(id3, 0u);
+  dp.flowEntries.push_back(
+      {flowKey(ip("203.0.113.7"), 40000, ip("198.51.100.10"), 80, IPPROTO_TCP), id3});
+  auto r = get({{"vip", "web"}, {"src", "203.0.113.7"}, {"sport", "40000"}});
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_EQ(nlohmann::json::parse(r.body)["flow_table"], "10.0.0.3");
+  r = get({{"vip", "web"}, {"src", "203.0.113.7"}, {"sport", "40001"}});
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_EQ(nlohmann::json::parse(r.body)["flow_table"], "") << "another port: no entry";
 }
 
 TEST_F(LookupHttpTest, EmptyRingIsFoundFalse) {
