@@ -35,36 +35,48 @@ const VipStatus* findVip(const StatusSnapshot& s, const std::string& vip) {
   return nullptr;
 }
 
-Result<std::optional<IpAddr>> lookupLive(const StatusSnapshot& s, datapath::Datapath& dp,
-                                         const std::string& vipName, const FlowQuery& q) {
+namespace {
+
+// The VIP a query names and the destination port of its flow.
+Result<std::pair<const VipStatus*, uint16_t>> resolveQuery(const StatusSnapshot& s,
+                                                           const std::string& vipName,
+                                                           const FlowQuery& q) {
   const VipStatus* vip = findVip(s, vipName);
   if (!vip) return makeError("no VIP named '" + vipName + "'");
   if (auto r = checkFamily(q.src, vip->key.addr); !r) return std::unexpected(r.error());
   auto port = resolvePort(vip->name, vip->key.port, q.dstPort);
   if (!port) return std::unexpected(port.error());
+  return std::pair{vip, *port};
+}
+
+std::optional<IpAddr> addressOf(const VipStatus& vip, uint32_t id) {
+  for (const auto& b : vip.backends)
+    if (b.id == id) return b.address;
+  return std::nullopt;
+}
+
+}  // namespace
+
+Result<std::optional<IpAddr>> lookupLive(const StatusSnapshot& s, datapath::Datapath& dp,
+                                         const std::string& vipName, const FlowQuery& q) {
+  auto r = resolveQuery(s, vipName, q);
+  if (!r) return std::unexpected(r.error());
+  const auto [vip, port] = *r;
   auto ring = dp.readRing(vip->id);
   if (!ring) return std::unexpected(ring.error());
   if (!*ring) return std::optional<IpAddr>{};
-  const uint32_t id = ringPick(
-      (*ring)->slots, flowHash(q.src, q.srcPort, vip->key.addr, *port, vip->key.proto, s.hashSeed));
-  for (const auto& b : vip->backends)
-    if (b.id == id) return std::optional<IpAddr>{b.address};
-  return std::optional<IpAddr>{};
+  return addressOf(*vip, ringPick((*ring)->slots, flowHash(q.src, q.srcPort, vip->key.addr, port,
+                                                           vip->key.proto, s.hashSeed)));
 }
 
 Result<std::optional<IpAddr>> lookupFlowEntry(const StatusSnapshot& s, datapath::Datapath& dp,
                                               const std::string& vipName, const FlowQuery& q) {
-  const VipStatus* vip = findVip(s, vipName);
-  if (!vip) return makeError("no VIP named '" + vipName + "'");
-  if (auto r = checkFamily(q.src, vip->key.addr); !r) return std::unexpected(r.error());
-  auto port = resolvePort(vip->name, vip->key.port, q.dstPort);
-  if (!port) return std::unexpected(port.error());
-  auto id = dp.flowEntry(flowKey(q.src, q.srcPort, vip->key.addr, *port, vip->key.proto));
+  auto r = resolveQuery(s, vipName, q);
+  if (!r) return std::unexpected(r.error());
+  const auto [vip, port] = *r;
+  auto id = dp.flowEntry(flowKey(q.src, q.srcPort, vip->key.addr, port, vip->key.proto));
   if (!id) return std::unexpected(id.error());
-  if (*id)
-    for (const auto& b : vip->backends)
-      if (b.id == **id) return std::optional<IpAddr>{b.address};
-  return std::optional<IpAddr>{};
+  return *id ? addressOf(*vip, **id) : std::nullopt;
 }
 
 namespace {

@@ -1085,17 +1085,27 @@ Result<lb_flow_set*> BpfDatapath::flowTable() {
   return flows_;
 }
 
+namespace {
+
+// A copy of a way, when it holds a whole entry (a key, and the check of that
+// key and backend): the copy is what is checked and used, while the program
+// may be rewriting the way.
+std::optional<lb_flow_entry> wholeEntry(const lb_flow_entry& way) {
+  lb_flow_entry e;
+  std::memcpy(&e, &way, sizeof e);
+  if (e.key.family == 0 || e.check != lb_flow_check(&e.key, e.backend_id)) return std::nullopt;
+  return e;
+}
+
+}  // namespace
+
 Result<std::optional<uint32_t>> BpfDatapath::flowEntry(const lb_flow_key& key) {
   auto table = flowTable();
   if (!table) return std::unexpected(table.error());
   const uint32_t set = lb_flow_set_index(lb_flow_hash(&key, hashSeed_.load()), flowSets_);
-  for (const lb_flow_entry& way : (*table)[set].way) {
-    lb_flow_entry e;
-    std::memcpy(&e, &way, sizeof e);  // one copy: checked and used alike
-    if (std::memcmp(&e.key, &key, sizeof key) == 0 &&
-        e.check == lb_flow_check(&e.key, e.backend_id))
-      return std::optional<uint32_t>{e.backend_id};
-  }
+  for (const lb_flow_entry& way : (*table)[set].way)
+    if (auto e = wholeEntry(way); e && std::memcmp(&e->key, &key, sizeof key) == 0)
+      return std::optional<uint32_t>{e->backend_id};
   return std::optional<uint32_t>{};
 }
 
@@ -1103,13 +1113,8 @@ Result<> BpfDatapath::forEachFlow(const std::function<void(const lb_flow_entry&)
   auto table = flowTable();
   if (!table) return std::unexpected(table.error());
   for (uint32_t s = 0; s < flowSets_; ++s)
-    for (const lb_flow_entry& way : (*table)[s].way) {
-      // A copy, so the check and the use see the same bytes while the
-      // program rewrites the way.
-      lb_flow_entry e;
-      std::memcpy(&e, &way, sizeof e);
-      if (e.key.family != 0 && e.check == lb_flow_check(&e.key, e.backend_id)) fn(e);
-    }
+    for (const lb_flow_entry& way : (*table)[s].way)
+      if (auto e = wholeEntry(way)) fn(*e);
   return {};
 }
 
