@@ -172,7 +172,7 @@ static __always_inline int lb_balance(struct xdp_md *ctx)
 		/* An ICMP too-big message follows its flow (or the ring) but
 		 * makes no flow. */
 		if (victim && !p.icmp)
-			lb_flow_write(victim, &p, backend_id, now);
+			lb_flow_insert(victim, &p, backend_id, now, cfg->flow_insert_limit);
 		new_flow = !p.icmp;
 	}
 	if (!be)

@@ -63,15 +63,29 @@ static __always_inline int lb_flow_read(const struct lb_flow_entry *e, const str
 
 /* Writes the packet's flow into way e (the victim lb_flow_find chose) and
  * counts it in lb_flow_stats: an insert, and an eviction when e held another
- * flow (early when that flow was seen within LB_FLOW_EARLY_NS). */
-static __always_inline void lb_flow_write(struct lb_flow_entry *e, const struct lb_pkt *p,
-					  __u32 backend_id, __u64 now)
+ * flow (early when that flow was seen within LB_FLOW_EARLY_NS). Above
+ * `limit` entries this CPU wrote in the current second (0: no limit), the
+ * entry is not written and counted as skipped: under a SYN flood the table
+ * keeps the flows it has, and the flood's flows rely on the ring. */
+static __always_inline void lb_flow_insert(struct lb_flow_entry *e, const struct lb_pkt *p,
+					   __u32 backend_id, __u64 now, __u32 limit)
 {
 	__u64 *k = (__u64 *)&e->key;
 	__u32 zero = 0;
 	struct lb_flow_stats *st = bpf_map_lookup_elem(&lb_flow_stats, &zero);
 
 	if (st) {
+		if (limit) {
+			if (now - st->window_start_ns >= 1000000000ULL) {
+				st->window_start_ns = now;
+				st->window_inserts = 0;
+			}
+			if (st->window_inserts >= limit) {
+				st->skipped++;
+				return;
+			}
+			st->window_inserts++;
+		}
 		st->inserts++;
 		if (e->key.family && !lb_flow_key_eq(e, p)) {
 			st->evictions++;

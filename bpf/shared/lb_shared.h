@@ -181,13 +181,20 @@ struct lb_flow_set {
  * table: the sizing signal for flow_table_size. An early eviction replaces
  * a flow seen within LB_FLOW_EARLY_NS: the table turns over faster than
  * that, so flows that live longer may lose their entry (and take the ring
- * again: the same backend unless the ring changed). */
+ * again: the same backend unless the ring changed). A CPU writes at most
+ * lb_config.flow_insert_limit entries a second (a SYN-flood guard, as
+ * Katran's); above it new flows rely on the ring alone (`skipped`). */
 #define LB_FLOW_EARLY_NS (60ULL * 1000 * 1000 * 1000)
 
 struct lb_flow_stats {
 	__u64 inserts;	       /* entries written for new flows */
 	__u64 evictions;       /* ... that replaced another flow's entry */
 	__u64 early_evictions; /* ... of a flow seen within LB_FLOW_EARLY_NS */
+	__u64 skipped;	       /* new flows not written: over flow_insert_limit */
+	/* The guard's state on this CPU (not counters): the current 1 s window
+	 * and the entries written in it. */
+	__u64 window_start_ns;
+	__u64 window_inserts;
 };
 
 /* ---- lb_config: ARRAY[1] of lb_config ------------------------------------- */
@@ -200,8 +207,10 @@ struct lb_config {
 	__u32 flags; /* LB_CFG_F_* */
 	__u8 tunnel_src_v4[4];
 	__u8 tunnel_src_v6[16];
-	__u32 flow_sets; /* sets in lb_flows; 0 = no flow table (every packet
-			  * takes the ring) */
+	__u32 flow_sets;	 /* sets in lb_flows; 0 = no flow table (every packet
+				  * takes the ring) */
+	__u32 flow_insert_limit; /* new-flow entries a CPU writes per second at
+				  * most (SYN-flood guard); 0 = no limit */
 };
 
 /* ---- lb_nexthops: PERCPU_ARRAY backend id -> lb_nexthop ---------------------

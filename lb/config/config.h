@@ -67,6 +67,9 @@ struct Daemon {
   std::string pinPath = "/sys/fs/bpf/xdplb";
   uint32_t hashSeed = 1;
   uint32_t flowTableSize = 1048576;
+  // New-flow entries each CPU writes per second at most (SYN-flood guard, as
+  // Katran's 125,000); 0 = no limit.
+  uint32_t flowInsertLimit = 125000;
   std::optional<IpAddr> tunnelSourceV4, tunnelSourceV6;
   uint32_t maxVips = 256;
   uint32_t maxBackends = 4096;

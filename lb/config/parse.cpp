@@ -207,10 +207,11 @@ class Parser {
   }
 
   void daemon(const toml::table& d, Daemon& out) {
-    checkKeys(d,
-              {"interfaces", "xdp_mode", "pin_path", "hash_seed", "flow_table_size",
-               "tunnel_source_v4", "tunnel_source_v6", "max_vips", "max_backends"},
-              "daemon");
+    checkKeys(
+        d,
+        {"interfaces", "xdp_mode", "pin_path", "hash_seed", "flow_table_size", "flow_insert_limit",
+         "tunnel_source_v4", "tunnel_source_v6", "max_vips", "max_backends"},
+        "daemon");
     if (const toml::node* n = d.get("interfaces")) {
       const toml::array* a = n->as_array();
       if (!a) {
@@ -249,6 +250,8 @@ class Parser {
     if (auto v = integer(d, "hash_seed", "daemon.hash_seed", 0, UINT32_MAX)) out.hashSeed = *v;
     if (auto v = integer(d, "flow_table_size", "daemon.flow_table_size", 1024, 268435456))
       out.flowTableSize = *v;
+    if (auto v = integer(d, "flow_insert_limit", "daemon.flow_insert_limit", 0, 100000000))
+      out.flowInsertLimit = *v;
     if (auto v = integer(d, "max_vips", "daemon.max_vips", 1, 65535)) out.maxVips = *v;
     if (auto v = integer(d, "max_backends", "daemon.max_backends", 1, 1048575))
       out.maxBackends = *v;

@@ -22,7 +22,8 @@ std::string statusJson(const StatusSnapshot& s, const datapath::CounterSnapshot*
     root["flow_table"] = {{"size", counters->flows.capacity},
                           {"inserts", counters->flows.inserts},
                           {"evictions", counters->flows.evictions},
-                          {"early_evictions", counters->flows.earlyEvictions}};
+                          {"early_evictions", counters->flows.earlyEvictions},
+                          {"inserts_skipped", counters->flows.skipped}};
   json vips = json::array();
   for (const auto& v : s.vips) {
     json jv;
@@ -79,10 +80,10 @@ std::string statusTable(const std::string& text) {
   if (root.contains("flow_table")) {
     const auto& f = root["flow_table"];
     out << fmt::format(
-        "flow table: {} entries, {} inserts, {} evictions ({} of flows seen in the "
-        "last 60 s)\n",
+        "flow table: {} entries, {} inserts, {} evictions ({} of flows seen in the last 60 s), {} "
+        "not inserted (insert limit)\n",
         f.value("size", 0), f.value("inserts", 0), f.value("evictions", 0),
-        f.value("early_evictions", 0));
+        f.value("early_evictions", 0), f.value("inserts_skipped", 0));
   }
   for (const auto& v : root["vips"]) {
     const auto& c = v.contains("counters") ? v["counters"] : json::object();

@@ -192,6 +192,11 @@ void Telemetry::collectDatapath(metrics::Writer& w) const {
            "traffic",
            "counter");
   w.sample("xdplb_flow_table_early_evictions_total", {}, static_cast<double>(f.earlyEvictions));
+  w.family("xdplb_flow_table_inserts_skipped_total",
+           "New flows not written to the flow table: over flow_insert_limit (SYN-flood guard); "
+           "they rely on the ring",
+           "counter");
+  w.sample("xdplb_flow_table_inserts_skipped_total", {}, static_cast<double>(f.skipped));
   if (!s) return;
   auto vipCounter = [&](const VipStatus& v) {
     return v.id < counters->vips.size() ? counters->vips[v.id] : datapath::VipCounter{};

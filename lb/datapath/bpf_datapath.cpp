@@ -574,6 +574,7 @@ Result<> BpfDatapath::setConfig(const GlobalConfig& c) {
   cfg.layout_version = LB_LAYOUT_VERSION;
   cfg.hash_seed = c.hashSeed;
   cfg.flow_sets = flowSets_;
+  cfg.flow_insert_limit = c.flowInsertLimit;
   if (c.tunnelSourceV4) {
     cfg.flags |= LB_CFG_F_TUNNEL_V4;
     std::memcpy(cfg.tunnel_src_v4, c.tunnelSourceV4->bytes().data(), 4);
@@ -1072,6 +1073,7 @@ Result<CounterSnapshot> BpfDatapath::readCounters() {
                          c.inserts += v.inserts;
                          c.evictions += v.evictions;
                          c.earlyEvictions += v.early_evictions;
+                         c.skipped += v.skipped;
                        });
       !r)
     return std::unexpected(r.error());

@@ -48,6 +48,7 @@ struct GlobalConfig {
   uint32_t hashSeed = 0;
   std::optional<IpAddr> tunnelSourceV4;
   std::optional<IpAddr> tunnelSourceV6;
+  uint32_t flowInsertLimit = 0;  // flow entries per CPU per second; 0 = no limit
 };
 
 struct BackendEntry {
@@ -73,6 +74,7 @@ struct FlowTableCounters {
   uint64_t inserts = 0;
   uint64_t evictions = 0;       // inserts that replaced another flow's entry
   uint64_t earlyEvictions = 0;  // ... of a flow seen within the last 60 s
+  uint64_t skipped = 0;         // new flows not written: over the insert limit
 };
 
 // Counters summed over CPUs. vips and backends are indexed by id (index 0 is

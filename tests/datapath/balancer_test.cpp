@@ -469,6 +469,54 @@ TEST_F(BalancerTest, AFlowEntryThatFailsItsCheckIsAMiss) {
   EXPECT_EQ(dp->flowCount(), 1u);
 }
 
+// The SYN-flood guard: a CPU writes at most flow_insert_limit entries a
+// second; above it new flows still reach their ring's backend but make no
+// entry (counted as skipped), and the table keeps the flows it has. The
+// test runs on one CPU (the limit is per CPU).
+TEST_F(BalancerTest, OverTheInsertLimitNewFlowsUseTheRingAndTheTableKeepsItsFlows) {
+  const std::vector<int> cpus = twoAllowedCpus();
+  ASSERT_FALSE(cpus.empty());
+  cpu_set_t allowed;
+  ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
+  struct Restore {
+    cpu_set_t set;
+    ~Restore() { sched_setaffinity(0, sizeof set, &set); }
+  } restore{allowed};
+  ASSERT_TRUE(pinTo(cpus[0]));
+  datapath::GlobalConfig g{kSeed, ip("10.99.0.1"), ip("fd00:99::1")};
+  g.flowInsertLimit = 3;
+  ASSERT_TRUE(dp->setConfig(g));
+  vip("198.51.100.10", 80, 1);
+  for (uint32_t id = 1; id <= 4; ++id)
+    backend(id, ("10.99.0." + std::to_string(10 + id)).c_str(), 1);
+  const auto slots = ring(1, {{1, 100}, {2, 100}, {3, 100}, {4, 100}});
+  std::vector<PacketSpec> syns;
+  for (uint16_t port = 41000; port < 41010; ++port)
+    syns.push_back(flow("203.0.113.9", "198.51.100.10", port, 80, kTcpSyn));
+  for (const auto& s : syns) {
+    auto r = run(s);
+    ASSERT_EQ(r.action, XDP_TX);
+    EXPECT_EQ(outerDestination(r.output), addrs.at(expected(slots, s)));
+  }
+  // Ten SYNs within well under a second: three entries.
+  auto c = dp->readCounters();
+  ASSERT_TRUE(c);
+  EXPECT_EQ(dp->flowCount(), 3u);
+  EXPECT_EQ(c->flows.inserts, 3u);
+  EXPECT_EQ(c->flows.skipped, 7u);
+  EXPECT_EQ(c->vips[1].newFlows, 10u) << "all ten took the ring";
+  // A new second: the next flow is written again.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  ASSERT_EQ(run(flow("203.0.113.9", "198.51.100.10", 42000, 80, kTcpSyn)).action, XDP_TX);
+  EXPECT_EQ(dp->flowCount(), 4u);
+  // No limit: every flow is written.
+  g.flowInsertLimit = 0;
+  ASSERT_TRUE(dp->setConfig(g));
+  for (uint16_t port = 43000; port < 43010; ++port)
+    ASSERT_EQ(run(flow("203.0.113.9", "198.51.100.10", port, 80, kTcpSyn)).action, XDP_TX);
+  EXPECT_EQ(dp->flowCount(), 14u);
+}
+
 // Two CPUs rewrite the ways of one set at the same time, for flows of two
 // VIPs whose rings name different backends: a packet may miss (and take its
 // ring again) but never reach the other VIP's backend through a way that

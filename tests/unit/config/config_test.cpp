@@ -51,6 +51,7 @@ address = "10.0.0.1"
   EXPECT_EQ(c.daemon.pinPath, "/sys/fs/bpf/xdplb");
   EXPECT_EQ(c.daemon.hashSeed, 1u);
   EXPECT_EQ(c.daemon.flowTableSize, 1048576u);
+  EXPECT_EQ(c.daemon.flowInsertLimit, 125000u);
   EXPECT_EQ(c.metrics.listen, "127.0.0.1:9450");
   ASSERT_EQ(c.vips.size(), 1u);
   const Vip& v = c.vips[0];
@@ -130,6 +131,8 @@ TEST(Config, ErrorClassesNameLineColumnKeyAndProblem) {
        "5:12 daemon.xdp_mode: 'fast' is not one of native | generic | auto"},
       {std::string(kBase) + "flow_table_size = 10\n",
        "5:19 daemon.flow_table_size: 10 is outside 1024..268435456"},
+      {std::string(kBase) + "flow_insert_limit = -1\n",
+       "5:21 daemon.flow_insert_limit: -1 is outside 0..100000000"},
       {"[daemon]\ninterfaces = [\"no-such-if0\"]\n",
        "2:15 daemon.interfaces[0]: no interface named 'no-such-if0' on this host"},
       {"[daemon]\ntunnel_source_v4 = \"2001:db8::1\"\ninterfaces = [\"lo\"]\n",

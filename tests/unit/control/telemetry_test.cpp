@@ -150,6 +150,7 @@ TEST(Telemetry, ExportsEveryMetricOfTheMetricsIssue) {
       {"xdplb_flow_table_inserts_total", {}},
       {"xdplb_flow_table_evictions_total", {}},
       {"xdplb_flow_table_early_evictions_total", {}},
+      {"xdplb_flow_table_inserts_skipped_total", {}},
       {"xdplb_backend_packets_total", {"vip", "backend"}},
       {"xdplb_backend_bytes_total", {"vip", "backend"}},
       {"xdplb_packets_total", {"action", "reason"}},
