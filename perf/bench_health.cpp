@@ -526,6 +526,34 @@ PhaseResult runPhase(const Net& net, const std::string& name, int nTcp, int nHtt
 // the wait.
 enum class Reuse { No, Epoll, Poll };
 
+// The measured window of a floor phase on its probing thread: opened when
+// its start has come (CPU time, softirq and IPI counters, the checker's
+// interface packets), closed into res.
+struct FloorWindow {
+  const Net& net;
+  bool open = false;
+  Cpu c0;
+  Counters irq0;
+  DevPackets dev0;
+  Clock::time_point opened;
+
+  void start(Clock::time_point now) {
+    dev0 = devPackets(checkerDev(net));
+    irq0 = netCounters();
+    c0 = threadCpu();
+    opened = now;
+    open = true;
+  }
+  void finish(PhaseResult& res) const {
+    const Cpu c1 = threadCpu();
+    const double wall = std::chrono::duration<double>(Clock::now() - opened).count();
+    countSoftirqs(res, irq0, netCounters(), wall);
+    res.userPercent = 100.0 * (c1.user - c0.user) / wall;
+    res.sysPercent = 100.0 * (c1.sys - c0.sys) / wall;
+    res.notes.push_back(packetsPerProbe(net, dev0, devPackets(checkerDev(net)), res.probes));
+  }
+};
+
 PhaseResult rawFloor(const Net& net, int n, const Options& o, Reuse reuse = Reuse::No) {
   PhaseResult res;
   res.net = net.label;
@@ -546,11 +574,8 @@ PhaseResult rawFloor(const Net& net, int n, const Options& o, Reuse reuse = Reus
     const auto windowEnd = windowStart + std::chrono::seconds(o.seconds);
     auto dueOf = [&](uint64_t k) { return t0 + (interval * static_cast<int64_t>(k)) / n; };
     uint64_t next = 0;
-    bool open = false;
-    Cpu c0;
-    Counters irq0;
-    DevPackets dev0;
-    Clock::time_point opened;
+    FloorWindow window{net};
+    const bool& open = window.open;
     epoll_event events[256];
     // Reuse: the socket of each address, and whether a probe is in flight.
     std::vector<int> fds(reuse == Reuse::No ? 0 : static_cast<size_t>(n), -1);
@@ -584,13 +609,7 @@ PhaseResult rawFloor(const Net& net, int n, const Options& o, Reuse reuse = Reus
     };
     while (true) {
       auto now = Clock::now();
-      if (!open && now >= windowStart) {
-        dev0 = devPackets(checkerDev(net));
-        irq0 = netCounters();
-        c0 = threadCpu();
-        opened = now;
-        open = true;
-      }
+      if (!open && now >= windowStart) window.start(now);
       if (now >= windowEnd) break;
       for (; dueOf(next) <= now; ++next) {
         const size_t i = next % static_cast<size_t>(n);
@@ -674,12 +693,7 @@ PhaseResult rawFloor(const Net& net, int n, const Options& o, Reuse reuse = Reus
         close(fd);
       }
     }
-    const Cpu c1 = threadCpu();
-    const double wall = std::chrono::duration<double>(Clock::now() - opened).count();
-    countSoftirqs(res, irq0, netCounters(), wall);
-    res.userPercent = 100.0 * (c1.user - c0.user) / wall;
-    res.sysPercent = 100.0 * (c1.sys - c0.sys) / wall;
-    res.notes.push_back(packetsPerProbe(net, dev0, devPackets(checkerDev(net)), res.probes));
+    window.finish(res);
     for (int fd : fds)
       if (fd >= 0) close(fd);
     close(ep);
@@ -836,7 +850,8 @@ PhaseResult halfOpenFloor(const Net& net, int n, const Options& o) {
     std::vector<uint32_t> seqOf(static_cast<size_t>(n), 0);
     std::vector<char> inFlight(static_cast<size_t>(n), kNone);
     uint32_t seqGen = 0x9e3779b9u;
-    bool open = false;
+    FloorWindow window{net};
+    bool& open = window.open;  // cleared again after the window, for the drain
     uint64_t up = 0, refused = 0, stray = 0;
     auto send = [&](int i, uint16_t dport) {
       Syn s{};
@@ -931,21 +946,13 @@ PhaseResult halfOpenFloor(const Net& net, int n, const Options& o) {
     const auto windowEnd = windowStart + std::chrono::seconds(o.seconds);
     auto dueOf = [&](uint64_t k) { return t0 + (interval * static_cast<int64_t>(k)) / n; };
     uint64_t next = 0;
-    Cpu c0;
-    Counters irq0;
     uint64_t rsts0 = 0, stray0 = 0;
-    DevPackets dev0;
-    Clock::time_point opened;
     while (true) {
       auto now = Clock::now();
       if (!open && now >= windowStart) {
         rsts0 = tcpCounter("OutRsts");
         stray0 = stray;
-        dev0 = devPackets(checkerDev(net));
-        irq0 = netCounters();
-        c0 = threadCpu();
-        opened = now;
-        open = true;
+        window.start(now);
       }
       if (now >= windowEnd) break;
       for (; dueOf(next) <= now; ++next) {
@@ -963,12 +970,7 @@ PhaseResult halfOpenFloor(const Net& net, int n, const Options& o) {
       if (epoll_wait(ep, events, 4, static_cast<int>(std::max<int64_t>(0, wait.count()))) > 0)
         drain(port);
     }
-    const Cpu c1 = threadCpu();
-    const double wall = std::chrono::duration<double>(Clock::now() - opened).count();
-    countSoftirqs(res, irq0, netCounters(), wall);
-    res.userPercent = 100.0 * (c1.user - c0.user) / wall;
-    res.sysPercent = 100.0 * (c1.sys - c0.sys) / wall;
-    res.notes.push_back(packetsPerProbe(net, dev0, devPackets(checkerDev(net)), res.probes));
+    window.finish(res);
     const uint64_t rsts = tcpCounter("OutRsts") - rsts0;
     char line[160];
     std::snprintf(line, sizeof line,
