@@ -20,7 +20,7 @@ file(MAKE_DIRECTORY ${XDPLB_BPF_OUT})
 function(xdplb_bpf_object name src)
   set(obj ${XDPLB_BPF_OUT}/${name}.bpf.o)
   set(skel ${XDPLB_BPF_OUT}/${name}.skel.h)
-  file(GLOB bpf_headers ${PROJECT_SOURCE_DIR}/bpf/include/*.h ${PROJECT_SOURCE_DIR}/bpf/shared/*.h)
+  file(GLOB bpf_headers CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/bpf/include/*.h ${PROJECT_SOURCE_DIR}/bpf/shared/*.h)
   add_custom_command(
     OUTPUT ${obj}
     COMMAND ${XDPLB_CLANG} ${XDPLB_BPF_CFLAGS} -c ${src} -o ${obj}

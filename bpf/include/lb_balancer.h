@@ -8,6 +8,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "lb_counters.h"
+#include "lb_echo.h"
 #include "lb_encap.h"
 #include "lb_flows.h"
 #include "lb_hash.h"
@@ -98,6 +99,8 @@ static __always_inline int lb_balance(struct xdp_md *ctx)
 	rc = lb_parse_l3(data, data_end, &p);
 	if (rc >= 0)
 		return lb_exit(rc, bytes, rc == LB_R_DROP_MALFORMED ? XDP_DROP : XDP_PASS);
+	if (p.icmp == LB_ICMP_ECHO)
+		return lb_echo_reply(ctx, &p, bytes);
 	rc = lb_match_vip(data, data_end, &p, &vip_id);
 	if (rc >= 0)
 		return lb_exit(rc, bytes, rc == LB_R_PASS_NOT_VIP ? XDP_PASS : XDP_DROP);
@@ -215,7 +218,7 @@ static __always_inline int lb_balance(struct xdp_md *ctx)
 		vs->packets++;
 		vs->bytes += bytes;
 		vs->new_flows += new_flow;
-		vs->icmp_too_big += p.icmp;
+		vs->icmp_too_big += p.icmp == LB_ICMP_TOO_BIG;
 	}
 	lb_count(&lb_backend_stats, backend_id, bytes);
 

@@ -23,4 +23,16 @@ static __always_inline __u16 lb_csum_fold(__u32 sum)
 	return (__u16)~sum;
 }
 
+/* RFC 1624 incremental update: the checksum after one 16-bit word of the
+ * summed data changed from `from` to `to` (all three in the same byte
+ * order). */
+static __always_inline __u16 lb_csum_replace16(__u16 check, __u16 from, __u16 to)
+{
+	__u32 sum = (__u16)~check + (__u16)~from + (__u32)to;
+
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
 #endif

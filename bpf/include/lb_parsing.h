@@ -12,7 +12,8 @@
  * the flow of the packet they quote, turned around, so they reach the
  * backend that sent it (path MTU discovery for direct server return). Every
  * other ICMP message, and a too-big message that quotes no TCP/UDP header
- * from that VIP, is "other_proto".
+ * from that VIP, is "other_proto", except echo requests, which
+ * lb_echo_reply() answers for VIP addresses.
  *
  * Not walked: IPv6 extension headers (an IPv6 packet whose next header is not
  * TCP, UDP or ICMPv6 is "other_proto" and passes to the kernel).
@@ -68,7 +69,7 @@ struct lb_pkt {
 	__u8 is_frag;	  /* IPv4 fragment, first or later */
 	__u8 later_frag;  /* IPv4 fragment with offset > 0: no L4 header */
 	__u8 syn;	  /* TCP SYN without ACK */
-	__u8 icmp;	  /* an ICMP too-big message: key is the quoted flow */
+	__u8 icmp;	  /* LB_ICMP_TOO_BIG: key is the quoted flow; LB_ICMP_ECHO */
 };
 
 #ifndef IPPROTO_ICMPV6
@@ -84,6 +85,15 @@ struct lb_icmp_hdr {
 	__u32 rest; /* too-big: the next-hop MTU (IPv4: its low 16 bits) */
 };
 
+/* lb_pkt.icmp */
+#define LB_ICMP_TOO_BIG 1
+#define LB_ICMP_ECHO 2
+
+#define LB_ICMP_ECHO_REQUEST 8
+#define LB_ICMP_ECHO_REPLY 0
+#define LB_ICMPV6_ECHO_REQUEST 128
+#define LB_ICMPV6_ECHO_REPLY 129
+
 #define LB_ICMP_FRAG_NEEDED_TYPE 3 /* destination unreachable ... */
 #define LB_ICMP_FRAG_NEEDED_CODE 4 /* ... fragmentation needed and DF set */
 #define LB_ICMPV6_TOO_BIG_TYPE 2
@@ -98,8 +108,15 @@ static __always_inline int lb_parse_icmp(void *data_end, struct lb_pkt *p, void 
 {
 	struct lb_icmp_hdr *ic = l4;
 
-	if ((void *)(ic + 1) > data_end)
+	if ((void *)(ic + 1) > data_end || p->l3_hdr_len + sizeof(*ic) > p->ip_len)
 		return LB_R_PASS_OTHER_PROTO;
+	/* An echo request: lb_echo_reply() answers it when its destination
+	 * is a VIP address. */
+	if (ic->code == 0 && ic->type == (p->key.family == LB_FAMILY_V4 ? LB_ICMP_ECHO_REQUEST
+									: LB_ICMPV6_ECHO_REQUEST)) {
+		p->icmp = LB_ICMP_ECHO;
+		return -1;
+	}
 	if (p->key.family == LB_FAMILY_V4) {
 		struct iphdr *in = (void *)(ic + 1);
 		__u32 in_len, ports;
@@ -136,7 +153,7 @@ static __always_inline int lb_parse_icmp(void *data_end, struct lb_pkt *p, void 
 		p->key_words[1] = *((__u64 *)&in->daddr + 1);
 		p->key_words[4] = LB_KEY_TAIL(ports >> 16 | ports << 16, in->nexthdr, LB_FAMILY_V6);
 	}
-	p->icmp = 1;
+	p->icmp = LB_ICMP_TOO_BIG;
 	return -1;
 }
 

@@ -243,6 +243,7 @@ enum lb_reason {
 	LB_R_TX,	       /* forwarded out of the ingress interface */
 	LB_R_REDIRECT,	       /* forwarded out of another interface (devmap) */
 	LB_R_PASS_NO_TXPORT,   /* encapsulated, egress not in lb_tx_ports: the kernel forwards it */
+	LB_R_ECHO_REPLY,       /* ICMP/ICMPv6 echo request to a VIP address, answered (XDP_TX) */
 	LB_REASON_MAX,
 };
 
@@ -251,7 +252,7 @@ enum lb_reason {
 	{                                                                                          \
 		"not_ip", "not_vip", "other_proto", "no_neigh", "malformed", "no_backend",         \
 		    "fragment", "fib", "encap", "no_tunnel", "internal", "tx", "redirect",         \
-		    "no_txport"                                                                    \
+		    "no_txport", "echo_reply"                                                      \
 	}
 
 struct lb_counter {

@@ -666,6 +666,87 @@ TEST_F(BalancerTest, IcmpTooBigReachesTheBackendOfTheFlowItQuotes) {
   EXPECT_EQ(c->vips[1].newFlows, 1u) << "messages are not new flows";
 }
 
+// An echo request to a VIP address is answered by the balancer (XDP_TX):
+// addresses swapped, hop limit 64, type echo reply, checksums that verify.
+// To an address without VIPs it passes to the kernel.
+TEST_F(BalancerTest, EchoRequestsToVipAddressesAreAnswered) {
+  vip("198.51.100.10", 80, 1);
+  vip("2001:db8:1::10", 443, 2, 17);
+  auto echo = [](const char* src, const char* dst) {
+    PacketSpec s;
+    s.src = ip(src);
+    s.dst = ip(dst);
+    s.proto = s.dst.isV4() ? 1 : 58;
+    s.rawL4 = {static_cast<uint8_t>(s.dst.isV4() ? 8 : 128),
+               0,
+               0,
+               0,
+               0x12,
+               0x34,
+               0,
+               1,
+               'p',
+               'i',
+               'n',
+               'g'};
+    return s;
+  };
+  // IPv4: the request's ICMP checksum made right first.
+  auto v4 = echo("203.0.113.9", "198.51.100.10");
+  const uint16_t c4 = inetChecksum(v4.rawL4.data(), v4.rawL4.size());
+  v4.rawL4[2] = static_cast<uint8_t>(c4 >> 8);
+  v4.rawL4[3] = static_cast<uint8_t>(c4);
+  const auto in4 = build(v4);
+  auto r = dp->testRun(in4, net.ifindex);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->action, XDP_TX) << describe(r->output);
+  const auto& o = r->output;
+  ASSERT_EQ(o.size(), in4.size());
+  EXPECT_TRUE(std::equal(o.begin(), o.begin() + 6, in4.begin() + 6)) << "MACs swapped";
+  EXPECT_TRUE(std::equal(o.begin() + 6, o.begin() + 12, in4.begin()));
+  EXPECT_EQ(IpAddr::v4(&o[14 + 12]), ip("198.51.100.10"));
+  EXPECT_EQ(IpAddr::v4(&o[14 + 16]), ip("203.0.113.9"));
+  EXPECT_EQ(o[14 + 8], 64) << "TTL";
+  EXPECT_EQ(inetChecksum(&o[14], 20), 0) << "IPv4 header checksum";
+  EXPECT_EQ(o[34], 0) << "echo reply";
+  EXPECT_EQ(inetChecksum(&o[34], o.size() - 34), 0) << "ICMP checksum";
+  EXPECT_TRUE(std::equal(o.begin() + 38, o.end(), in4.begin() + 38)) << "id, sequence, data";
+
+  // IPv6: the ICMPv6 checksum covers a pseudo-header (addresses, length,
+  // next header), summed here apart.
+  auto v6 = echo("2001:db8:9::9", "2001:db8:1::10");
+  auto icmp6Sum = [](const std::vector<uint8_t>& f) {
+    std::vector<uint8_t> ph(f.begin() + 14 + 8, f.begin() + 14 + 40);  // src, dst
+    const size_t len = f.size() - 54;
+    ph.insert(ph.end(),
+              {0, 0, static_cast<uint8_t>(len >> 8), static_cast<uint8_t>(len), 0, 0, 0, 58});
+    ph.insert(ph.end(), f.begin() + 54, f.end());
+    return inetChecksum(ph.data(), ph.size());
+  };
+  auto in6 = build(v6);
+  const uint16_t c6 = icmp6Sum(in6);
+  in6[56] = static_cast<uint8_t>(c6 >> 8);
+  in6[57] = static_cast<uint8_t>(c6);
+  ASSERT_EQ(icmp6Sum(in6), 0);
+  r = dp->testRun(in6, net.ifindex);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->action, XDP_TX) << describe(r->output);
+  EXPECT_EQ(IpAddr::v6(&r->output[14 + 8]), ip("2001:db8:1::10"));
+  EXPECT_EQ(IpAddr::v6(&r->output[14 + 24]), ip("2001:db8:9::9"));
+  EXPECT_EQ(r->output[14 + 7], 64) << "hop limit";
+  EXPECT_EQ(r->output[54], 129) << "echo reply";
+  EXPECT_EQ(icmp6Sum(r->output), 0) << "ICMPv6 checksum";
+  EXPECT_EQ(reason(LB_R_ECHO_REPLY), 2u);
+
+  // Not a VIP address: the kernel's.
+  const auto other = build(echo("203.0.113.9", "198.51.100.99"));
+  r = dp->testRun(other, net.ifindex);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->action, XDP_PASS);
+  EXPECT_EQ(r->output, other);
+  EXPECT_EQ(reason(LB_R_PASS_OTHER_PROTO), 1u);
+}
+
 // Every other ICMP message passes to the kernel untouched: not a too-big
 // message, a quote that is cut short, a quote of a packet that did not come
 // from the message's destination, or of a flow to no VIP.
@@ -675,7 +756,7 @@ TEST_F(BalancerTest, OtherIcmpMessagesPassUntouched) {
   ring(1, {{1, 100}});
   const auto client = flow("203.0.113.9", "198.51.100.10", 40000, 80);
   auto echo = icmpTooBig("192.0.2.254", client);
-  echo.rawL4[0] = 8;  // echo request
+  echo.rawL4[0] = 13;  // timestamp request
   echo.rawL4[1] = 0;
   auto otherCode = icmpTooBig("192.0.2.254", client);
   otherCode.rawL4[1] = 3;  // port unreachable
@@ -687,7 +768,7 @@ TEST_F(BalancerTest, OtherIcmpMessagesPassUntouched) {
     int reason;
     const char* what;
   } cases[] = {
-      {echo, LB_R_PASS_OTHER_PROTO, "echo request"},
+      {echo, LB_R_PASS_OTHER_PROTO, "timestamp request"},
       {otherCode, LB_R_PASS_OTHER_PROTO, "port unreachable"},
       {icmpTooBig("192.0.2.254", client, 5), LB_R_PASS_OTHER_PROTO, "quote cut short"},
       {wrongSource, LB_R_PASS_OTHER_PROTO, "quoted source is not the destination"},

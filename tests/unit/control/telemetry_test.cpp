@@ -173,12 +173,18 @@ TEST(Telemetry, ExportsEveryMetricOfTheMetricsIssue) {
   EXPECT_EQ(s.types.at("xdplb_health_check_duration_seconds"), "histogram");
   EXPECT_EQ(s.types.at("xdplb_ring_build_duration_seconds"), "histogram");
   // Every reason of the datapath's enum, with its action.
-  std::set<std::string> reasons;
+  std::map<std::string, std::string> actionOf;
   for (auto [it, end] = s.samples.equal_range("xdplb_packets_total"); it != end; ++it)
-    reasons.insert(it->second.labels.at("reason"));
-  EXPECT_EQ(reasons.size(), static_cast<size_t>(LB_REASON_MAX));
-  for (const char* r : {"not_ip", "not_vip", "malformed", "no_backend", "tx", "redirect"})
-    EXPECT_TRUE(reasons.count(r)) << r;
+    actionOf[it->second.labels.at("reason")] = it->second.labels.at("action");
+  EXPECT_EQ(actionOf.size(), static_cast<size_t>(LB_REASON_MAX));
+  // The action is what the datapath does for the reason (XDP_PASS, _TX, ...).
+  const std::map<std::string, std::string> want = {
+      {"not_ip", "pass"},     {"not_vip", "pass"},      {"other_proto", "pass"},
+      {"no_neigh", "pass"},   {"no_txport", "pass"},    {"malformed", "drop"},
+      {"no_backend", "drop"}, {"fragment", "drop"},     {"fib", "drop"},
+      {"encap", "drop"},      {"no_tunnel", "drop"},    {"internal", "drop"},
+      {"tx", "tx"},           {"redirect", "redirect"}, {"echo_reply", "tx"}};
+  EXPECT_EQ(actionOf, want);
 }
 
 TEST(Telemetry, LabelValuesAreEscapedInEveryFamily) {

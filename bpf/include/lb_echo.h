@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Echo requests to VIP addresses are answered by the balancer itself (as
+ * Katran does), so `ping VIP` works: the VIP is not an address of this host,
+ * and a backend's answer would carry its own reply path. The request is
+ * turned into the reply in place: Ethernet and IP addresses swapped, hop
+ * limit 64, the ICMP type changed; both checksums updated incrementally
+ * (RFC 1624); out of the ingress interface (XDP_TX). */
+#ifndef XDPLB_BPF_LB_ECHO_H
+#define XDPLB_BPF_LB_ECHO_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "lb_counters.h"
+#include "lb_csum.h"
+#include "lb_maps.h"
+#include "lb_parsing.h"
+#include "lb_shared.h"
+
+/* Whether the packet's destination has VIPs (a port-0 entry, real or
+ * alias, of TCP or UDP). */
+static __always_inline int lb_is_vip_address(const struct lb_pkt *p)
+{
+	union {
+		struct lb_vip_key k;
+		__u64 w[3];
+	} k;
+
+	k.w[0] = p->key_words[2];
+	k.w[1] = p->key_words[3];
+	k.w[2] = (__u64)IPPROTO_TCP << 16 | (__u64)p->key.family << 24;
+	if (bpf_map_lookup_elem(&lb_vips, &k))
+		return 1;
+	k.w[2] = (__u64)IPPROTO_UDP << 16 | (__u64)p->key.family << 24;
+	return bpf_map_lookup_elem(&lb_vips, &k) != 0;
+}
+
+static __always_inline void lb_swap_bytes(__u8 *a, __u8 *b, int n)
+{
+#pragma unroll
+	for (int i = 0; i < 16; i++) {
+		if (i < n) {
+			__u8 t = a[i];
+
+			a[i] = b[i];
+			b[i] = t;
+		}
+	}
+}
+
+static __always_inline int lb_echo_reply(struct xdp_md *ctx, const struct lb_pkt *p, __u64 bytes)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct lb_icmp_hdr *ic;
+
+	if (!lb_is_vip_address(p))
+		return lb_exit(LB_R_PASS_OTHER_PROTO, bytes, XDP_PASS);
+	if ((void *)(eth + 1) > data_end)
+		return lb_exit(LB_R_DROP_INTERNAL, bytes, XDP_DROP);
+	lb_swap_bytes(eth->h_dest, eth->h_source, ETH_ALEN);
+	if (p->key.family == LB_FAMILY_V4) {
+		struct iphdr *iph = data + p->l2_len;
+		__u16 from, to;
+		__u32 t;
+
+		if ((void *)(iph + 1) > data_end || p->l3_hdr_len > 60)
+			return lb_exit(LB_R_DROP_INTERNAL, bytes, XDP_DROP);
+		ic = (void *)iph + p->l3_hdr_len;
+		if ((void *)(ic + 1) > data_end)
+			return lb_exit(LB_R_DROP_INTERNAL, bytes, XDP_DROP);
+		t = iph->saddr;
+		iph->saddr = iph->daddr;
+		iph->daddr = t;
+		/* The TTL shares its 16-bit word with the protocol. */
+		from = bpf_htons((__u16)iph->ttl << 8 | iph->protocol);
+		to = bpf_htons((__u16)LB_OUTER_TTL << 8 | iph->protocol);
+		iph->ttl = LB_OUTER_TTL;
+		iph->check = lb_csum_replace16(iph->check, from, to);
+		ic->type = LB_ICMP_ECHO_REPLY;
+		ic->checksum = lb_csum_replace16(ic->checksum, bpf_htons(LB_ICMP_ECHO_REQUEST << 8),
+						 bpf_htons(LB_ICMP_ECHO_REPLY << 8));
+	} else {
+		struct ipv6hdr *ip6h = data + p->l2_len;
+
+		if ((void *)(ip6h + 1) > data_end)
+			return lb_exit(LB_R_DROP_INTERNAL, bytes, XDP_DROP);
+		ic = (void *)(ip6h + 1);
+		if ((void *)(ic + 1) > data_end)
+			return lb_exit(LB_R_DROP_INTERNAL, bytes, XDP_DROP);
+		/* Swapping the addresses leaves the pseudo-header's sum as it was. */
+		lb_swap_bytes((__u8 *)&ip6h->saddr, (__u8 *)&ip6h->daddr, 16);
+		ip6h->hop_limit = LB_OUTER_TTL;
+		ic->type = LB_ICMPV6_ECHO_REPLY;
+		/* Each branch updates its own header: with one update after
+		 * both, the verifier lost the bounds of the merged pointer. */
+		ic->checksum =
+		    lb_csum_replace16(ic->checksum, bpf_htons(LB_ICMPV6_ECHO_REQUEST << 8),
+				      bpf_htons(LB_ICMPV6_ECHO_REPLY << 8));
+	}
+	return lb_exit(LB_R_ECHO_REPLY, bytes, XDP_TX);
+}
+
+#endif
