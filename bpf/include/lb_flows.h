@@ -64,9 +64,12 @@ static __always_inline int lb_flow_read(const struct lb_flow_entry *e, const str
 /* Writes the packet's flow into way e (the victim lb_flow_find chose) and
  * counts it in lb_flow_stats: an insert, and an eviction when e held another
  * flow (early when that flow was seen within LB_FLOW_EARLY_NS). Above
- * `limit` entries this CPU wrote in the current second (0: no limit), the
+ * `limit` entries this CPU wrote in the current second (0: no limit), a new
  * entry is not written and counted as skipped: under a SYN flood the table
- * keeps the flows it has, and the flood's flows rely on the ring. */
+ * keeps the flows it has, and the flood's flows rely on the ring. The way
+ * that already holds the key is always rewritten (it adds nothing to the
+ * table): a flow that moved off a down backend must not keep an entry that
+ * sends it back when that backend returns. */
 static __always_inline void lb_flow_insert(struct lb_flow_entry *e, const struct lb_pkt *p,
 					   __u32 backend_id, __u64 now, __u32 limit)
 {
@@ -74,8 +77,10 @@ static __always_inline void lb_flow_insert(struct lb_flow_entry *e, const struct
 	__u32 zero = 0;
 	struct lb_flow_stats *st = bpf_map_lookup_elem(&lb_flow_stats, &zero);
 
+	int own = e->key.family && lb_flow_key_eq(e, p);
+
 	if (st) {
-		if (limit) {
+		if (limit && !own) {
 			if (now - st->window_start_ns >= 1000000000ULL) {
 				st->window_start_ns = now;
 				st->window_inserts = 0;
@@ -87,7 +92,7 @@ static __always_inline void lb_flow_insert(struct lb_flow_entry *e, const struct
 			st->window_inserts++;
 		}
 		st->inserts++;
-		if (e->key.family && !lb_flow_key_eq(e, p)) {
+		if (e->key.family && !own) {
 			st->evictions++;
 			if (now - e->last_seen_ns < LB_FLOW_EARLY_NS)
 				st->early_evictions++;

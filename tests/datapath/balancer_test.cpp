@@ -505,6 +505,21 @@ TEST_F(BalancerTest, OverTheInsertLimitNewFlowsUseTheRingAndTheTableKeepsItsFlow
   EXPECT_EQ(c->flows.inserts, 3u);
   EXPECT_EQ(c->flows.skipped, 7u);
   EXPECT_EQ(c->vips[1].newFlows, 10u) << "all ten took the ring";
+  // Over the limit, a flow's own entry is still rewritten: the first flow
+  // moves off a backend that went down, and stays moved when it returns.
+  const uint32_t firstId = expected(slots, syns[0]);
+  std::vector<std::pair<uint32_t, uint32_t>> others;
+  for (uint32_t id = 1; id <= 4; ++id)
+    if (id != firstId) others.push_back({id, 100});
+  ring(1, others, 2);  // as the reconciler does: out of the ring, then down
+  backend(firstId, addrs.at(firstId).toString().c_str(), 1, BackendState::Down);
+  auto ack = syns[0];
+  ack.tcpFlags = kTcpAck;
+  const auto moved = outerDestination(run(ack).output);
+  ASSERT_TRUE(moved);
+  EXPECT_NE(*moved, addrs.at(firstId));
+  backend(firstId, addrs.at(firstId).toString().c_str(), 1, BackendState::Up);
+  EXPECT_EQ(outerDestination(run(ack).output), moved) << "the entry must name its new backend";
   // A new second: the next flow is written again.
   std::this_thread::sleep_for(std::chrono::milliseconds(1100));
   ASSERT_EQ(run(flow("203.0.113.9", "198.51.100.10", 42000, 80, kTcpSyn)).action, XDP_TX);
