@@ -344,6 +344,7 @@ Result<> Reconciler::flushDeferred() {
   std::vector<PendingRing> pending;
   std::vector<datapath::RingUpdate> rings;
   std::vector<Vip*> ready;
+  std::vector<std::string> names;
   for (auto it = deferred_.begin(); it != deferred_.end();) {
     auto vit = vips_.find(*it);
     if (vit == vips_.end()) {
@@ -356,10 +357,13 @@ Result<> Reconciler::flushDeferred() {
     }
     if (auto r = prepareVip(vit->second, false, pending, rings); !r) return r;
     ready.push_back(&vit->second);
+    names.push_back(*it);
     it = deferred_.erase(it);
   }
   if (ready.empty()) return {};
-  return swapAndFinish(pending, rings, ready);
+  auto r = swapAndFinish(pending, rings, ready);
+  if (!r) deferred_.insert(names.begin(), names.end());  // the next flush tries again
+  return r;
 }
 
 void Reconciler::setLastResult(const std::string& vipName, const IpAddr& addr,

@@ -378,10 +378,11 @@ class GracePeriods {
     cv_.notify_all();
   }
 
-  // Whether a grace period that began after flip n has ended.
-  bool covers(uint64_t n) {
+  // Whether a grace period that began after flip n has ended, or waiting
+  // for one failed (waitFor then reports the error instead of blocking).
+  bool coversOrFailed(uint64_t n) {
     std::lock_guard lock(mu_);
-    return done_ >= n;
+    return done_ >= n || error_.has_value();
   }
 
   // Returns once a grace period that began after flip n has ended.
@@ -931,7 +932,8 @@ bool BpfDatapath::swapWouldWait(uint32_t vipId) {
   auto it = rings_.find(vipId);
   if (it == rings_.end()) return false;
   const RingBuffer& spare = it->second.buffer[1 - it->second.live];
-  return spare.fd >= 0 && spare.retiredAtFlip != 0 && !gracePeriods_->covers(spare.retiredAtFlip);
+  return spare.fd >= 0 && spare.retiredAtFlip != 0 &&
+         !gracePeriods_->coversOrFailed(spare.retiredAtFlip);
 }
 
 Result<> BpfDatapath::removeRing(uint32_t vipId) {

@@ -43,6 +43,7 @@ class FakeDatapath : public datapath::Datapath {
   }
   Result<std::map<uint32_t, datapath::BackendEntry>> listBackends() override { return backends; }
   Result<> swapRings(std::span<const datapath::RingUpdate> updates) override {
+    if (failSwaps) return makeError("swapRings: injected failure");
     for (const auto& [vipId, ring] : updates) {
       for (uint32_t id : ring.slots) {
         if (id == 0) continue;
@@ -89,6 +90,7 @@ class FakeDatapath : public datapath::Datapath {
   int swapCalls = 0;  // swapRings calls, each with one or more rings
   // VIPs whose next swap would wait for a grace period (swapWouldWait).
   std::set<uint32_t> graceOpen;
+  bool failSwaps = false;  // swapRings fails (and changes nothing)
   // Flow-table entries (flowEntry): key and backend id.
   std::vector<std::pair<lb_flow_key, uint32_t>> flowEntries;
   std::vector<uint32_t> removedBackends;

@@ -255,6 +255,26 @@ TEST_F(ReconcilerTest, TransitionsDuringAGracePeriodAreDeferredAndSwappedTogethe
   EXPECT_EQ(dp.swaps[web], webSwaps + 2);
 }
 
+// A deferred swap that fails stays deferred: the next flush tries again.
+TEST_F(ReconcilerTest, AFailedDeferredSwapIsTriedAgain) {
+  auto cfg = makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}, {"10.0.0.2", 100}},
+                                 config::CheckType::Tcp)});
+  ASSERT_TRUE(rec.apply(cfg));
+  for (const char* a : {"10.0.0.1", "10.0.0.2"})
+    ASSERT_TRUE(rec.setHealth("web", ip(a), State::Up));
+  const uint32_t web = vipId("web");
+  dp.graceOpen = {web};
+  ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.2"), State::Down, "refused"));
+  dp.graceOpen.clear();
+  dp.failSwaps = true;
+  EXPECT_FALSE(rec.flushDeferred());
+  EXPECT_TRUE(rec.hasDeferred());
+  dp.failSwaps = false;
+  ASSERT_TRUE(rec.flushDeferred());
+  EXPECT_FALSE(rec.hasDeferred());
+  EXPECT_EQ(ringMembers(dp.rings.at(web)), std::set<uint32_t>{backend("web", "10.0.0.1")->id});
+}
+
 // A reload applies every VIP with its current health: deferred changes are
 // part of it, and nothing is left to flush.
 TEST_F(ReconcilerTest, AnApplyTakesDeferredTransitionsWithIt) {
