@@ -15,8 +15,11 @@
  * from that VIP, is "other_proto", except echo requests, which
  * lb_echo_reply() answers for VIP addresses.
  *
- * Not walked: IPv6 extension headers (an IPv6 packet whose next header is not
- * TCP, UDP or ICMPv6 is "other_proto" and passes to the kernel).
+ * IPv6 extension headers: up to LB_V6_EXT_MAX hop-by-hop, routing,
+ * destination-options and fragment headers, LB_V6_EXT_BYTES in all, are
+ * walked to the TCP/UDP header (lb_parse_v6_ext); a fragment header makes
+ * the packet a fragment, as an IPv4 one. A longer chain, or any other
+ * header, is "other_proto" and passes to the kernel.
  */
 #ifndef XDPLB_BPF_LB_PARSING_H
 #define XDPLB_BPF_LB_PARSING_H
@@ -66,8 +69,8 @@ struct lb_pkt {
 	__u16 l3_hdr_len; /* IPv4 header length with options; 40 for IPv6 */
 	__u8 tos;	  /* IPv4 TOS or IPv6 traffic class */
 	__u8 df;	  /* inner IPv4 has DF */
-	__u8 is_frag;	  /* IPv4 fragment, first or later */
-	__u8 later_frag;  /* IPv4 fragment with offset > 0: no L4 header */
+	__u8 is_frag;	  /* IPv4 or IPv6 fragment, first or later */
+	__u8 later_frag;  /* fragment with offset > 0: no L4 header */
 	__u8 syn;	  /* TCP SYN without ACK */
 	__u8 icmp;	  /* LB_ICMP_TOO_BIG: key is the quoted flow; LB_ICMP_ECHO */
 };
@@ -157,6 +160,58 @@ static __always_inline int lb_parse_icmp(void *data_end, struct lb_pkt *p, void 
 	return -1;
 }
 
+#define LB_V6_EXT_MAX 4
+#define LB_V6_EXT_BYTES 128
+/* The farthest an L4 header may start: VLAN-tagged Ethernet, and an IPv4
+ * header with options or an IPv6 header with its extension headers. */
+#define LB_L4_MAX_OFF (18 + 40 + LB_V6_EXT_BYTES)
+
+#define LB_NEXTHDR_HOP 0
+#define LB_NEXTHDR_ROUTING 43
+#define LB_NEXTHDR_FRAGMENT 44
+#define LB_NEXTHDR_DEST 60
+
+/* IPv6 extension headers after ip6h, up to the upper-layer header, whose
+ * protocol goes to *nexthdr: p->l3_hdr_len becomes 40 plus their length, a
+ * fragment header sets is_frag/later_frag. -1, or LB_R_PASS_OTHER_PROTO
+ * for a chain that is longer, truncated, or holds another header. */
+static __always_inline int lb_parse_v6_ext(void *data_end, struct lb_pkt *p, struct ipv6hdr *ip6h,
+					   __u8 *nexthdr)
+{
+	__u32 off = sizeof(*ip6h);
+	__u8 nh = ip6h->nexthdr;
+
+#pragma unroll
+	for (int i = 0; i < LB_V6_EXT_MAX; i++) {
+		__u8 *ext = (__u8 *)ip6h + off;
+		__u32 len;
+
+		if (nh != LB_NEXTHDR_HOP && nh != LB_NEXTHDR_ROUTING && nh != LB_NEXTHDR_DEST &&
+		    nh != LB_NEXTHDR_FRAGMENT)
+			break;
+		if ((void *)(ext + 8) > data_end)
+			return LB_R_PASS_OTHER_PROTO;
+		if (nh == LB_NEXTHDR_FRAGMENT) {
+			__u16 fo = bpf_ntohs(*(__u16 *)(ext + 2));
+
+			p->is_frag |= (fo & 0xfff9) != 0; /* offset, or more fragments */
+			p->later_frag |= (fo >> 3) != 0;
+			len = 8;
+		} else {
+			len = ((__u32)ext[1] + 1) * 8;
+		}
+		nh = ext[0];
+		off += len;
+		if (off > sizeof(*ip6h) + LB_V6_EXT_BYTES)
+			return LB_R_PASS_OTHER_PROTO;
+	}
+	if (off > sizeof(*ip6h) + LB_V6_EXT_BYTES || off > p->ip_len)
+		return LB_R_PASS_OTHER_PROTO;
+	p->l3_hdr_len = off;
+	*nexthdr = nh;
+	return -1;
+}
+
 static __always_inline int lb_parse_l3(void *data, void *data_end, struct lb_pkt *p)
 {
 	struct ethhdr *eth = data;
@@ -211,11 +266,20 @@ static __always_inline int lb_parse_l3(void *data, void *data_end, struct lb_pkt
 
 		if ((void *)(ip6h + 1) > data_end)
 			return LB_R_DROP_MALFORMED;
+		__u8 nh;
+		int rc;
+
 		tot_len = sizeof(*ip6h) + bpf_ntohs(ip6h->payload_len);
 		if (ip6h->version != 6 || p->l2_len + tot_len > p->frame_len)
 			return LB_R_DROP_MALFORMED;
-		if (ip6h->nexthdr != IPPROTO_TCP && ip6h->nexthdr != IPPROTO_UDP &&
-		    ip6h->nexthdr != IPPROTO_ICMPV6)
+		p->ip_len = tot_len;
+		rc = lb_parse_v6_ext(data_end, p, ip6h, &nh);
+		if (rc >= 0)
+			return rc;
+		if (nh != IPPROTO_TCP && nh != IPPROTO_UDP && nh != IPPROTO_ICMPV6)
+			return LB_R_PASS_OTHER_PROTO;
+		/* ICMPv6 is handled only right after the base header. */
+		if (nh == IPPROTO_ICMPV6 && p->l3_hdr_len != sizeof(*ip6h))
 			return LB_R_PASS_OTHER_PROTO;
 		/* One 64-bit load each (x86 and arm64 allow unaligned packet
 		 * reads, and the verifier checks them only under
@@ -224,11 +288,9 @@ static __always_inline int lb_parse_l3(void *data, void *data_end, struct lb_pkt
 		p->key_words[1] = *((__u64 *)&ip6h->saddr + 1);
 		p->key_words[2] = *(__u64 *)&ip6h->daddr;
 		p->key_words[3] = *((__u64 *)&ip6h->daddr + 1);
-		p->key_words[4] = LB_KEY_TAIL(0, ip6h->nexthdr, LB_FAMILY_V6);
-		p->ip_len = tot_len;
-		p->l3_hdr_len = sizeof(*ip6h);
+		p->key_words[4] = LB_KEY_TAIL(0, nh, LB_FAMILY_V6);
 		p->tos = (ip6h->priority << 4) | (ip6h->flow_lbl[0] >> 4);
-		if (ip6h->nexthdr == IPPROTO_ICMPV6)
+		if (nh == IPPROTO_ICMPV6)
 			return lb_parse_icmp(data_end, p, ip6h + 1);
 		return -1;
 	}
@@ -241,7 +303,7 @@ static __always_inline int lb_parse_l4(void *data, void *data_end, struct lb_pkt
 {
 	__u32 off = p->l2_len + p->l3_hdr_len;
 
-	if (off > 60 + 18)
+	if (off > LB_L4_MAX_OFF)
 		return LB_R_DROP_MALFORMED;
 	if (p->key.proto == IPPROTO_TCP) {
 		struct tcphdr *th = data + off;

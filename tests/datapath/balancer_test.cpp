@@ -12,6 +12,7 @@
 #include <map>
 #include <optional>
 #include <random>
+#include <ranges>
 #include <set>
 #include <thread>
 
@@ -679,6 +680,84 @@ TEST_F(BalancerTest, IcmpTooBigReachesTheBackendOfTheFlowItQuotes) {
   EXPECT_EQ(c->vips[1].icmpTooBig, 2u);
   EXPECT_EQ(c->vips[2].icmpTooBig, 1u);
   EXPECT_EQ(c->vips[1].newFlows, 1u) << "messages are not new flows";
+}
+
+// IPv6 extension headers (hop-by-hop, routing, destination options,
+// fragment) are walked to the TCP/UDP header: such packets reach the
+// backend their 5-tuple hashes to, unchanged; fragments of a datagram,
+// first and later, reach one backend; a chain too long, truncated or with
+// another header passes to the kernel untouched.
+TEST_F(BalancerTest, Ipv6ExtensionHeadersAreWalkedToTheTransportHeader) {
+  vip("2001:db8:1::10", 80, 1);
+  vip("2001:db8:1::20", 53, 2, 17);
+  for (uint32_t id = 1; id <= 4; ++id) {
+    backend(id, ("fd00:99::" + std::to_string(10 + id)).c_str(), 1);
+    backend(id + 4, ("fd00:99::" + std::to_string(20 + id)).c_str(), 2);
+  }
+  const auto slots = ring(1, {{1, 100}, {2, 100}, {3, 100}, {4, 100}});
+  ring(2, {{5, 100}, {6, 100}, {7, 100}, {8, 100}});
+  const std::vector<uint8_t> padN = {0, 1, 4, 0, 0, 0, 0};  // 8 bytes with the next header
+  std::map<uint16_t, IpAddr> seen;
+  for (uint16_t port = 40000; port < 40016; ++port) {
+    auto s = flow("2001:db8:9::9", "2001:db8:1::10", port, 80, kTcpSyn);
+    s.v6Ext = {{0, padN}, {60, padN}};  // hop-by-hop, destination options
+    const auto in = build(s);
+    auto r = dp->testRun(in, net.ifindex);
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->action, XDP_TX) << describe(r->output);
+    EXPECT_EQ(outerDestination(r->output), addrs.at(expected(slots, s))) << "port " << port;
+    ASSERT_EQ(r->output.size(), in.size() + 40);
+    EXPECT_TRUE(std::equal(in.begin() + 14, in.end(), r->output.begin() + 14 + 40))
+        << "the inner packet, extension headers and all, unchanged";
+    seen[port] = *outerDestination(r->output);
+  }
+  EXPECT_GT(
+      std::set<IpAddr>(std::views::values(seen).begin(), std::views::values(seen).end()).size(), 1u)
+      << "the ports were parsed: flows spread";
+
+  // Fragments: the first (offset 0, more fragments) carries the UDP header,
+  // the later one none; both hash with ports 0 and reach one backend.
+  std::set<IpAddr> fragBackends;
+  for (int i = 1; i <= 8; ++i) {
+    auto first = flow(("2001:db8:9::" + std::to_string(i)).c_str(), "2001:db8:1::20", 5353, 53);
+    first.proto = 17;
+    first.v6Ext = {{44, {0, 0x00, 0x01, 0, 0, 0, static_cast<uint8_t>(i)}}};
+    auto later = first;
+    later.v6Ext = {{44, {0, 0x05, 0xc8, 0, 0, 0, static_cast<uint8_t>(i)}}};  // offset 185
+    later.fragOffset = 185;  // no UDP header in this one
+    auto a = run(first), b = run(later);
+    ASSERT_EQ(a.action, XDP_TX) << describe(a.output);
+    ASSERT_EQ(b.action, XDP_TX) << describe(b.output);
+    EXPECT_EQ(outerDestination(a.output), outerDestination(b.output));
+    fragBackends.insert(*outerDestination(a.output));
+  }
+  EXPECT_GT(fragBackends.size(), 1u) << "datagrams of different sources spread";
+
+  // Passed untouched: a chain longer than four headers, one longer than 128
+  // bytes, a truncated one, and a header that is not walked (ESP).
+  auto five = flow("2001:db8:9::9", "2001:db8:1::10", 40000, 80, kTcpSyn);
+  five.v6Ext = std::vector<std::pair<uint8_t, std::vector<uint8_t>>>(5, {60, padN});
+  std::vector<uint8_t> long17(8 * 17 - 1, 0);
+  long17[0] = 16;  // (16 + 1) x 8 = 136 bytes
+  auto tooLong = flow("2001:db8:9::9", "2001:db8:1::10", 40000, 80, kTcpSyn);
+  tooLong.v6Ext = {{60, long17}};
+  auto truncated = flow("2001:db8:9::9", "2001:db8:1::10", 40000, 80, kTcpSyn);
+  truncated.v6Ext = {{60, {5, 1, 4, 0, 0, 0, 0}}};  // claims 48 bytes, has 8 and TCP
+  auto esp = flow("2001:db8:9::9", "2001:db8:1::10", 40000, 80, kTcpSyn);
+  esp.v6Ext = {{50, padN}};
+  for (const auto& [spec, what] : std::vector<std::pair<PacketSpec, const char*>>{
+           {five, "five headers"},
+           {tooLong, "136 bytes of headers"},
+           {truncated, "a header longer than the packet"},
+           {esp, "ESP"}}) {
+    const uint64_t before = reason(LB_R_PASS_OTHER_PROTO);
+    const auto in = build(spec);
+    auto r = dp->testRun(in, net.ifindex);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->action, XDP_PASS) << what;
+    EXPECT_EQ(r->output, in) << what;
+    EXPECT_EQ(reason(LB_R_PASS_OTHER_PROTO), before + 1) << what;
+  }
 }
 
 // An echo request to a VIP address is answered by the balancer (XDP_TX):

@@ -65,13 +65,19 @@ std::vector<uint8_t> build(const PacketSpec& s) {
     p[l3 + 10] = static_cast<uint8_t>(c >> 8);
     p[l3 + 11] = static_cast<uint8_t>(c);
   } else {
+    std::vector<uint8_t> ext;
+    for (size_t i = 0; i < s.v6Ext.size(); ++i) {
+      ext.push_back(i + 1 < s.v6Ext.size() ? s.v6Ext[i + 1].first : s.proto);
+      ext.insert(ext.end(), s.v6Ext[i].second.begin(), s.v6Ext[i].second.end());
+    }
     put16(p, static_cast<uint16_t>(0x6000 | s.tos << 4));
     put16(p, 0);
-    put16(p, s.ipLengthOverride.value_or(static_cast<uint16_t>(l4.size())));
-    p.push_back(s.proto);
+    put16(p, s.ipLengthOverride.value_or(static_cast<uint16_t>(ext.size() + l4.size())));
+    p.push_back(s.v6Ext.empty() ? s.proto : s.v6Ext[0].first);
     p.push_back(64);
     p.insert(p.end(), s.src.bytes().begin(), s.src.bytes().end());
     p.insert(p.end(), s.dst.bytes().begin(), s.dst.bytes().end());
+    p.insert(p.end(), ext.begin(), ext.end());
   }
   p.insert(p.end(), l4.begin(), l4.end());
   if (p.size() < s.padTo) p.resize(s.padTo, 0);

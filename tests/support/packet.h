@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "lb/common/ip.h"
@@ -31,6 +32,10 @@ struct PacketSpec {
   // When not empty: the whole L4 part (header and payload) as given, for
   // other protocols (ICMP); sport, dport, tcpFlags and payload are unused.
   std::vector<uint8_t> rawL4;
+  // IPv6 extension headers after the base header, in order: (type, bytes
+  // after the next-header byte, which the builder fills). For a fragment
+  // header (44), 7 bytes: reserved, offset << 3 | M (2 bytes), id (4).
+  std::vector<std::pair<uint8_t, std::vector<uint8_t>>> v6Ext;
 };
 
 std::vector<uint8_t> build(const PacketSpec& spec);
