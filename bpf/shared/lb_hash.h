@@ -4,7 +4,7 @@
  *
  * Specification (lb_flow_hash): struct lb_flow_key is zero-filled and read as
  * five 64-bit little-endian words w[0..4] (an IPv4 address occupies
- * addr[0..3]; ports are in network byte order as on the wire; IPv4 fragments
+ * addr[0..3]; ports are in network byte order as on the wire; IP fragments
  * hash with both ports 0). With S = seed * 0x9e3779b97f4a7c15 and the odd
  * constants K[0..4] below, all arithmetic modulo 2^64:
  *

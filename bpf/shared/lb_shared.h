@@ -113,7 +113,7 @@ struct lb_vip_key {
 struct lb_vip_value {
 	__u32 vip_id;	   /* index into lb_rings and lb_vip_stats; 0 on an alias */
 	__u32 flags;	   /* LB_VIP_F_* */
-	__u32 frag_vip_id; /* port-0 entries: VIP receiving IPv4 fragments of this
+	__u32 frag_vip_id; /* port-0 entries: VIP receiving IP fragments of this
 			    * address+proto; 0 = drop them (counted) */
 	__u32 pad;
 	/* port-0 entries: port VIPs of this address+proto (port in network
@@ -157,8 +157,8 @@ struct lb_backend {
 struct lb_flow_key {
 	__u8 src[16];
 	__u8 dst[16];
-	__u16 sport; /* network byte order; 0 for IPv4 fragments */
-	__u16 dport; /* network byte order; 0 for IPv4 fragments */
+	__u16 sport; /* network byte order; 0 for fragments */
+	__u16 dport; /* network byte order; 0 for fragments */
 	__u8 proto;
 	__u8 family; /* 0 = an empty way */
 	__u16 pad;   /* always 0: the key is hashed whole */
@@ -235,7 +235,7 @@ enum lb_reason {
 	LB_R_PASS_NO_NEIGH,    /* encapsulated, no neighbour yet: the kernel forwards it */
 	LB_R_DROP_MALFORMED,   /* truncated header or a length field that lies */
 	LB_R_DROP_NO_BACKEND,  /* the VIP's ring is empty */
-	LB_R_DROP_FRAGMENT,    /* IPv4 fragment to an address whose VIPs are ambiguous */
+	LB_R_DROP_FRAGMENT,    /* IP fragment to an address whose VIPs are ambiguous */
 	LB_R_DROP_FIB,	       /* no route to the backend, forwarding disabled, ... */
 	LB_R_DROP_ENCAP,       /* the packet could not be grown for the outer header */
 	LB_R_DROP_NO_TUNNEL,   /* no tunnel source configured for the backend's family */

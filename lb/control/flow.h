@@ -11,12 +11,12 @@
 namespace xdplb::control {
 
 // The lb_flow_key the datapath builds for this packet (zero-filled, ports in
-// network byte order). Ports in host byte order; IPv4 fragments use ports 0.
+// network byte order). Ports in host byte order; IP fragments use ports 0.
 lb_flow_key flowKey(const IpAddr& src, uint16_t srcPort, const IpAddr& dst, uint16_t dstPort,
                     uint8_t proto);
 
 // lb_flow_hash over the lb_flow_key the datapath builds for this packet.
-// Ports in host byte order; IPv4 fragments use ports 0.
+// Ports in host byte order; IP fragments use ports 0.
 uint32_t flowHash(const IpAddr& src, uint16_t srcPort, const IpAddr& dst, uint16_t dstPort,
                   uint8_t proto, uint32_t seed);
 
