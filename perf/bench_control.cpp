@@ -11,12 +11,15 @@
 // is read back and compared with the ring the reconciler meant to swap in.
 #include <bpf/bpf.h>
 #include <linux/bpf.h>
+#include <netinet/in.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -27,6 +30,7 @@
 #include "lb/control/reload.h"
 #include "lb/datapath/bpf_datapath.h"
 #include "lb/maglev/maglev.h"
+#include "lb_hash.h"
 #include "lb_shared.h"
 #include "support/netns.h"
 
@@ -299,6 +303,45 @@ Result<HealthRow> healthFlips(datapath::BpfDatapath& bpf, const std::string& dir
       {label, stats(total), {}, stats(build), stats(swap)}, stats(longest), stats(swaps)};
 }
 
+// What the daemon's garbage collection costs its main loop while removed
+// backends drain: BpfDatapath::backendIdsInFlows reads the whole flow table
+// through its mapping, for the default flow_table_size (1,048,576 entries,
+// 64 MiB), every way holding a whole entry (so every check is computed).
+Result<> flowScan() {
+  auto dpr = datapath::BpfDatapath::open({.pinPath = "", .maxVips = 4, .maxBackends = 16});
+  if (!dpr) return std::unexpected(dpr.error());
+  const size_t sets = (*dpr)->flowSets();
+  void* mem = mmap(nullptr, sets * sizeof(lb_flow_set), PROT_READ | PROT_WRITE, MAP_SHARED,
+                   (*dpr)->mapFd("lb_flows"), 0);
+  if (mem == MAP_FAILED) return makeError("mmap lb_flows");
+  auto* table = static_cast<lb_flow_set*>(mem);
+  uint32_t n = 0;
+  for (size_t s = 0; s < sets; ++s)
+    for (lb_flow_entry& e : table[s].way) {
+      ++n;
+      std::memcpy(e.key.src, &n, sizeof n);
+      e.key.family = LB_FAMILY_V4;
+      e.key.proto = IPPROTO_TCP;
+      e.backend_id = 1 + n % 15;
+      e.check = lb_flow_check(&e.key, e.backend_id);
+    }
+  munmap(mem, sets * sizeof(lb_flow_set));
+  std::vector<double> t;
+  for (int i = 0; i < 10; ++i) {
+    const auto t0 = Clock::now();
+    auto ids = (*dpr)->backendIdsInFlows();
+    t.push_back(ms(Clock::now() - t0));
+    if (!ids) return std::unexpected(ids.error());
+    if (ids->size() != 15) return makeError("the scan did not see every entry");
+  }
+  const Stats s = stats(t);
+  std::printf(
+      "\nFlow-table scan (backendIdsInFlows, garbage collection), 1,048,576 entries: "
+      "median %.1f ms, max of 10 %.1f ms\n",
+      s.median, s.p99);
+  return {};
+}
+
 std::vector<uint32_t> ringOf(uint32_t firstId) {
   std::vector<maglev::Member> ms;
   for (uint32_t i = 0; i < 100; ++i) {
@@ -496,5 +539,6 @@ int main() {
       swaps->first);
 
   if (auto r = memory(); !r) return die(r.error().message());
+  if (auto r = flowScan(); !r) return die(r.error().message());
   return 0;
 }

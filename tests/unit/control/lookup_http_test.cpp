@@ -78,7 +78,8 @@ TEST_F(LookupHttpTest, NamesTheFlowTableEntryOfTheFlow) {
   for (const char* a : {"10.0.0.1", "10.0.0.2", "10.0.0.3"})
     ASSERT_TRUE(rec.setHealth("web", ip(a), health::State::Up, "ok"));
   uint32_t id3 = 0;
-  for (const auto& b : rec.status().vips[0].backends)
+  const StatusSnapshot status = rec.status();  // a range-for would not keep a temporary alive
+  for (const auto& b : status.vips[0].backends)
     if (b.address == ip("10.0.0.3")) id3 = b.id;
   ASSERT_NE(id3, 0u);
   dp.flowEntries.push_back(
