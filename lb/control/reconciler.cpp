@@ -374,14 +374,21 @@ void Reconciler::setLastResult(const std::string& vipName, const IpAddr& addr,
   if (bit != vit->second.backends.end()) bit->second.lastResult = std::move(lastResult);
 }
 
-Result<size_t> Reconciler::collectGarbage() {
+bool Reconciler::garbagePending() const {
   bool pending = !orphans_.empty();
   for (const auto& [name, vip] : vips_)
     for (const auto& [addr, be] : vip.backends) pending = pending || !be.inConfig;
-  if (!pending) return 0;
+  return pending;
+}
 
+Result<size_t> Reconciler::collectGarbage() {
+  if (!garbagePending()) return 0;
   auto named = dp_.backendIdsInFlows();
   if (!named) return std::unexpected(named.error());
+  return collectGarbage(*named);
+}
+
+Result<size_t> Reconciler::collectGarbage(const std::unordered_set<uint32_t>& named) {
   size_t freed = 0;
   auto release = [&](uint32_t id, const std::string& what) -> Result<> {
     if (auto r = dp_.removeBackend(id); !r) return r;
@@ -391,7 +398,7 @@ Result<size_t> Reconciler::collectGarbage() {
     return {};
   };
   for (auto it = orphans_.begin(); it != orphans_.end();) {
-    if (named->count(it->first)) {
+    if (named.count(it->first)) {
       ++it;
       continue;
     }
@@ -400,7 +407,7 @@ Result<size_t> Reconciler::collectGarbage() {
   }
   for (auto& [name, vip] : vips_) {
     for (auto it = vip.backends.begin(); it != vip.backends.end();) {
-      if (it->second.inConfig || named->count(it->second.id)) {
+      if (it->second.inConfig || named.count(it->second.id)) {
         ++it;
         continue;
       }

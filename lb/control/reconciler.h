@@ -13,6 +13,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "lb/common/ip.h"
@@ -94,6 +95,13 @@ class Reconciler {
 
   // Frees ids of removed backends that no flow-table entry names any more.
   [[nodiscard]] Result<size_t> collectGarbage();
+  // The same in two steps, so the flow-table scan can run off the event
+  // loop: whether any removed backend waits, and the collection given the
+  // backend ids that flow entries named (Datapath::backendIdsInFlows, taken
+  // at any time since: a removed backend is in no ring, so no new entry
+  // can name it).
+  bool garbagePending() const;
+  [[nodiscard]] Result<size_t> collectGarbage(const std::unordered_set<uint32_t>& named);
 
   StatusSnapshot status() const;
   void onRingSwap(std::function<void(const RingEvent&)> cb) { onRingSwap_ = std::move(cb); }

@@ -150,6 +150,25 @@ TEST_F(ReconcilerTest, RemovedBackendDrainsAndItsIdIsNotReusedWhileFlowsNameIt) 
   EXPECT_EQ(backend("web", "10.0.0.4")->id, id2);
 }
 
+// The two-step collection the daemon runs (the scan off its loop): pending
+// only while a removed backend waits; the ids given decide what is freed.
+TEST_F(ReconcilerTest, GarbageCollectionInTwoStepsFreesWhatNoGivenIdNames) {
+  auto cfg = makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}, {"10.0.0.2", 100}})});
+  ASSERT_TRUE(rec.apply(cfg));
+  EXPECT_FALSE(rec.garbagePending());
+  const uint32_t id2 = backend("web", "10.0.0.2")->id;
+  cfg.vips[0].backends.pop_back();
+  ASSERT_TRUE(rec.apply(cfg));
+  EXPECT_TRUE(rec.garbagePending());
+  dp.flowBackends = {};  // what the fake's own scan would say: not consulted
+  ASSERT_EQ(rec.collectGarbage(std::unordered_set<uint32_t>{id2}).value(), 0u);
+  EXPECT_TRUE(dp.backends.count(id2));
+  EXPECT_TRUE(rec.garbagePending());
+  ASSERT_EQ(rec.collectGarbage(std::unordered_set<uint32_t>{}).value(), 1u);
+  EXPECT_FALSE(dp.backends.count(id2));
+  EXPECT_FALSE(rec.garbagePending());
+}
+
 TEST_F(ReconcilerTest, ReAddedBackendKeepsItsIdAndRejoins) {
   auto cfg = makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}, {"10.0.0.2", 100}})});
   ASSERT_TRUE(rec.apply(cfg));
