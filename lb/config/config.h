@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <expected>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -106,5 +107,11 @@ std::optional<std::chrono::milliseconds> parseDuration(std::string_view text);
 
 // One line: "2 VIPs, 6 backends, interfaces eth0,eth1".
 std::string summary(const Config& cfg);
+
+// The keys each table of the file accepts, by table: "" (the top level),
+// "daemon", "metrics", "health", "vip", "vip.health_check", "vip.backend".
+// Anything else is an "unknown key" error; the README's configuration
+// reference documents exactly these (a unit test holds the two together).
+const std::map<std::string, std::vector<std::string>>& knownKeys();
 
 }  // namespace xdplb::config

@@ -14,6 +14,24 @@
 #include "lb/maglev/maglev.h"
 
 namespace xdplb::config {
+
+const std::map<std::string, std::vector<std::string>>& knownKeys() {
+  static const std::map<std::string, std::vector<std::string>> keys = {
+      {"", {"daemon", "metrics", "health", "vip"}},
+      {"daemon",
+       {"interfaces", "xdp_mode", "pin_path", "hash_seed", "flow_table_size", "flow_insert_limit",
+        "tunnel_source_v4", "tunnel_source_v6", "max_vips", "max_backends"}},
+      {"metrics", {"listen"}},
+      {"health", {"source_v4", "source_v6"}},
+      {"vip",
+       {"name", "address", "port", "protocol", "ring_size", "all_down", "health_check", "backend"}},
+      {"vip.health_check",
+       {"type", "port", "path", "expect", "interval", "timeout", "rise", "fall"}},
+      {"vip.backend", {"address", "weight"}},
+  };
+  return keys;
+}
+
 namespace {
 
 size_t editDistance(std::string_view a, std::string_view b) {
@@ -45,10 +63,10 @@ class Parser {
     }
     Config cfg;
     cfg.path = file_;
-    checkKeys(root, {"daemon", "metrics", "health", "vip"}, "");
+    checkKeys(root, "", "");
     if (auto* d = table(root, "daemon", "daemon", true)) daemon(*d, cfg.daemon);
     if (auto* m = table(root, "metrics", "metrics", false)) {
-      checkKeys(*m, {"listen"}, "metrics");
+      checkKeys(*m, "metrics", "metrics");
       if (auto v = str(*m, "listen", "metrics.listen")) {
         std::string host;
         uint16_t port = 0;
@@ -60,7 +78,7 @@ class Parser {
       }
     }
     if (auto* h = table(root, "health", "health", false)) {
-      checkKeys(*h, {"source_v4", "source_v6"}, "health");
+      checkKeys(*h, "health", "health");
       cfg.health.sourceV4 = address(*h, "source_v4", "health.source_v4", IpAddr::Family::V4);
       cfg.health.sourceV6 = address(*h, "source_v6", "health.source_v6", IpAddr::Family::V6);
     }
@@ -92,16 +110,17 @@ class Parser {
     errors_.push_back({at(n), path, std::move(msg)});
   }
 
-  void checkKeys(const toml::table& t, std::initializer_list<const char*> known,
-                 const std::string& path) {
+  // Unknown keys of table t, whose knownKeys() entry is `table`.
+  void checkKeys(const toml::table& t, const std::string& table, const std::string& path) {
+    const std::vector<std::string>& known = knownKeys().at(table);
     for (const auto& [k, v] : t) {
       bool ok = false;
-      for (const char* name : known) ok = ok || k.str() == name;
+      for (const auto& name : known) ok = ok || k.str() == name;
       if (ok) continue;
       std::string msg = "unknown key '" + std::string(k.str()) + "'";
       size_t best = 3;
       std::string suggestion;
-      for (const char* name : known) {
+      for (const auto& name : known) {
         const size_t d = editDistance(k.str(), name);
         if (d < best) {
           best = d;
@@ -207,11 +226,7 @@ class Parser {
   }
 
   void daemon(const toml::table& d, Daemon& out) {
-    checkKeys(
-        d,
-        {"interfaces", "xdp_mode", "pin_path", "hash_seed", "flow_table_size", "flow_insert_limit",
-         "tunnel_source_v4", "tunnel_source_v6", "max_vips", "max_backends"},
-        "daemon");
+    checkKeys(d, "daemon", "daemon");
     if (const toml::node* n = d.get("interfaces")) {
       const toml::array* a = n->as_array();
       if (!a) {
@@ -262,10 +277,7 @@ class Parser {
   }
 
   void vip(const toml::table& t, const std::string& path, Config& cfg) {
-    checkKeys(
-        t,
-        {"name", "address", "port", "protocol", "ring_size", "all_down", "health_check", "backend"},
-        path);
+    checkKeys(t, "vip", path);
     Vip v;
     v.where = at(&t);
     bool ok = true;
@@ -320,7 +332,7 @@ class Parser {
         for (size_t i = 0; i < arr->size(); ++i) {
           const toml::table& bt = *arr->get(i)->as_table();
           const std::string bp = path + ".backend[" + std::to_string(i) + "]";
-          checkKeys(bt, {"address", "weight"}, bp);
+          checkKeys(bt, "vip.backend", bp);
           Backend b;
           b.where = at(bt.get("address") ? bt.get("address") : &bt);
           auto a = address(bt, "address", bp + ".address");
@@ -350,7 +362,7 @@ class Parser {
   }
 
   void health(const toml::table& h, const std::string& path, Vip& v) {
-    checkKeys(h, {"type", "port", "path", "expect", "interval", "timeout", "rise", "fall"}, path);
+    checkKeys(h, "vip.health_check", path);
     if (auto t = choice<CheckType>(
             h, "type", path + ".type",
             {{"tcp", CheckType::Tcp}, {"http", CheckType::Http}, {"none", CheckType::None}}))

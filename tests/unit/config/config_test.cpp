@@ -4,7 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
+#include <map>
+#include <regex>
+#include <set>
+#include <string>
 
 namespace xdplb::config {
 namespace {
@@ -249,6 +254,52 @@ TEST(Config, Durations) {
   EXPECT_EQ(parseDuration("1h"), milliseconds(3600000));
   for (const char* bad : {"", "s", "2", "2 s", "1.5s", "-1s", "2sec", "ms"})
     EXPECT_EQ(parseDuration(bad), std::nullopt) << bad;
+}
+
+}  // namespace
+}  // namespace xdplb::config
+
+namespace xdplb::config {
+namespace {
+
+// The README's configuration reference documents exactly the keys the
+// parser accepts: every table of the file has its heading (### `[daemon]`,
+// ### `[[vip.backend]]`, ...), and its table lists each key once, in the
+// first column. Keys that are tables themselves have headings of their own.
+TEST(Config, ReadmeDocumentsExactlyTheAcceptedKeys) {
+  std::ifstream in(std::string(XDPLB_SOURCE_DIR) + "/README.md");
+  ASSERT_TRUE(in) << "README.md";
+  std::map<std::string, std::set<std::string>> documented;
+  std::string line, section;
+  static const std::regex kHeading(R"(^### `\[\[?([a-z_.]+)\]\]?`)");
+  static const std::regex kRow(R"(^\| `([a-z_0-9]+)` \|)");
+  bool inReference = false;
+  while (std::getline(in, line)) {
+    if (line.starts_with("## ")) inReference = line == "## Configuration reference";
+    if (!inReference) continue;
+    std::smatch m;
+    if (std::regex_search(line, m, kHeading)) {
+      section = m[1];
+      documented[section];
+    } else if (!section.empty() && std::regex_search(line, m, kRow)) {
+      EXPECT_TRUE(documented[section].insert(m[1]).second)
+          << section << "." << m[1] << " is documented twice";
+    }
+  }
+  ASSERT_FALSE(documented.empty()) << "no '## Configuration reference' tables found";
+  for (const auto& [table, keys] : knownKeys()) {
+    if (table.empty()) continue;  // the top level: the headings themselves
+    ASSERT_TRUE(documented.count(table)) << "no README heading for [" << table << "]";
+    for (const auto& key : keys) {
+      if (knownKeys().count(table + "." + key)) continue;  // a table: its own heading
+      EXPECT_TRUE(documented[table].count(key)) << table << "." << key << " is not in the README";
+    }
+    for (const auto& key : documented[table])
+      EXPECT_NE(std::find(keys.begin(), keys.end(), key), keys.end())
+          << table << "." << key << " is in the README only";
+  }
+  for (const auto& top : knownKeys().at(""))
+    EXPECT_TRUE(documented.count(top)) << "no README heading for [" << top << "]";
 }
 
 }  // namespace
