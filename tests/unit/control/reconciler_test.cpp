@@ -44,6 +44,18 @@ class ReconcilerTest : public ::testing::Test {
     return nullptr;
   }
 
+  // VIP web with two backends up, then 10.0.0.2 down while web's grace
+  // period is open: a deferred transition.
+  void deferOneTransition(config::Config& cfg) {
+    cfg = makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}, {"10.0.0.2", 100}},
+                              config::CheckType::Tcp)});
+    ASSERT_TRUE(rec.apply(cfg));
+    for (const char* a : {"10.0.0.1", "10.0.0.2"})
+      ASSERT_TRUE(rec.setHealth("web", ip(a), State::Up));
+    dp.graceOpen = {vipId("web")};
+    ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.2"), State::Down, "refused"));
+  }
+
   FakeDatapath dp;
   Reconciler rec{dp, {.maxVips = 8, .maxBackends = 64}};
   StatusSnapshot snapshot;
@@ -276,14 +288,9 @@ TEST_F(ReconcilerTest, TransitionsDuringAGracePeriodAreDeferredAndSwappedTogethe
 
 // A deferred swap that fails stays deferred: the next flush tries again.
 TEST_F(ReconcilerTest, AFailedDeferredSwapIsTriedAgain) {
-  auto cfg = makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}, {"10.0.0.2", 100}},
-                                 config::CheckType::Tcp)});
-  ASSERT_TRUE(rec.apply(cfg));
-  for (const char* a : {"10.0.0.1", "10.0.0.2"})
-    ASSERT_TRUE(rec.setHealth("web", ip(a), State::Up));
+  config::Config cfg;
+  ASSERT_NO_FATAL_FAILURE(deferOneTransition(cfg));
   const uint32_t web = vipId("web");
-  dp.graceOpen = {web};
-  ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.2"), State::Down, "refused"));
   dp.graceOpen.clear();
   dp.failSwaps = true;
   EXPECT_FALSE(rec.flushDeferred());
@@ -297,14 +304,9 @@ TEST_F(ReconcilerTest, AFailedDeferredSwapIsTriedAgain) {
 // A reload applies every VIP with its current health: deferred changes are
 // part of it, and nothing is left to flush.
 TEST_F(ReconcilerTest, AnApplyTakesDeferredTransitionsWithIt) {
-  auto cfg = makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}, {"10.0.0.2", 100}},
-                                 config::CheckType::Tcp)});
-  ASSERT_TRUE(rec.apply(cfg));
-  for (const char* a : {"10.0.0.1", "10.0.0.2"})
-    ASSERT_TRUE(rec.setHealth("web", ip(a), State::Up));
+  config::Config cfg;
+  ASSERT_NO_FATAL_FAILURE(deferOneTransition(cfg));
   const uint32_t web = vipId("web");
-  dp.graceOpen = {web};
-  ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.2"), State::Down, "refused"));
   ASSERT_TRUE(rec.hasDeferred());
   cfg.vips[0].backends[0].weight = 50;  // a reload that changes the VIP
   ASSERT_TRUE(rec.apply(cfg));
