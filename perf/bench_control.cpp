@@ -482,7 +482,7 @@ int main() {
   std::printf("%-46s %8s %8s %8s %8s %8s %8s\n", "scenario", "median", "p99", "parse", "build",
               "swap", "swap p99");
   struct Case {
-    int vips;
+    int n;  // reloads: VIPs; health: backends changing together
     std::chrono::milliseconds gap;
     const char* label;
   };
@@ -493,23 +493,18 @@ int main() {
       {100, 0ms, "reload, 100 VIPs x 100, back to back"},
   };
   for (const auto& c : cases) {
-    auto row = reloads(dp, dir, c.vips, 100, c.gap, c.label);
+    auto row = reloads(dp, dir, c.n, 100, c.gap, c.label);
     if (!row) return die(std::string(c.label) + ": " + row.error().message());
     print(*row);
   }
-  struct HealthCase {
-    int together;
-    std::chrono::milliseconds gap;
-    const char* label;
-  };
-  const HealthCase healthCases[] = {
+  const Case healthCases[] = {
       {1, 50ms, "health down/up, 100 VIPs x 100"},
       {1, 0ms, "health down/up, 100 VIPs x 100, back to back"},
       {10, 50ms, "health: 10 backends of a VIP at once"},
   };
   std::vector<HealthRow> healthRows;
   for (const auto& c : healthCases) {
-    auto row = healthFlips(dp, dir, c.together, c.gap, c.label);
+    auto row = healthFlips(dp, dir, c.n, c.gap, c.label);
     if (!row) return die(row.error().message());
     print(row->row);
     healthRows.push_back(*row);
