@@ -15,6 +15,7 @@
 #include "lb_maps.h"
 #include "lb_nexthop.h"
 #include "lb_parsing.h"
+#include "lb_vips.h"
 #include "lb_shared.h"
 
 /* VIP of the packet (contract: see lb_vips in lb_shared.h): the port-0 entry
@@ -25,21 +26,10 @@
  * with ports 0, so every fragment of a datagram reaches the same backend. */
 static __always_inline int lb_match_vip(void *data, void *data_end, struct lb_pkt *p, __u32 *vip_id)
 {
-	/* Written as whole words, like the flow key (see struct lb_pkt):
-	 * w[2] holds port | proto << 16 | family << 24 (bytes 16..19 of the
-	 * key; the upper half lies beyond the 20-byte key). */
-	union {
-		struct lb_vip_key k;
-		__u64 w[3];
-	} k;
-	__u64 tail = (__u64)p->key.proto << 16 | (__u64)p->key.family << 24;
 	struct lb_vip_value *v0, *v;
 	int rc;
 
-	k.w[0] = p->key_words[2];
-	k.w[1] = p->key_words[3];
-	k.w[2] = tail;
-	v0 = bpf_map_lookup_elem(&lb_vips, &k);
+	v0 = lb_vip_lookup(p, p->key.proto, 0);
 	if (!v0)
 		return LB_R_PASS_NOT_VIP;
 	if (p->is_frag) {
@@ -61,8 +51,7 @@ static __always_inline int lb_match_vip(void *data, void *data_end, struct lb_pk
 		}
 	}
 	if (v0->flags & LB_VIP_F_MORE_PORTS) {
-		k.w[2] = tail | p->key.dport;
-		v = bpf_map_lookup_elem(&lb_vips, &k);
+		v = lb_vip_lookup(p, p->key.proto, p->key.dport);
 		if (v) {
 			*vip_id = v->vip_id;
 			return -1;
@@ -175,7 +164,8 @@ static __always_inline int lb_balance(struct xdp_md *ctx)
 		/* An ICMP too-big message follows its flow (or the ring) but
 		 * makes no flow. */
 		if (victim && !p.icmp)
-			lb_flow_insert(victim, &p, backend_id, now, cfg->flow_insert_limit);
+			lb_flow_insert(victim, fe != 0, &p, backend_id, now,
+				       cfg->flow_insert_limit);
 		new_flow = !p.icmp;
 	}
 	if (!be)

@@ -17,23 +17,13 @@
 #include "lb_maps.h"
 #include "lb_parsing.h"
 #include "lb_shared.h"
+#include "lb_vips.h"
 
 /* Whether the packet's destination has VIPs (a port-0 entry, real or
  * alias, of TCP or UDP). */
 static __always_inline int lb_is_vip_address(const struct lb_pkt *p)
 {
-	union {
-		struct lb_vip_key k;
-		__u64 w[3];
-	} k;
-
-	k.w[0] = p->key_words[2];
-	k.w[1] = p->key_words[3];
-	k.w[2] = (__u64)IPPROTO_TCP << 16 | (__u64)p->key.family << 24;
-	if (bpf_map_lookup_elem(&lb_vips, &k))
-		return 1;
-	k.w[2] = (__u64)IPPROTO_UDP << 16 | (__u64)p->key.family << 24;
-	return bpf_map_lookup_elem(&lb_vips, &k) != 0;
+	return lb_vip_lookup(p, IPPROTO_TCP, 0) || lb_vip_lookup(p, IPPROTO_UDP, 0);
 }
 
 static __always_inline void lb_swap_bytes(__u8 *a, __u8 *b, int n)

@@ -69,15 +69,14 @@ static __always_inline int lb_flow_read(const struct lb_flow_entry *e, const str
  * keeps the flows it has, and the flood's flows rely on the ring. The way
  * that already holds the key is always rewritten (it adds nothing to the
  * table): a flow that moved off a down backend must not keep an entry that
- * sends it back when that backend returns. */
-static __always_inline void lb_flow_insert(struct lb_flow_entry *e, const struct lb_pkt *p,
+ * sends it back when that backend returns. `own`: e already holds the key
+ * (lb_flow_find found it, so it is also the victim). */
+static __always_inline void lb_flow_insert(struct lb_flow_entry *e, int own, const struct lb_pkt *p,
 					   __u32 backend_id, __u64 now, __u32 limit)
 {
 	__u64 *k = (__u64 *)&e->key;
 	__u32 zero = 0;
 	struct lb_flow_stats *st = bpf_map_lookup_elem(&lb_flow_stats, &zero);
-
-	int own = e->key.family && lb_flow_key_eq(e, p);
 
 	if (st) {
 		if (limit && !own) {
