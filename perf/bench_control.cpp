@@ -22,6 +22,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -174,6 +175,33 @@ Result<> emptyMaps(datapath::Datapath& dp, control::Reconciler& rec) {
   return {};
 }
 
+// The daemon's reconciler on the real maps (through TimedDatapath), its ring
+// events recorded, after applying the config of `vips` x `backends`, saved
+// at path; startupMs is that first apply.
+struct Scenario {
+  Scenario(datapath::BpfDatapath& bpf, config::Config c)
+      : cfg(std::move(c)), dp(bpf), rec(dp, {cfg.daemon.maxVips, cfg.daemon.maxBackends}) {
+    rec.onRingSwap([this](const control::RingEvent& ev) { events.push_back(ev); });
+  }
+  config::Config cfg;
+  TimedDatapath dp;
+  control::Reconciler rec;
+  std::vector<control::RingEvent> events;
+  double startupMs = 0;
+};
+
+Result<std::unique_ptr<Scenario>> startScenario(datapath::BpfDatapath& bpf, const std::string& path,
+                                                int vips, int backends) {
+  save(path, configText(vips, backends, -1, 0));
+  auto cfg = config::loadFile(path);
+  if (!cfg) return makeError("config: " + cfg.error()[0].toString());
+  auto s = std::make_unique<Scenario>(bpf, std::move(*cfg));
+  const auto t0 = Clock::now();
+  if (auto r = s->rec.apply(s->cfg); !r) return std::unexpected(r.error());
+  s->startupMs = ms(Clock::now() - t0);
+  return s;
+}
+
 // kReloads config changes of one backend's weight in VIP `changed`; spaced by
 // `gap` (a reload every few seconds in practice; 0 = back to back, where a
 // swap may wait for the grace period that the previous flip of the same VIP
@@ -181,19 +209,12 @@ Result<> emptyMaps(datapath::Datapath& dp, control::Reconciler& rec) {
 Result<Row> reloads(datapath::BpfDatapath& bpf, const std::string& dir, int vips, int backends,
                     std::chrono::milliseconds gap, const std::string& label) {
   const std::string path = dir + "/xdplb.toml";
-  save(path, configText(vips, backends, -1, 0));
-  auto cfg = config::loadFile(path);
-  if (!cfg) return makeError("config: " + cfg.error()[0].toString());
-  TimedDatapath dp(bpf);
-  control::Reconciler rec(dp, {cfg->daemon.maxVips, cfg->daemon.maxBackends});
-  std::vector<control::RingEvent> events;
-  rec.onRingSwap([&](const control::RingEvent& ev) { events.push_back(ev); });
-  const auto startupBegin = Clock::now();
-  if (auto r = rec.apply(*cfg); !r) return std::unexpected(r.error());
-  const double startup = ms(Clock::now() - startupBegin);
+  auto s = startScenario(bpf, path, vips, backends);
+  if (!s) return std::unexpected(s.error());
+  auto& [cfg, dp, rec, events, startup] = **s;
   std::printf("  (start-up apply of %d VIP(s) x %d backends, all rings new: %.1f ms)\n", vips,
               backends, startup);
-  config::Config running = std::move(*cfg);
+  config::Config running = cfg;
   const int changed = vips / 2;
   std::vector<double> total, parse, build, swap;
   for (int i = 0; i < kReloads; ++i) {
@@ -247,15 +268,9 @@ struct HealthRow {
 
 Result<HealthRow> healthFlips(datapath::BpfDatapath& bpf, const std::string& dir, int together,
                               std::chrono::milliseconds gap, const std::string& label) {
-  const std::string path = dir + "/xdplb.toml";
-  save(path, configText(100, 100, -1, 0));
-  auto cfg = config::loadFile(path);
-  if (!cfg) return makeError("config: " + cfg.error()[0].toString());
-  TimedDatapath dp(bpf);
-  control::Reconciler rec(dp, {cfg->daemon.maxVips, cfg->daemon.maxBackends});
-  std::vector<control::RingEvent> events;
-  rec.onRingSwap([&](const control::RingEvent& ev) { events.push_back(ev); });
-  if (auto r = rec.apply(*cfg); !r) return std::unexpected(r.error());
+  auto s = startScenario(bpf, dir + "/xdplb.toml", 100, 100);
+  if (!s) return std::unexpected(s.error());
+  auto& [cfg, dp, rec, events, startup] = **s;
   std::vector<IpAddr> victims;
   for (int b = 0; b < together; ++b)
     victims.push_back(*IpAddr::parse("10.99.50." + std::to_string(together == 1 ? 7 : b + 1)));
@@ -294,7 +309,7 @@ Result<HealthRow> healthFlips(datapath::BpfDatapath& bpf, const std::string& dir
   }
   uint32_t vipId = 0;
   uint64_t generation = 0;
-  auto want = expectedRing(rec.status(), "vip50", cfg->daemon.hashSeed, &vipId, &generation);
+  auto want = expectedRing(rec.status(), "vip50", cfg.daemon.hashSeed, &vipId, &generation);
   auto live = dp.readRing(vipId);
   if (!want || !live || !*live || (*live)->slots != *want)
     return makeError("the live ring of vip50 is not the one the last health change built");

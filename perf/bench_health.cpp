@@ -536,6 +536,25 @@ struct FloorWindow {
   Counters irq0;
   DevPackets dev0;
   Clock::time_point opened;
+  // The schedule: n probes an interval, evenly spaced from t0; measured
+  // from windowStart (after the warm-up) to windowEnd.
+  std::chrono::milliseconds interval{};
+  Clock::time_point t0, windowStart, windowEnd;
+  int n = 1;
+
+  void schedule(const Options& o, int probes) {
+    interval = std::chrono::milliseconds(o.intervalMs);
+    t0 = Clock::now();
+    windowStart = t0 + std::chrono::seconds(o.warmup);
+    windowEnd = windowStart + std::chrono::seconds(o.seconds);
+    n = probes;
+  }
+  Clock::time_point due(uint64_t k) const { return t0 + (interval * static_cast<int64_t>(k)) / n; }
+  // How late probe k starts at now, in % of the interval.
+  double latenessPercent(Clock::time_point now, uint64_t k) const {
+    return std::chrono::duration<double, std::milli>(now - due(k)).count() * 100.0 /
+           static_cast<double>(interval.count());
+  }
 
   void start(Clock::time_point now) {
     dev0 = devPackets(checkerDev(net));
@@ -568,13 +587,9 @@ PhaseResult rawFloor(const Net& net, int n, const Options& o, Reuse reuse = Reus
     enterNs(net.checkerNs);
     pinTo(net.checkerCpu);
     const int ep = epoll_create1(EPOLL_CLOEXEC);
-    const auto interval = std::chrono::milliseconds(o.intervalMs);
-    const auto t0 = Clock::now();
-    const auto windowStart = t0 + std::chrono::seconds(o.warmup);
-    const auto windowEnd = windowStart + std::chrono::seconds(o.seconds);
-    auto dueOf = [&](uint64_t k) { return t0 + (interval * static_cast<int64_t>(k)) / n; };
     uint64_t next = 0;
     FloorWindow window{net};
+    window.schedule(o, n);
     const bool& open = window.open;
     epoll_event events[256];
     // Reuse: the socket of each address, and whether a probe is in flight.
@@ -609,9 +624,9 @@ PhaseResult rawFloor(const Net& net, int n, const Options& o, Reuse reuse = Reus
     };
     while (true) {
       auto now = Clock::now();
-      if (!open && now >= windowStart) window.start(now);
-      if (now >= windowEnd) break;
-      for (; dueOf(next) <= now; ++next) {
+      if (!open && now >= window.windowStart) window.start(now);
+      if (now >= window.windowEnd) break;
+      for (; window.due(next) <= now; ++next) {
         const size_t i = next % static_cast<size_t>(n);
         sockaddr_in sa{};
         sa.sin_family = AF_INET;
@@ -620,9 +635,7 @@ PhaseResult rawFloor(const Net& net, int n, const Options& o, Reuse reuse = Reus
             htonl(farmAddress(net.first, net.second, static_cast<int>(i)).to_uint());
         if (open) {
           ++res.probes;
-          res.lateness.push_back(
-              std::chrono::duration<double, std::milli>(now - dueOf(next)).count() * 100.0 /
-              static_cast<double>(interval.count()));
+          res.lateness.push_back(window.latenessPercent(now, next));
         }
         if (reuse == Reuse::No) {
           const int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -672,7 +685,8 @@ PhaseResult rawFloor(const Net& net, int n, const Options& o, Reuse reuse = Reus
           }
         }
       }
-      const auto wait = std::chrono::ceil<std::chrono::milliseconds>(dueOf(next) - Clock::now());
+      const auto wait =
+          std::chrono::ceil<std::chrono::milliseconds>(window.due(next) - Clock::now());
       const int k =
           epoll_wait(ep, events, 256, static_cast<int>(std::max<int64_t>(0, wait.count())));
       for (int e = 0; e < k; ++e) {
@@ -940,33 +954,28 @@ PhaseResult halfOpenFloor(const Net& net, int n, const Options& o) {
     std::fill(inFlight.begin(), inFlight.end(), kNone);
     up = refused = stray = 0;
 
-    const auto interval = std::chrono::milliseconds(o.intervalMs);
-    const auto t0 = Clock::now();
-    const auto windowStart = t0 + std::chrono::seconds(o.warmup);
-    const auto windowEnd = windowStart + std::chrono::seconds(o.seconds);
-    auto dueOf = [&](uint64_t k) { return t0 + (interval * static_cast<int64_t>(k)) / n; };
+    window.schedule(o, n);
     uint64_t next = 0;
     uint64_t rsts0 = 0, stray0 = 0;
     while (true) {
       auto now = Clock::now();
-      if (!open && now >= windowStart) {
+      if (!open && now >= window.windowStart) {
         rsts0 = tcpCounter("OutRsts");
         stray0 = stray;
         window.start(now);
       }
-      if (now >= windowEnd) break;
-      for (; dueOf(next) <= now; ++next) {
+      if (now >= window.windowEnd) break;
+      for (; window.due(next) <= now; ++next) {
         const int i = static_cast<int>(next % static_cast<uint64_t>(n));
         if (open) {
           ++res.probes;
-          res.lateness.push_back(
-              std::chrono::duration<double, std::milli>(now - dueOf(next)).count() * 100.0 /
-              static_cast<double>(interval.count()));
+          res.lateness.push_back(window.latenessPercent(now, next));
         }
         if (inFlight[static_cast<size_t>(i)] == kCounted) ++res.failures["timeout"];
         send(i, port);
       }
-      const auto wait = std::chrono::ceil<std::chrono::milliseconds>(dueOf(next) - Clock::now());
+      const auto wait =
+          std::chrono::ceil<std::chrono::milliseconds>(window.due(next) - Clock::now());
       if (epoll_wait(ep, events, 4, static_cast<int>(std::max<int64_t>(0, wait.count()))) > 0)
         drain(port);
     }
