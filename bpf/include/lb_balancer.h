@@ -75,7 +75,6 @@ static __always_inline int lb_balance(struct xdp_md *ctx)
 	struct lb_pkt p = {};
 	struct lb_config *cfg;
 	struct lb_backend *be = 0;
-	struct lb_flow_set *set = 0;
 	struct lb_flow_entry *fe = 0, *victim = 0;
 	struct lb_nexthop *nh = 0;
 	struct lb_vip_stats *vs;
@@ -106,8 +105,8 @@ static __always_inline int lb_balance(struct xdp_md *ctx)
 	hash = lb_flow_hash(&p.key, cfg->hash_seed);
 	if (cfg->flow_sets) {
 		__u32 set_idx = lb_flow_set_index(hash, cfg->flow_sets);
+		struct lb_flow_set *set = bpf_map_lookup_elem(&lb_flows, &set_idx);
 
-		set = bpf_map_lookup_elem(&lb_flows, &set_idx);
 		if (set)
 			fe = lb_flow_find(set, &p, &victim);
 	}

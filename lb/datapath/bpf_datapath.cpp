@@ -1084,11 +1084,6 @@ Result<CounterSnapshot> BpfDatapath::readCounters() {
   return snap;
 }
 
-Result<lb_flow_set*> BpfDatapath::flowTable() {
-  if (!flows_) return makeError("map lb_flows is not mapped");
-  return flows_;
-}
-
 namespace {
 
 // A copy of a way, when it holds a whole entry (a key, and the check of that
@@ -1104,43 +1099,32 @@ std::optional<lb_flow_entry> wholeEntry(const lb_flow_entry& way) {
 }  // namespace
 
 Result<std::optional<uint32_t>> BpfDatapath::flowEntry(const lb_flow_key& key) {
-  auto table = flowTable();
-  if (!table) return std::unexpected(table.error());
   const uint32_t set = lb_flow_set_index(lb_flow_hash(&key, hashSeed_.load()), flowSets_);
-  for (const lb_flow_entry& way : (*table)[set].way)
+  for (const lb_flow_entry& way : flows_[set].way)
     if (auto e = wholeEntry(way); e && std::memcmp(&e->key, &key, sizeof key) == 0)
       return std::optional<uint32_t>{e->backend_id};
   return std::optional<uint32_t>{};
 }
 
-Result<> BpfDatapath::forEachFlow(const std::function<void(const lb_flow_entry&)>& fn) {
-  auto table = flowTable();
-  if (!table) return std::unexpected(table.error());
+void BpfDatapath::forEachFlow(const std::function<void(const lb_flow_entry&)>& fn) const {
   for (uint32_t s = 0; s < flowSets_; ++s)
-    for (const lb_flow_entry& way : (*table)[s].way)
+    for (const lb_flow_entry& way : flows_[s].way)
       if (auto e = wholeEntry(way)) fn(*e);
-  return {};
 }
 
 Result<std::unordered_set<uint32_t>> BpfDatapath::backendIdsInFlows() {
   std::unordered_set<uint32_t> ids;
-  if (auto r = forEachFlow([&](const lb_flow_entry& e) { ids.insert(e.backend_id); }); !r)
-    return std::unexpected(r.error());
+  forEachFlow([&](const lb_flow_entry& e) { ids.insert(e.backend_id); });
   return ids;
 }
 
-size_t BpfDatapath::flowCount() {
+size_t BpfDatapath::flowCount() const {
   size_t n = 0;
-  if (!forEachFlow([&](const lb_flow_entry&) { ++n; })) return 0;
+  forEachFlow([&](const lb_flow_entry&) { ++n; });
   return n;
 }
 
-Result<> BpfDatapath::clearFlows() {
-  auto table = flowTable();
-  if (!table) return std::unexpected(table.error());
-  std::memset(static_cast<void*>(*table), 0, flowsBytes_);
-  return {};
-}
+void BpfDatapath::clearFlows() { std::memset(static_cast<void*>(flows_), 0, flowsBytes_); }
 
 Result<TestRunResult> BpfDatapath::testRun(std::span<const uint8_t> packet, uint32_t ingressIfindex,
                                            uint32_t repeat) {

@@ -86,9 +86,9 @@ class BpfDatapath : public Datapath {
   // The flow table (lb_flows), read and written through its mmap: the whole
   // entries (key family set, check matching) and their number, and emptying
   // it (tests and benchmarks).
-  [[nodiscard]] Result<> forEachFlow(const std::function<void(const lb_flow_entry&)>& fn);
-  size_t flowCount();
-  [[nodiscard]] Result<> clearFlows();
+  void forEachFlow(const std::function<void(const lb_flow_entry&)>& fn) const;
+  size_t flowCount() const;
+  void clearFlows();
   // Sets in lb_flows: flow_table_size / LB_FLOW_WAYS, rounded up.
   uint32_t flowSets() const { return flowSets_; }
 
@@ -102,8 +102,7 @@ class BpfDatapath : public Datapath {
   int ncpus_ = 1;
   uint32_t flowSets_ = 0;
   std::atomic<uint32_t> hashSeed_{0};  // as setConfig last wrote it
-  Result<lb_flow_set*> flowTable();
-  lb_flow_set* flows_ = nullptr;  // lb_flows, mmapped by open()
+  lb_flow_set* flows_ = nullptr;       // lb_flows, mmapped by open() (which fails without it)
   size_t flowsBytes_ = 0;
   std::map<VipKey, uint32_t> vips_;  // mirror of the non-alias lb_vips entries
 
