@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "lb/config/config.h"
+#include "lb/config/limits.h"
 #include "lb/maglev/maglev.h"
 
 namespace xdplb::config {
@@ -488,19 +489,23 @@ std::optional<std::chrono::milliseconds> parseDuration(std::string_view text) {
 
 LoadResult parseString(std::string_view text, const std::string& sourceName,
                        const LoadOptions& options) {
+  // toml++ sees only text within the limits of lb/config/limits.h.
+  if (text.size() > kMaxFileBytes)
+    return std::unexpected(std::vector<ConfigError>{
+        {{sourceName, 0, 0},
+         "",
+         "the file is " + std::to_string(text.size()) + " bytes; the limit is " +
+             std::to_string(kMaxFileBytes) + " bytes (" + std::to_string(kMaxFileBytes >> 20) +
+             " MiB)"}});
+  if (auto deep = checkStructure(text, sourceName))
+    return std::unexpected(std::vector<ConfigError>{std::move(*deep)});
   return Parser(sourceName, options).run(text);
 }
 
 LoadResult loadFile(const std::string& path, const LoadOptions& options) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    const int err = errno;
-    return std::unexpected(std::vector<ConfigError>{
-        {{path, 0, 0}, "", std::string("cannot read the file: ") + std::strerror(err)}});
-  }
-  std::stringstream buf;
-  buf << in.rdbuf();
-  return parseString(buf.str(), path, options);
+  auto text = readConfigFile(path);
+  if (!text) return std::unexpected(std::vector<ConfigError>{std::move(text.error())});
+  return parseString(*text, path, options);
 }
 
 std::string summary(const Config& cfg) {
