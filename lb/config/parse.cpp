@@ -491,12 +491,12 @@ LoadResult parseString(std::string_view text, const std::string& sourceName,
                        const LoadOptions& options) {
   // toml++ sees only text within the limits of lb/config/limits.h.
   if (text.size() > kMaxFileBytes)
-    return std::unexpected(std::vector<ConfigError>{
-        {{sourceName, 0, 0},
-         "",
-         "the file is " + std::to_string(text.size()) + " bytes; the limit is " +
-             std::to_string(kMaxFileBytes) + " bytes (" + std::to_string(kMaxFileBytes >> 20) +
-             " MiB)"}});
+    return std::unexpected(
+        std::vector<ConfigError>{{{sourceName, 0, 0},
+                                  "",
+                                  "the file is " + std::to_string(text.size()) +
+                                      " bytes; the limit is " + std::to_string(kMaxFileBytes) +
+                                      " bytes (" + std::to_string(kMaxFileBytes >> 20) + " MiB)"}});
   if (auto deep = checkStructure(text, sourceName))
     return std::unexpected(std::vector<ConfigError>{std::move(*deep)});
   return Parser(sourceName, options).run(text);
