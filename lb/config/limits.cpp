@@ -42,6 +42,7 @@ class Scanner {
       bool ok = c == '[' ? headerLine(header) : keyValue(header);
       if (err_) return err_;
       if (ok) ok = endOfLine();
+      if (!ok && nonAscii()) return notAscii();
       if (!ok) skipLine();
     }
     return std::nullopt;
@@ -88,6 +89,19 @@ class Scanner {
       return true;
     }
     return false;
+  }
+
+  bool nonAscii() const { return !eof() && static_cast<unsigned char>(peek()) >= 0x80; }
+
+  // TOML 1.0 allows non-ASCII characters only in strings and comments, and
+  // toml++ 3.3 reaches undefined behaviour on some of them elsewhere
+  // (docs/design.md "Config input limits"). Every scan step stops at one, so
+  // the step that does not recognise it reports it here.
+  std::optional<ConfigError> notAscii() const {
+    return ConfigError{
+        {file_, line_, col_},
+        "",
+        "a non-ASCII character outside a string or comment (TOML allows them only there)"};
   }
 
   // Records the error at the current place; false, so callers stop.
@@ -198,7 +212,7 @@ class Scanner {
     // Numbers, booleans, dates and times (which may hold a space): toml++
     // checks them; none can open a level.
     const size_t start = i_;
-    while (!eof() && !std::strchr(",]}#\r\n", peek())) advance();
+    while (!eof() && !nonAscii() && !std::strchr(",]}#\r\n", peek())) advance();
     return i_ > start;
   }
 

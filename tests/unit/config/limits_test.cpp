@@ -107,6 +107,39 @@ TEST(ConfigLimits, ScanGoesOnAfterAnUnrecognisedLine) {
   EXPECT_EQ(e->where.line, 3u);
 }
 
+// TOML allows non-ASCII characters only in strings and comments. Elsewhere
+// toml++ 3.3 asks is_non_ascii_horizontal_whitespace() about them, which for
+// U+00A1..U+0499 (and others) reaches TOML_UNREACHABLE: undefined behaviour
+// (found by tests/fuzz with UBSan). They are refused before toml++ runs.
+TEST(ConfigLimits, NonAsciiOutsideStringsIsRefused) {
+  struct Case {
+    std::string text;
+    uint32_t line, column;
+  } cases[] = {
+      {"[a.a\xcb\x9e\xd1\x9e.a]\n", 1, 5},  // the fuzzer's input, shortened
+      {"[daemon]\ninterfaces = [\"lo\"]\nn\xc3\xa5me = 1\n", 3, 2},
+      {"[daemon]\nhash_seed = 1\xc3\xa9\n", 2, 14},
+      {"[daemon]\nhash_seed =\xc2\xa0 1\n", 2, 12},  // a no-break space
+      {"x = [1, \xc3\xa9]\n", 1, 9},
+      {"x = { a = 1 }\xe2\x80\x83\n", 1, 14},
+  };
+  for (const auto& c : cases) {
+    auto r = parseString(c.text, "t.toml");
+    ASSERT_FALSE(r) << c.text;
+    ASSERT_EQ(r.error().size(), 1u) << c.text;
+    const auto& e = r.error()[0];
+    EXPECT_EQ(e.message,
+              "a non-ASCII character outside a string or comment (TOML allows them only there)")
+        << c.text;
+    EXPECT_EQ(e.where.line, c.line) << c.text;
+    EXPECT_EQ(e.where.column, c.column) << c.text;
+  }
+  // In strings and comments they are fine.
+  EXPECT_EQ(checkStructure("# caf\xc3\xa9\nx = \"caf\xc3\xa9\" # \xc2\xa0\ny = 'caf\xc3\xa9'\n",
+                           "t.toml"),
+            std::nullopt);
+}
+
 // The depth scan accepts every file of the shipped examples.
 TEST(ConfigLimits, ShippedConfigsPassTheScan) {
   for (const char* f : {"config/xdplb.toml", "config/demo.toml"}) {
