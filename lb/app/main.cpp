@@ -122,6 +122,7 @@ int cmdCheck(std::vector<std::string> args) {
   if (args.size() != 1) return usage("check needs exactly one FILE");
   auto cfg = loadOrReport(args[0], !noIfaces);
   if (!cfg) return 1;
+  for (const auto& w : cfg->warnings) std::cerr << "warning: " << w.toString() << "\n";
   std::cout << args[0] << ": OK: " << config::summary(*cfg) << "\n";
   return 0;
 }

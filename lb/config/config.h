@@ -39,6 +39,7 @@ struct HealthCheck {
   CheckType type = CheckType::Tcp;
   uint16_t port = 0;  // resolved: the VIP's port when not set
   std::string path = "/";
+  std::string host;  // the Host header of http checks; empty = the backend's address
   std::vector<uint16_t> expect{200};
   std::chrono::milliseconds interval{2000}, timeout{1000};
   uint32_t rise = 2, fall = 3;
@@ -74,6 +75,7 @@ struct Daemon {
   std::optional<IpAddr> tunnelSourceV4, tunnelSourceV6;
   uint32_t maxVips = 256;
   uint32_t maxBackends = 4096;
+  bool watch = false;  // reload when the file is replaced or rewritten (opt-in)
 };
 
 struct Health {
@@ -90,7 +92,15 @@ struct Config {
   Metrics metrics;
   Health health;
   std::vector<Vip> vips;
+  // Not errors, but worth an operator's attention (printed by `xdplb check`,
+  // logged by the daemon): the default hash_seed, a world-readable file.
+  std::vector<ConfigError> warnings;
 };
+
+// Ring memory bound (docs/design.md "Config input rules"): every VIP holds
+// two ring buffers of ring_size slots (4 bytes each, plus a 2-slot header).
+inline constexpr uint64_t kRingMemoryBudget = 1ull << 30;  // 1 GiB
+uint64_t ringBytes(const Config& cfg);
 
 struct LoadOptions {
   bool checkInterfaces = true;  // an interface that does not exist here is an error

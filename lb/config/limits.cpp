@@ -294,7 +294,7 @@ std::optional<ConfigError> checkStructure(std::string_view text, const std::stri
   return Scanner(text, file).run();
 }
 
-std::expected<std::string, ConfigError> readConfigFile(const std::string& path) {
+std::expected<ConfigFile, ConfigError> readConfigFile(const std::string& path) {
   // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0)
@@ -333,7 +333,7 @@ std::expected<std::string, ConfigError> readConfigFile(const std::string& path) 
   if (have > kMaxFileBytes)
     return std::unexpected(fileError(path, tooLarge("more than " + std::to_string(kMaxFileBytes))));
   text.resize(have);
-  return text;
+  return ConfigFile{std::move(text), static_cast<unsigned>(st.st_mode & 07777)};
 }
 
 }  // namespace xdplb::config

@@ -31,6 +31,10 @@ std::optional<ConfigError> checkStructure(std::string_view text, const std::stri
 // The contents of path, which must be a regular file (symlinks followed) of at
 // most kMaxFileBytes; otherwise one error naming the file and what it is. A
 // FIFO or device is refused without blocking on it.
-std::expected<std::string, ConfigError> readConfigFile(const std::string& path);
+struct ConfigFile {
+  std::string text;
+  unsigned mode = 0;  // st_mode's permission bits
+};
+std::expected<ConfigFile, ConfigError> readConfigFile(const std::string& path);
 
 }  // namespace xdplb::config

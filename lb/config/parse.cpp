@@ -1,9 +1,11 @@
 // The one translation unit that includes toml++ (it is heavy to compile).
 #include <net/if.h>
+#include <sys/stat.h>
 #include <toml++/toml.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -21,13 +23,13 @@ const std::map<std::string, std::vector<std::string>>& knownKeys() {
       {"", {"daemon", "metrics", "health", "vip"}},
       {"daemon",
        {"interfaces", "xdp_mode", "pin_path", "hash_seed", "flow_table_size", "flow_insert_limit",
-        "tunnel_source_v4", "tunnel_source_v6", "max_vips", "max_backends"}},
+        "tunnel_source_v4", "tunnel_source_v6", "max_vips", "max_backends", "watch"}},
       {"metrics", {"listen"}},
       {"health", {"source_v4", "source_v6"}},
       {"vip",
        {"name", "address", "port", "protocol", "ring_size", "all_down", "health_check", "backend"}},
       {"vip.health_check",
-       {"type", "port", "path", "expect", "interval", "timeout", "rise", "fall"}},
+       {"type", "port", "path", "host", "expect", "interval", "timeout", "rise", "fall"}},
       {"vip.backend", {"address", "weight"}},
   };
   return keys;
@@ -45,6 +47,38 @@ size_t editDistance(std::string_view a, std::string_view b) {
     std::swap(prev, cur);
   }
   return prev[b.size()];
+}
+
+// s with control characters shown as \xNN, for messages.
+std::string printable(std::string_view s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7f) {
+      static const char* hex = "0123456789abcdef";
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+// A value the health checker writes into an HTTP request line or header:
+// a control character (CR, LF, NUL, ...) would end or split the request,
+// and a space would split the request line.
+std::optional<std::string> requestLineProblem(std::string_view s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0x20 || c == 0x7f)
+      return "'" + printable(s) + "' holds a control character (at byte " + std::to_string(i) +
+             "); it would break the HTTP request";
+    if (c == ' ')
+      return "'" + printable(s) + "' holds a space (at byte " + std::to_string(i) +
+             "); encode it as %20";
+  }
+  return std::nullopt;
 }
 
 class Parser {
@@ -271,6 +305,12 @@ class Parser {
     if (auto v = integer(d, "max_vips", "daemon.max_vips", 1, 65535)) out.maxVips = *v;
     if (auto v = integer(d, "max_backends", "daemon.max_backends", 1, 1048575))
       out.maxBackends = *v;
+    if (const toml::node* w = d.get("watch")) {
+      if (!w->is_boolean())
+        error(w, "daemon.watch", "must be true or false");
+      else
+        out.watch = *w->value<bool>();
+    }
     out.tunnelSourceV4 =
         address(d, "tunnel_source_v4", "daemon.tunnel_source_v4", IpAddr::Family::V4);
     out.tunnelSourceV6 =
@@ -283,9 +323,14 @@ class Parser {
     v.where = at(&t);
     bool ok = true;
     if (auto n = str(t, "name", path + ".name")) {
-      if (n->empty() || n->find_first_of(" \t\"\\") != std::string::npos)
+      // Names appear in metric labels, URLs and log lines: nothing there
+      // may need quoting or escaping.
+      if (n->empty() || n->size() > 64 ||
+          n->find_first_not_of(
+              "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") !=
+              std::string::npos)
         error(t.get("name"), path + ".name",
-              "must be non-empty without spaces, quotes or backslashes");
+              "'" + printable(*n) + "' must be 1..64 characters of A-Z a-z 0-9 _ . -");
       v.name = *n;
     } else if (!t.get("name")) {
       error(&t, path + ".name", "missing required key");
@@ -372,8 +417,18 @@ class Parser {
     if (auto p = str(h, "path", path + ".path")) {
       if (p->empty() || p->front() != '/')
         error(h.get("path"), path + ".path", "must start with '/'");
+      else if (auto bad = requestLineProblem(*p))
+        error(h.get("path"), path + ".path", *bad);
       else
         v.health.path = *p;
+    }
+    if (auto host = str(h, "host", path + ".host")) {
+      if (host->empty())
+        error(h.get("host"), path + ".host", "must not be empty (leave it out for the address)");
+      else if (auto bad = requestLineProblem(*host))
+        error(h.get("host"), path + ".host", *bad);
+      else
+        v.health.host = *host;
     }
     if (const toml::node* e = h.get("expect")) {
       const toml::array* a = e->as_array();
@@ -406,7 +461,7 @@ class Parser {
     if (auto f = integer(h, "fall", path + ".fall", 1, 100)) v.health.fall = *f;
   }
 
-  void crossChecks(const toml::table& root, const Config& cfg) {
+  void crossChecks(const toml::table& root, Config& cfg) {
     std::map<std::string, std::string> names;
     std::map<std::tuple<IpAddr, uint16_t, uint8_t>, std::string> keys;
     size_t backends = 0;
@@ -454,6 +509,25 @@ class Parser {
       error(root.get("vip"), "vip",
             std::to_string(backends) +
                 " backends exceed daemon.max_backends = " + std::to_string(cfg.daemon.maxBackends));
+    if (const uint64_t bytes = ringBytes(cfg); bytes > kRingMemoryBudget)
+      error(root.get("vip"), "vip",
+            "the rings need " + std::to_string(bytes) + " bytes (" + std::to_string(bytes >> 20) +
+                " MiB: ring_size x " + std::to_string(cfg.vips.size()) +
+                " VIPs x 2 buffers x 4 bytes), over the " +
+                std::to_string(kRingMemoryBudget >> 20) +
+                " MiB budget; use smaller ring_size values or fewer VIPs");
+    // The default seed makes the ring mapping public: anyone can compute
+    // which backend a 5-tuple reaches (docs/design.md "Config input rules").
+    if (cfg.daemon.hashSeed == Daemon{}.hashSeed) {
+      const toml::node* d = root.get("daemon");
+      const toml::node* n = d && d->is_table() ? d->as_table()->get("hash_seed") : nullptr;
+      cfg.warnings.push_back(
+          {at(n ? n : d), "daemon.hash_seed",
+           "is the default (" + std::to_string(cfg.daemon.hashSeed) +
+               "): anyone can compute which backend a flow reaches; set a random value "
+               "(e.g. `od -An -N4 -tu4 /dev/urandom`), the same on every balancer of an "
+               "ECMP group"});
+    }
   }
 
   std::string file_;
@@ -503,9 +577,29 @@ LoadResult parseString(std::string_view text, const std::string& sourceName,
 }
 
 LoadResult loadFile(const std::string& path, const LoadOptions& options) {
-  auto text = readConfigFile(path);
-  if (!text) return std::unexpected(std::vector<ConfigError>{std::move(text.error())});
-  return parseString(*text, path, options);
+  auto file = readConfigFile(path);
+  if (!file) return std::unexpected(std::vector<ConfigError>{std::move(file.error())});
+  auto cfg = parseString(file->text, path, options);
+  if (cfg && (file->mode & S_IROTH)) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", file->mode);
+    cfg->warnings.insert(cfg->warnings.begin(),
+                         {{path, 0, 0},
+                          "",
+                          std::string("is readable by every user (mode ") + mode +
+                              "); it holds the hash seed: chmod o-r"});
+  }
+  return cfg;
+}
+
+uint64_t ringBytes(const Config& cfg) {
+  uint64_t bytes = 0;
+  for (const auto& v : cfg.vips) {
+    // lb_ring_elem holds 2 slots: (header + M) slots rounded up to elements.
+    const uint64_t elems = (uint64_t{v.ringSize} + 2 + 1) / 2;
+    bytes += 2 * elems * 8;
+  }
+  return bytes;
 }
 
 std::string summary(const Config& cfg) {
