@@ -2,7 +2,6 @@
 
 #include <linux/capability.h>
 #include <spdlog/spdlog.h>
-#include <sys/inotify.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -18,6 +17,7 @@
 #include "lb/common/caps.h"
 #include "lb/common/sd_notify.h"
 #include "lb/config/config.h"
+#include "lb/control/config_watch.h"
 #include "lb/control/lookup.h"
 #include "lb/control/reconciler.h"
 #include "lb/control/reload.h"
@@ -105,6 +105,7 @@ class Daemon {
       return 1;
     }
     cfg_ = std::move(*loaded);
+    for (const auto& w : cfg_.warnings) spdlog::warn("{}", w.toString());
     if (auto missing = missingCapabilities(); !missing.empty()) {
       spdlog::error("xdplb run lacks{}; run it as root or from the systemd unit", missing);
       return 1;
@@ -152,7 +153,7 @@ class Daemon {
     }
 
     startSignals();
-    if (options_.watchConfig) startWatch();
+    syncWatch();
     startGarbageCollection();
     // READY=1 only now: the program is attached, the rings are live, checks
     // and HTTP run. A failure above returns 1 without it, so systemd sees a
@@ -211,7 +212,9 @@ class Daemon {
     spec.address = b.address;
     spec.port = vip.health.port ? vip.health.port : vip.port;
     spec.path = vip.health.path;
-    spec.host = b.address.isV6() ? "[" + b.address.toString() + "]" : b.address.toString();
+    spec.host = !vip.health.host.empty() ? vip.health.host
+                : b.address.isV6()           ? "[" + b.address.toString() + "]"
+                                             : b.address.toString();
     spec.expect = vip.health.expect;
     spec.interval = vip.health.interval;
     spec.timeout = vip.health.timeout;
@@ -320,7 +323,9 @@ class Daemon {
       return;
     }
     cfg_ = std::move(*next);
+    for (const auto& w : cfg_.warnings) spdlog::warn("{}", w.toString());
     syncChecks();
+    syncWatch();
     publish();
     telemetry_->configReload(true);
     lastReload_ = unixNow();
@@ -356,52 +361,30 @@ class Daemon {
     signals_.cancel();
     gcTimer_.cancel();
     deferTimer_.cancel();
-    debounce_.cancel();
-    if (inotify_.is_open()) inotify_.close();
+    watch_.reset();
     if (checker_) checker_->stop();
     if (pinger_) pinger_.reset();
     io_.stop();
   }
 
-  // inotify on the directory: editors replace files (rename), and a watch on
-  // the file itself would follow the old inode.
-  void startWatch() {
-    const std::filesystem::path p = std::filesystem::absolute(options_.configPath);
-    const int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (fd < 0) {
-      spdlog::warn("inotify unavailable ({}); reload with SIGHUP", std::strerror(errno));
+  // The opt-in file watch (daemon.watch; `--no-watch` overrides it), started
+  // or stopped to match the running config, so a reload can turn it on or off.
+  void syncWatch() {
+    const bool want = options_.watchConfig && cfg_.daemon.watch && !stopping_;
+    if (!want) {
+      if (watch_) spdlog::info("config watch off");
+      watch_.reset();
       return;
     }
-    if (inotify_add_watch(fd, p.parent_path().c_str(), IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE) <
-        0) {
-      spdlog::warn("cannot watch {} ({}); reload with SIGHUP", p.parent_path().string(),
-                   std::strerror(errno));
-      ::close(fd);
+    if (watch_) return;
+    watch_ = std::make_unique<ConfigWatch>(io_, options_.configPath,
+                                           [this](const std::string& why) { reload(why.c_str()); });
+    if (auto r = watch_->start(); !r) {
+      spdlog::warn("config watch: {}; reload with SIGHUP", r.error().message());
+      watch_.reset();
       return;
     }
-    watchedName_ = p.filename().string();
-    inotify_.assign(fd);
-    readWatch();
-  }
-
-  void readWatch() {
-    inotify_.async_read_some(
-        asio::buffer(watchBuf_), [this](boost::system::error_code ec, size_t n) {
-          if (ec) return;
-          bool ours = false;
-          for (size_t off = 0; off + sizeof(inotify_event) <= n;) {
-            auto* ev = reinterpret_cast<const inotify_event*>(watchBuf_.data() + off);
-            if (ev->len && watchedName_ == ev->name) ours = true;
-            off += sizeof(inotify_event) + ev->len;
-          }
-          if (ours) {
-            debounce_.expires_after(300ms);
-            debounce_.async_wait([this](boost::system::error_code e) {
-              if (!e) reload("file changed");
-            });
-          }
-          readWatch();
-        });
+    spdlog::info("watching {} for complete writes and renames (daemon.watch)", options_.configPath);
   }
 
   // Every 10 s while removed backends drain: their ids are freed once no
@@ -451,7 +434,7 @@ class Daemon {
       r.contentType = "application/json";
       auto counters = dp_->readCounters();
       r.body = statusJson(*snapshot(), counters ? &*counters : nullptr,
-                          {XDPLB_VERSION, cfg_.path, lastReload_, attached_, ""});
+                          {XDPLB_VERSION, options_.configPath, lastReload_.load(), attached_, ""});
       return r;
     };
     routes["/api/v1/lookup"] = [this](const metrics::HttpRequest& req) {
@@ -475,12 +458,9 @@ class Daemon {
   asio::signal_set signals_{io_};
   asio::steady_timer gcTimer_{io_};
   std::thread gcThread_;  // the flow-table scan of a garbage collection
-  asio::steady_timer debounce_{io_};
   asio::steady_timer deferTimer_{io_};  // flushDeferredSoon
   bool deferArmed_ = false;
-  asio::posix::stream_descriptor inotify_{io_};
-  std::array<char, 4096> watchBuf_{};
-  std::string watchedName_;
+  std::unique_ptr<ConfigWatch> watch_;  // syncWatch
   std::unique_ptr<datapath::BpfDatapath> dp_;
   std::unique_ptr<Reconciler> reconciler_;
   metrics::Registry registry_;
@@ -500,7 +480,9 @@ class Daemon {
   std::chrono::steady_clock::time_point lastPublish_{};
   std::atomic<bool> attached_{false};
   bool stopping_ = false;
-  double lastReload_ = 0;
+  // Written by reloads on the main loop, read by /api/v1/status on the HTTP
+  // thread (which reads the path from options_, fixed at start, not cfg_).
+  std::atomic<double> lastReload_{0};
   // Appended to STATUS= while the last reload was refused or failed, so
   // `systemctl status` shows that the file on disk is not what runs.
   std::string reloadNote_;

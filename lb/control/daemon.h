@@ -11,7 +11,8 @@ namespace xdplb::control {
 
 struct DaemonOptions {
   std::string configPath;
-  bool watchConfig = true;  // reload on inotify changes of the file (debounced)
+  // false (`--no-watch`): never watch the file, whatever daemon.watch says.
+  bool watchConfig = true;
 };
 
 // Returns the process exit code: 0 after a clean stop, 1 when start-up fails
