@@ -7,6 +7,8 @@
 # returning, then /metrics and `xdplb status`. Finishes by itself in under
 # two minutes and cleans up, even on Ctrl-C.
 set -euo pipefail
+# `--ecmp`: the several-balancers demo instead (scripts/demo_ecmp.sh).
+[[ ${1:-} == --ecmp ]] && exec "$(dirname "$0")/demo_ecmp.sh"
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 [[ $(id -u) -eq 0 ]] || { echo "demo: run as root (sudo scripts/demo.sh)" >&2; exit 1; }

@@ -7,6 +7,8 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   clang-14 llvm bpftool libbpf-dev libxdp-dev xdp-tools libelf-dev zlib1g-dev
   linux-libc-dev
+  # rtnetlink for the announced VIP routes; BIRD for the ECMP testbed and demo.
+  libmnl-dev bird2
   libspdlog-dev libtomlplusplus-dev libboost-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   iproute2 iputils-ping curl ethtool procps psmisc

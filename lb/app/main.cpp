@@ -18,6 +18,7 @@
 
 #include "lb/app/http_client.h"
 #include "lb/config/config.h"
+#include "lb/control/announce.h"
 #include "lb/control/daemon.h"
 #include "lb/control/lookup.h"
 #include "lb/control/status_json.h"
@@ -47,8 +48,12 @@ const char* kUsage = R"(usage: xdplb COMMAND [ARGS]
         every backend of weight > 0 up; otherwise the running daemon answers,
         and also names the flow table's backend for that 5-tuple, if any.
         Without a flow: one "SRC_IP SRC_PORT [DST_PORT]" per line on stdin.
+  maintenance on|off [--config FILE | --url HOST:PORT]
+        Withdraw every announced VIP route while forwarding the flows still
+        sent here (on), or announce again after [announce] delay (off).
   detach [--config FILE]
-        Remove xdp_balancer from the configured interfaces and its pinned maps.
+        Remove xdp_balancer from the configured interfaces, its pinned maps
+        and its announced routes.
   decap attach IFACE [ADDR...] [--mode native|generic|auto]
         Backend side: decapsulate 4in4/6in6/4in6 packets to ADDR (default: the
         addresses of IFACE) arriving on IFACE. With no address at all it is a
@@ -381,6 +386,43 @@ int cmdDetach(std::vector<std::string> args) {
     std::cout << ";";
   }
   std::cout << " removed " << cfg->daemon.pinPath << "\n";
+  if (cfg->announce.table) {
+    auto routes = control::removeAllRoutes(cfg->announce.table);
+    if (!routes) {
+      std::cerr << "xdplb detach: " << routes.error().message() << "\n";
+      return 1;
+    }
+    std::cout << "removed " << *routes << " announced route(s) from table " << cfg->announce.table
+              << "\n";
+  }
+  return 0;
+}
+
+// `xdplb maintenance on|off`: asks the running daemon (docs/design.md
+// "Announcing VIPs").
+int cmdMaintenance(std::vector<std::string> args) {
+  const std::string address = daemonAddress(args);
+  if (args.size() != 1 || (args[0] != "on" && args[0] != "off"))
+    return usage("maintenance needs on or off");
+  app::HttpClient client(address);
+  auto reply = client.get("/api/v1/maintenance?set=" + args[0]);
+  if (!reply) {
+    std::cerr << "xdplb maintenance: " << reply.error().message() << "\n";
+    return 1;
+  }
+  auto j = nlohmann::json::parse(reply->body, nullptr, false);
+  if (reply->status != 200 || j.is_discarded()) {
+    std::cerr << "xdplb maintenance: the daemon answered " << reply->status << ": "
+              << (j.is_discarded() ? reply->body : j.value("error", reply->body)) << "\n";
+    return 1;
+  }
+  std::cout << "maintenance " << (j.value("maintenance", false) ? "on" : "off");
+  if (j.value("announce_table", 0u) == 0)
+    std::cout << " (no [announce] table: nothing is announced)";
+  else
+    std::cout << "; " << j["announced"].size() << " route(s) in table "
+              << j.value("announce_table", 0u);
+  std::cout << "\n";
   return 0;
 }
 
@@ -489,6 +531,7 @@ int main(int argc, char** argv) {
   if (cmd == "status") return cmdStatus(args);
   if (cmd == "lookup") return cmdLookup(args);
   if (cmd == "detach") return cmdDetach(args);
+  if (cmd == "maintenance") return cmdMaintenance(args);
   if (cmd == "decap") return cmdDecap(args);
   if (cmd == "version" || cmd == "--version") {
     std::cout << "xdplb " << XDPLB_VERSION << "\n";

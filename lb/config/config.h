@@ -57,6 +57,9 @@ struct Vip {
   uint16_t port = 0;
   uint8_t protocol = IPPROTO_TCP;
   uint32_t ringSize = 65537;
+  // The VIP's address is announced only while at least this many of its
+  // backends are up (docs/design.md "Announcing VIPs").
+  uint32_t minUp = 1;
   AllDownPolicy allDown = AllDownPolicy::FailOpen;
   HealthCheck health;
   std::vector<Backend> backends;
@@ -86,10 +89,18 @@ struct Metrics {
   std::string listen = "127.0.0.1:9450";
 };
 
+// [announce]: route health injection for BGP/ECMP (docs/design.md
+// "Announcing VIPs"). table 0 = off: no routing table is touched.
+struct Announce {
+  uint32_t table = 0;
+  std::chrono::milliseconds delay{5000};
+};
+
 struct Config {
   std::string path;
   Daemon daemon;
   Metrics metrics;
+  Announce announce;
   Health health;
   std::vector<Vip> vips;
   // Not errors, but worth an operator's attention (printed by `xdplb check`,
@@ -119,7 +130,7 @@ std::optional<std::chrono::milliseconds> parseDuration(std::string_view text);
 std::string summary(const Config& cfg);
 
 // The keys each table of the file accepts, by table: "" (the top level),
-// "daemon", "metrics", "health", "vip", "vip.health_check", "vip.backend".
+// "daemon", "metrics", "health", "announce", "vip", "vip.health_check", "vip.backend".
 // Anything else is an "unknown key" error; the README's configuration
 // reference documents exactly these (a unit test holds the two together).
 const std::map<std::string, std::vector<std::string>>& knownKeys();

@@ -20,14 +20,16 @@ namespace xdplb::config {
 
 const std::map<std::string, std::vector<std::string>>& knownKeys() {
   static const std::map<std::string, std::vector<std::string>> keys = {
-      {"", {"daemon", "metrics", "health", "vip"}},
+      {"", {"daemon", "metrics", "health", "announce", "vip"}},
       {"daemon",
        {"interfaces", "xdp_mode", "pin_path", "hash_seed", "flow_table_size", "flow_insert_limit",
         "tunnel_source_v4", "tunnel_source_v6", "max_vips", "max_backends", "watch"}},
       {"metrics", {"listen"}},
       {"health", {"source_v4", "source_v6"}},
+      {"announce", {"table", "delay"}},
       {"vip",
-       {"name", "address", "port", "protocol", "ring_size", "all_down", "health_check", "backend"}},
+       {"name", "address", "port", "protocol", "ring_size", "min_up", "all_down", "health_check",
+        "backend"}},
       {"vip.health_check",
        {"type", "port", "path", "host", "expect", "interval", "timeout", "rise", "fall"}},
       {"vip.backend", {"address", "weight"}},
@@ -117,6 +119,7 @@ class Parser {
       cfg.health.sourceV4 = address(*h, "source_v4", "health.source_v4", IpAddr::Family::V4);
       cfg.health.sourceV6 = address(*h, "source_v6", "health.source_v6", IpAddr::Family::V6);
     }
+    if (auto* a = table(root, "announce", "announce", false)) announce(*a, cfg.announce);
     if (const toml::node* vs = root.get("vip")) {
       const toml::array* arr = vs->as_array();
       if (!arr || !arr->is_array_of_tables()) {
@@ -317,6 +320,23 @@ class Parser {
         address(d, "tunnel_source_v6", "daemon.tunnel_source_v6", IpAddr::Family::V6);
   }
 
+  void announce(const toml::table& a, Announce& out) {
+    checkKeys(a, "announce", "announce");
+    // 0 and the reserved tables (253 default, 254 main, 255 local) are not
+    // xdplb's to fill; 252 is the kernel's "compat" marker for large ids.
+    if (auto v = integer(a, "table", "announce.table", 0, UINT32_MAX)) {
+      if (*v >= 252 && *v <= 255)
+        error(a.get("table"), "announce.table",
+              std::to_string(*v) +
+                  " is a reserved kernel table (compat, default, main, local); pick e.g. 4350");
+      else
+        out.table = static_cast<uint32_t>(*v);
+    }
+    using std::chrono::milliseconds;
+    if (auto d = duration(a, "delay", "announce.delay", milliseconds(0), milliseconds(3600000)))
+      out.delay = *d;
+  }
+
   void vip(const toml::table& t, const std::string& path, Config& cfg) {
     checkKeys(t, "vip", path);
     Vip v;
@@ -350,6 +370,8 @@ class Parser {
             t, "all_down", path + ".all_down",
             {{"fail_open", AllDownPolicy::FailOpen}, {"drop", AllDownPolicy::Drop}}))
       v.allDown = *a;
+    if (auto m = integer(t, "min_up", path + ".min_up", 0, 1048575))
+      v.minUp = static_cast<uint32_t>(*m);
     if (auto r = integer(t, "ring_size", path + ".ring_size", 3, 16777213)) {
       if (!maglev::isPrime(static_cast<uint32_t>(*r)))
         error(t.get("ring_size"), path + ".ring_size",
@@ -400,6 +422,10 @@ class Parser {
         }
       }
     }
+    if (v.minUp > v.backends.size() && t.get("min_up"))
+      error(t.get("min_up"), path + ".min_up",
+            "min_up " + std::to_string(v.minUp) + " exceeds the VIP's " +
+                std::to_string(v.backends.size()) + " backends: it would never be announced");
     if (v.backends.size() > v.ringSize && t.get("ring_size"))
       error(t.get("ring_size"), path + ".ring_size",
             "ring size " + std::to_string(v.ringSize) + " is smaller than the " +

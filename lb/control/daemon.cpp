@@ -9,15 +9,18 @@
 #include <boost/asio.hpp>
 #include <chrono>
 #include <filesystem>
+#include <future>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "lb/common/caps.h"
 #include "lb/common/sd_notify.h"
 #include "lb/config/config.h"
 #include "lb/control/config_watch.h"
+#include "lb/control/announce.h"
 #include "lb/control/lookup.h"
 #include "lb/control/reconciler.h"
 #include "lb/control/reload.h"
@@ -140,6 +143,11 @@ class Daemon {
       return 1;
     }
     attached_ = true;
+    if (auto r = startAnnounce(); !r) {
+      spdlog::error("announce: {}", r.error().message());
+      return 1;
+    }
+    publish();
     telemetry_->configReload(true);
     lastReload_ = unixNow();
 
@@ -165,6 +173,7 @@ class Daemon {
     // systemd's watchdog restarts the daemon (the datapath keeps forwarding).
     if (notifier_.watchdogInterval()) pinger_ = std::make_unique<WatchdogPinger>(io_, notifier_);
     notifier_.ready(statusLine());
+    notifierReady_ = true;
     spdlog::info("xdplb {} running: {}", XDPLB_VERSION, statusLine());
 
     io_.run();
@@ -184,7 +193,9 @@ class Daemon {
   }
 
   void publish() {
-    auto s = std::make_shared<const StatusSnapshot>(reconciler_->status());
+    StatusSnapshot st = reconciler_->status();
+    announce(st);
+    auto s = std::make_shared<const StatusSnapshot>(std::move(st));
     std::lock_guard lock(snapshotMutex_);
     snapshot_ = std::move(s);
   }
@@ -201,8 +212,8 @@ class Daemon {
         up += b.inRing;
       }
     }
-    return fmt::format("{} VIPs, {}/{} backends in rings, ring generations {}{}", s->vips.size(),
-                       up, total, generation, reloadNote_);
+    return fmt::format("{} VIPs, {}/{} backends in rings, ring generations {}{}{}", s->vips.size(),
+                       up, total, generation, announceNote(*s), reloadNote_);
   }
 
   // ---- health ----
@@ -322,10 +333,12 @@ class Daemon {
       notifier_.ready(statusLine());
       return;
     }
+    const config::Announce previous = cfg_.announce;
     cfg_ = std::move(*next);
     for (const auto& w : cfg_.warnings) spdlog::warn("{}", w.toString());
     syncChecks();
     syncWatch();
+    reconfigureAnnounce(previous);
     publish();
     telemetry_->configReload(true);
     lastReload_ = unixNow();
@@ -362,6 +375,7 @@ class Daemon {
     gcTimer_.cancel();
     deferTimer_.cancel();
     watch_.reset();
+    announceTimer_.cancel();
     if (checker_) checker_->stop();
     if (pinger_) pinger_.reset();
     io_.stop();
@@ -440,16 +454,168 @@ class Daemon {
     routes["/api/v1/lookup"] = [this](const metrics::HttpRequest& req) {
       return lookupHandler(req);
     };
+    routes["/api/v1/maintenance"] = [this](const metrics::HttpRequest& req) {
+      return maintenanceHandler(req);
+    };
     auto server = metrics::HttpServer::start({.listen = cfg_.metrics.listen}, std::move(routes));
     if (!server) return std::unexpected(server.error());
     http_ = std::move(*server);
-    spdlog::info("HTTP on {}: /metrics /healthz /api/v1/status /api/v1/lookup",
+    spdlog::info("HTTP on {}: /metrics /healthz /api/v1/status /api/v1/lookup /api/v1/maintenance",
                  cfg_.metrics.listen);
     return {};
   }
 
   metrics::HttpResponse lookupHandler(const metrics::HttpRequest& req) {
     return lookupHttp(*snapshot(), *dp_, req);
+  }
+
+  // ---- announcements and maintenance (docs/design.md "Announcing VIPs") ----
+  // Maintenance is a directory under pin_path: bpffs holds directories but no
+  // files, and this way the state lives and dies with the pinned maps
+  // (kept across restarts, removed by `xdplb detach`, gone at reboot).
+  std::filesystem::path maintenancePath() const {
+    return std::filesystem::path(cfg_.daemon.pinPath) / "maintenance";
+  }
+
+  Result<> startAnnounce() {
+    std::error_code ec;
+    maintenance_ = std::filesystem::is_directory(maintenancePath(), ec);
+    if (maintenance_)
+      spdlog::warn("maintenance is on ({} exists): announcing nothing", maintenancePath().string());
+    if (cfg_.announce.table == 0) return {};
+    auto sink = NetlinkRouteSink::open(cfg_.announce.table);
+    if (!sink) return std::unexpected(sink.error());
+    routeSink_ = std::move(*sink);
+    // The start-up hold counts from here, the attach, just before health
+    // checking starts: a slow program load does not eat into it.
+    if (!startTime_) startTime_ = std::chrono::steady_clock::now();
+    announcer_ = std::make_unique<Announcer>(*routeSink_, cfg_.announce.delay, *startTime_);
+    if (auto r = announcer_->adopt(); !r) return r;
+    spdlog::info("announce: table {}, delay {} ms; adopted {} route(s) a previous run left",
+                 cfg_.announce.table, cfg_.announce.delay.count(), announcer_->routes().size());
+    return {};
+  }
+
+  // A reload that changes [announce]: routes move to the new table (or go,
+  // with table 0); a new delay starts a fresh decision that keeps the routes
+  // still deserved (they are adopted again).
+  void reconfigureAnnounce(const config::Announce& previous) {
+    if (previous.table == cfg_.announce.table && previous.delay == cfg_.announce.delay) return;
+    if (announcer_ && previous.table != cfg_.announce.table)
+      if (auto r = announcer_->withdrawAll(); !r)
+        spdlog::error("announce: withdrawing from table {}: {}", previous.table,
+                      r.error().message());
+    announcer_.reset();
+    routeSink_.reset();
+    announceTimer_.cancel();
+    if (auto r = startAnnounce(); !r) spdlog::error("announce: {}", r.error().message());
+  }
+
+  // Runs the decision for the state in st and fills st's announce fields.
+  void announce(StatusSnapshot& st) {
+    st.maintenance = maintenance_;
+    st.announceTable = announcer_ ? cfg_.announce.table : 0;
+    if (!announcer_) return;
+    std::vector<AnnounceVip> vips;
+    for (const auto& v : st.vips) {
+      AnnounceVip a{v.name, v.key.addr, 0, v.minUp};
+      // Up and taking new flows: a draining backend (weight 0) serves no new
+      // connection, so it does not count towards min_up.
+      for (const auto& b : v.backends)
+        a.up += b.inConfig && b.weight > 0 && b.health == health::State::Up;
+      vips.push_back(std::move(a));
+    }
+    auto out = announcer_->update(vips, attached_, maintenance_, Announcer::Clock::now());
+    for (const auto& a : out.added)
+      spdlog::info("announce: route {}/{} added to table {}", a.toString(), a.isV4() ? 32 : 128,
+                   cfg_.announce.table);
+    for (const auto& a : out.removed)
+      spdlog::info("announce: route {}/{} removed from table {}", a.toString(), a.isV4() ? 32 : 128,
+                   cfg_.announce.table);
+    for (const auto& e : out.errors) spdlog::error("announce: {}", e.message());
+    st.announced = announcer_->routes();
+    if (out.next && !stopping_) {
+      announceTimer_.expires_at(*out.next);
+      announceTimer_.async_wait([this](boost::system::error_code ec) {
+        if (ec || stopping_) return;
+        publish();
+        notifier_.status(statusLine());
+      });
+    }
+    if ((!out.added.empty() || !out.removed.empty()) && notifierReady_)
+      asio::post(io_, [this] { notifier_.status(statusLine()); });
+  }
+
+  std::string announceNote(const StatusSnapshot& s) const {
+    std::string note;
+    if (s.announceTable) {
+      std::set<IpAddr> addrs;
+      for (const auto& v : s.vips) addrs.insert(v.key.addr);
+      note = fmt::format("; announcing {}/{} VIP addresses in table {}", s.announced.size(),
+                         addrs.size(), s.announceTable);
+    }
+    if (s.maintenance) note += "; MAINTENANCE (routes withdrawn)";
+    return note;
+  }
+
+  // GET /api/v1/maintenance[?set=on|off]. Runs on the HTTP thread: the change
+  // itself is made on the daemon's io_context, which owns the announcer.
+  metrics::HttpResponse maintenanceHandler(const metrics::HttpRequest& req) {
+    metrics::HttpResponse r;
+    r.contentType = "application/json";
+    std::optional<bool> want;
+    if (auto it = req.params.find("set"); it != req.params.end()) {
+      if (it->second != "on" && it->second != "off") {
+        r.status = 400;
+        r.body =
+            nlohmann::json{{"error", "set must be on or off, not '" + it->second + "'"}}.dump();
+        return r;
+      }
+      want = it->second == "on";
+    }
+    auto done = std::make_shared<std::promise<std::string>>();
+    auto answer = done->get_future();
+    asio::post(io_, [this, want, done] {
+      std::string error;
+      if (want && *want != maintenance_) {
+        std::error_code ec;
+        if (*want)
+          std::filesystem::create_directory(maintenancePath(), ec);
+        else
+          std::filesystem::remove(maintenancePath(), ec);
+        if (ec) {
+          error =
+              (*want ? "create " : "remove ") + maintenancePath().string() + ": " + ec.message();
+        } else {
+          maintenance_ = *want;
+          spdlog::warn("maintenance {}: {}", *want ? "on" : "off",
+                       *want ? "every route withdrawn; established flows keep forwarding"
+                             : "routes return after the announce delay");
+          publish();
+          notifier_.status(statusLine());
+        }
+      }
+      done->set_value(error);
+    });
+    if (answer.wait_for(5s) != std::future_status::ready) {
+      r.status = 503;
+      r.body = nlohmann::json{{"error", "the daemon did not answer within 5 s"}}.dump();
+      return r;
+    }
+    if (auto error = answer.get(); !error.empty()) {
+      r.status = 500;
+      r.body = nlohmann::json{{"error", error}}.dump();
+      return r;
+    }
+    auto s = snapshot();
+    nlohmann::json routes = nlohmann::json::array();
+    for (const auto& a : s->announced) routes.push_back(a.toString());
+    r.body = nlohmann::json{{"maintenance", s->maintenance},
+                            {"announce_table", s->announceTable},
+                            {"announced", routes}}
+                 .dump() +
+             "\n";
+    return r;
   }
 
   DaemonOptions options_;
@@ -473,6 +639,12 @@ class Daemon {
   std::map<std::pair<std::string, IpAddr>, Check> checks_;
   std::map<health::CheckId, std::pair<std::string, IpAddr>> byId_;
   std::unique_ptr<metrics::HttpServer> http_;
+  std::optional<std::chrono::steady_clock::time_point> startTime_;  // of announcing
+  std::unique_ptr<NetlinkRouteSink> routeSink_;
+  std::unique_ptr<Announcer> announcer_;
+  asio::steady_timer announceTimer_{io_};
+  bool maintenance_ = false;
+  bool notifierReady_ = false;
   Notifier notifier_;
   std::unique_ptr<WatchdogPinger> pinger_;
   mutable std::mutex snapshotMutex_;

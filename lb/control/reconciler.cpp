@@ -5,6 +5,7 @@
 #include <chrono>
 #include <set>
 
+#include "lb/control/ring_digest.h"
 #include "lb/health/policy.h"
 #include "lb/maglev/maglev.h"
 
@@ -250,8 +251,11 @@ Result<> Reconciler::prepareVip(Vip& vip, bool forceRing, std::vector<PendingRin
     ring.slots = maglev::build(members, vip.cfg.ringSize, hashSeed_);
     ring.generation = vip.generation + 1;
     const auto built = Clock::now();
+    std::map<uint32_t, IpAddr> addressOf;
+    for (const auto& [addr, be] : vip.backends) addressOf[be.id] = addr;
+    const uint64_t digest = ringDigest(ring.slots, addressOf);
     rings.push_back({vip.id, std::move(ring)});
-    pending.push_back({&vip, std::move(inputs), members.size(), start, built - buildStart});
+    pending.push_back({&vip, std::move(inputs), members.size(), start, built - buildStart, digest});
   }
   return {};
 }
@@ -271,6 +275,7 @@ Result<> Reconciler::finishVip(Vip& vip, const PendingRing* swapped) {
   if (swapped) {
     const auto done = Clock::now();
     vip.generation += 1;
+    vip.ringDigest = swapped->digest;
     vip.ringInputs = swapped->inputs;
     vip.ringSize = vip.cfg.ringSize;
     vip.ringSeed = hashSeed_;
@@ -429,6 +434,8 @@ StatusSnapshot Reconciler::status() const {
     vs.id = vip.id;
     vs.ringSize = vip.cfg.ringSize;
     vs.generation = vip.generation;
+    vs.ringDigest = vip.ringDigest;
+    vs.minUp = vip.cfg.minUp;
     vs.allDown = vip.allDown;
     vs.failOpen = vip.cfg.allDown == config::AllDownPolicy::FailOpen;
     for (const auto& [addr, be] : vip.backends) {

@@ -42,6 +42,8 @@ struct VipStatus {
   uint32_t id = 0;
   uint32_t ringSize = 0;
   uint64_t generation = 0;
+  uint64_t ringDigest = 0;  // of the live ring as built here (ring_digest.h); 0 before one
+  uint32_t minUp = 1;
   bool allDown = false;  // every backend of weight > 0 is down: all_down policy in force
   bool failOpen = true;
   std::vector<BackendStatus> backends;
@@ -50,6 +52,12 @@ struct VipStatus {
 struct StatusSnapshot {
   uint32_t hashSeed = 0;
   std::vector<VipStatus> vips;
+  // Filled in by the daemon, not the reconciler (docs/design.md "Announcing
+  // VIPs"): maintenance mode, the announce table (0 = off) and the VIP
+  // addresses whose route is in it.
+  bool maintenance = false;
+  uint32_t announceTable = 0;
+  std::set<IpAddr> announced;
 };
 
 // Called after every ring swap: VIP name, new generation, build+swap time.
@@ -122,6 +130,7 @@ class Reconciler {
     config::Vip cfg;
     uint32_t id = 0;
     uint64_t generation = 0;
+    uint64_t ringDigest = 0;
     bool allDown = false;
     bool written = false;  // lb_vips holds cfg's key
     // Inputs of the live ring; a rebuild happens only when they change.
@@ -138,6 +147,7 @@ class Reconciler {
     size_t members = 0;
     std::chrono::steady_clock::time_point start;
     std::chrono::nanoseconds buildTime{};
+    uint64_t digest = 0;
   };
 
   // syncVip = prepareVip, swap, finishVip. apply() prepares every VIP first

@@ -18,6 +18,8 @@ std::string statusJson(const StatusSnapshot& s, const datapath::CounterSnapshot*
   root["attached"] = info.attached;
   root["attach_mode"] = info.attachMode;
   root["hash_seed"] = s.hashSeed;
+  root["maintenance"] = s.maintenance;
+  root["announce_table"] = s.announceTable;
   if (counters)
     root["flow_table"] = {{"size", counters->flows.capacity},
                           {"inserts", counters->flows.inserts},
@@ -34,6 +36,9 @@ std::string statusJson(const StatusSnapshot& s, const datapath::CounterSnapshot*
     jv["id"] = v.id;
     jv["ring_size"] = v.ringSize;
     jv["generation"] = v.generation;
+    jv["ring_digest"] = v.ringDigest;
+    jv["min_up"] = v.minUp;
+    jv["announced"] = s.announced.contains(v.key.addr);
     jv["all_down"] = v.allDown;
     jv["all_down_policy"] = v.failOpen ? "fail_open" : "drop";
     if (counters && v.id < counters->vips.size()) {
@@ -77,6 +82,12 @@ std::string statusTable(const std::string& text) {
       "xdplb {}  config {}  datapath {}{}\n", root.value("version", "?"), root.value("config", "?"),
       root.value("attached", false) ? "attached" : "DETACHED",
       root.value("attach_mode", "").empty() ? "" : " (" + root.value("attach_mode", "") + ")");
+  {
+    const uint32_t table = root.value("announce_table", 0u);
+    out << fmt::format("announce: {}  maintenance: {}\n",
+                       table ? "table " + std::to_string(table) : std::string("off"),
+                       root.value("maintenance", false) ? "ON (every route withdrawn)" : "off");
+  }
   if (root.contains("flow_table")) {
     const auto& f = root["flow_table"];
     out << fmt::format(
@@ -93,6 +104,12 @@ std::string statusTable(const std::string& text) {
         v.value("ring_size", 0), v.value("generation", 0),
         v.value("all_down", false) ? "  ALL DOWN (" + v.value("all_down_policy", "") + ")" : "",
         c.value("packets", 0), c.value("new_flows", 0));
+    out << fmt::format(
+        "  ring digest {}{}\n", v.value("ring_digest", uint64_t{0}),
+        root.value("announce_table", 0u)
+            ? fmt::format("  announced {} (min_up {})", v.value("announced", false) ? "yes" : "no",
+                          v.value("min_up", 0u))
+            : "");
     out << fmt::format("  {:<40} {:>6} {:>8} {:>9} {:>5} {:>12} {:>14}  {}\n", "BACKEND", "WEIGHT",
                        "HEALTH", "STATE", "RING", "PACKETS", "BYTES", "LAST CHECK");
     for (const auto& b : v["backends"]) {

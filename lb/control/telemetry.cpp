@@ -155,6 +155,25 @@ void Telemetry::collectState(metrics::Writer& w) const {
            "1 when every backend of the VIP is down and its all_down policy is in force", "gauge");
   for (size_t i = 0; i < s->vips.size(); ++i)
     w.sample("xdplb_vip_all_down", {{"vip", text.vip[i], true}}, s->vips[i].allDown);
+  collectAnnounce(w, *s);
+}
+
+// Announcements and ring digests (docs/design.md "Announcing VIPs", "Ring
+// digest").
+void Telemetry::collectAnnounce(metrics::Writer& w, const StatusSnapshot& s) const {
+  w.family("xdplb_ring_digest",
+           "53-bit hash of the VIP's live ring (backend address per slot): equal on balancers "
+           "that send a flow to the same backend",
+           "gauge");
+  for (const auto& v : s.vips)
+    w.sample("xdplb_ring_digest", {{"vip", v.name}}, static_cast<double>(v.ringDigest));
+  w.family("xdplb_maintenance", "1 while the balancer is in maintenance (announces nothing)",
+           "gauge");
+  w.sample("xdplb_maintenance", {}, s.maintenance ? 1 : 0);
+  w.family("xdplb_vip_announced",
+           "1 while the route of the VIP's address is in the [announce] table", "gauge");
+  for (const auto& v : s.vips)
+    w.sample("xdplb_vip_announced", {{"vip", v.name}}, s.announced.contains(v.key.addr) ? 1 : 0);
 }
 
 void Telemetry::collectDatapath(metrics::Writer& w) const {

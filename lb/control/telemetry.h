@@ -34,6 +34,7 @@ class Telemetry {
  private:
   void collectState(metrics::Writer& w) const;
   void collectDatapath(metrics::Writer& w) const;
+  void collectAnnounce(metrics::Writer& w, const StatusSnapshot& s) const;
 
   datapath::Datapath* dp_;
   SnapshotFn snapshot_;

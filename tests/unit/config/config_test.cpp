@@ -302,5 +302,51 @@ TEST(Config, ReadmeDocumentsExactlyTheAcceptedKeys) {
     EXPECT_TRUE(documented.count(top)) << "no README heading for [" << top << "]";
 }
 
+// [announce] and min_up (docs/design.md "Announcing VIPs").
+const char* kVipWithMinUp = R"(
+[[vip]]
+name = "web"
+address = "198.51.100.10"
+port = 80
+min_up = 2
+[[vip.backend]]
+address = "10.0.0.1"
+[[vip.backend]]
+address = "10.0.0.2"
+)";
+
+TEST(ConfigAnnounce, OffByDefault) {
+  auto r = parse(std::string(kBase) + kVipWithMinUp);
+  ASSERT_TRUE(r) << r.error()[0].toString();
+  EXPECT_EQ(r->announce.table, 0u);
+  EXPECT_EQ(r->announce.delay, milliseconds(5000));
+  EXPECT_EQ(r->vips[0].minUp, 2u);
+}
+
+TEST(ConfigAnnounce, TableAndDelay) {
+  auto r =
+      parse(std::string(kBase) + "[announce]\ntable = 4350\ndelay = \"1500ms\"\n" + kVipWithMinUp);
+  ASSERT_TRUE(r) << r.error()[0].toString();
+  EXPECT_EQ(r->announce.table, 4350u);
+  EXPECT_EQ(r->announce.delay, milliseconds(1500));
+}
+
+TEST(ConfigAnnounce, Errors) {
+  EXPECT_EQ(oneError(std::string(kBase) + "[announce]\ntable = 254\n"),
+            "6:9 announce.table: 254 is a reserved kernel table (compat, default, main, local); "
+            "pick e.g. 4350");
+  EXPECT_EQ(oneError(std::string(kBase) + "[announce]\ntable = -1\n"),
+            "6:9 announce.table: -1 is outside 0..4294967295");
+  EXPECT_EQ(oneError(std::string(kBase) + "[announce]\ndelay = \"soon\"\n"),
+            "6:9 announce.delay: 'soon' is not a duration (e.g. \"500ms\", \"2s\", \"5m\")");
+  EXPECT_EQ(oneError(std::string(kBase) + "[announce]\ntabel = 4350\n"),
+            "6:9 announce.tabel: unknown key 'tabel' (did you mean 'table'?)");
+  std::string three = kVipWithMinUp;
+  three.replace(three.find("min_up = 2"), 10, "min_up = 3");
+  EXPECT_EQ(oneError(std::string(kBase) + three),
+            "10:10 vip[0].min_up: min_up 3 exceeds the VIP's 2 backends: it would never be "
+            "announced");
+}
+
 }  // namespace
 }  // namespace xdplb::config
