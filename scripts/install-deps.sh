@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   clang-14 llvm bpftool libbpf-dev libxdp-dev xdp-tools libelf-dev zlib1g-dev
   linux-libc-dev
-  libspdlog-dev libtomlplusplus-dev libboost-dev nlohmann-json3-dev
+  libspdlog-dev libtomlplusplus-dev libboost-dev nlohmann-json3-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   iproute2 iputils-ping curl ethtool procps psmisc
   prometheus systemd python3
