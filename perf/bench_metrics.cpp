@@ -1,13 +1,12 @@
 // bench_metrics: one /metrics scrape of a large balancer (default 1,000 VIPs
-// x 100 backends), rendered by the daemon's own code: a metrics::Registry
-// with control::Telemetry's families and collectors, fed by Telemetry's event
-// methods as the daemon feeds them, over a synthetic status snapshot and a
-// fake datapath whose counter snapshot stands in for the BPF maps. Prints the
-// render time (median, p99 over the scrapes), the size and the series count;
-// then serves /metrics from metrics::HttpServer (its own thread, as in the
-// daemon) and scrapes it back to back while a main loop runs the real health
-// checker feeding Telemetry, and prints that loop's timer and probe lateness
-// with and without scrapes. Figures, never a pass/fail.
+// x 100 backends), rendered by the daemon's own code: a metrics::Exposition
+// (prometheus-cpp's TextSerializer) over control::Telemetry's registry and
+// collectables, fed by Telemetry's event methods as the daemon feeds them, over a synthetic status
+// snapshot and a fake datapath whose counter snapshot stands in for the BPF maps. Prints the render
+// time (median, p99 over the scrapes), the size and the series count; then serves /metrics from
+// metrics::HttpServer (its own thread, as in the daemon) and scrapes it back to back while a main
+// loop runs the real health checker feeding Telemetry, and prints that loop's timer and probe
+// lateness with and without scrapes. Figures, never a pass/fail.
 //
 //   bench_metrics [--vips N] [--backends N] [--scrapes N] [--checks N] [--seconds S]
 // clang-format off
@@ -27,8 +26,8 @@
 
 #include "lb/control/telemetry.h"
 #include "lb/health/checker.h"
+#include "lb/metrics/exposition.h"
 #include "lb/metrics/http_server.h"
-#include "lb/metrics/registry.h"
 #include "tests/support/fake_datapath.h"
 
 namespace {
@@ -240,8 +239,8 @@ int main(int argc, char** argv) {
   const auto snapshot = makeSnapshot(o);
   xdplb::testing::FakeDatapath dp;
   dp.counters = makeCounters(*snapshot);
-  xdplb::metrics::Registry registry;
-  xdplb::control::Telemetry tel(registry, &dp, [&] { return snapshot; });
+  xdplb::metrics::Exposition exposition;
+  xdplb::control::Telemetry tel(exposition, &dp, [&] { return snapshot; });
   feedEvents(tel, *snapshot);
 
   // Render alone, as the HTTP thread does for each scrape.
@@ -249,7 +248,7 @@ int main(int argc, char** argv) {
   size_t bytes = 0, series = 0, families = 0;
   for (int i = 0; i < std::max(2, o.scrapes); ++i) {
     const auto t0 = Clock::now();
-    const std::string text = registry.render();
+    const std::string text = exposition.render();
     times.push_back(ms(Clock::now() - t0));
     if (i == 0) {
       bytes = text.size();
@@ -267,7 +266,7 @@ int main(int argc, char** argv) {
   std::printf("bench_metrics: %d VIPs x %d backends, %u CPUs\n", o.vips, o.backends,
               std::thread::hardware_concurrency());
   // The first scrape grows its buffer from nothing; later ones reserve the
-  // last size at once (Registry::render), so it is shown apart.
+  // last size at once (Exposition::render), so it is shown apart.
   const double first = times.front();
   times.erase(times.begin());
   std::printf("%-8s %-8s %-10s | %-11s | %-36s\n", "families", "series", "bytes", "first scrape",
@@ -283,7 +282,7 @@ int main(int argc, char** argv) {
       {.listen = "127.0.0.1:0"}, {{"/metrics", [&](const xdplb::metrics::HttpRequest&) {
                                      xdplb::metrics::HttpResponse r;
                                      r.contentType = "text/plain; version=0.0.4; charset=utf-8";
-                                     r.body = registry.render();
+                                     r.body = exposition.render();
                                      return r;
                                    }}});
   if (!server) {

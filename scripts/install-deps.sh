@@ -9,7 +9,7 @@ PACKAGES=(
   linux-libc-dev
   # rtnetlink for the announced VIP routes; BIRD for the ECMP testbed and demo.
   libmnl-dev bird2
-  libspdlog-dev libtomlplusplus-dev libboost-dev nlohmann-json3-dev
+  libspdlog-dev libtomlplusplus-dev libboost-dev nlohmann-json3-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   iproute2 iputils-ping curl ethtool procps psmisc
   prometheus systemd python3

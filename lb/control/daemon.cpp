@@ -29,7 +29,7 @@
 #include "lb/datapath/bpf_datapath.h"
 #include "lb/health/checker.h"
 #include "lb/metrics/http_server.h"
-#include "lb/metrics/registry.h"
+#include "lb/metrics/exposition.h"
 
 namespace xdplb::control {
 namespace asio = boost::asio;
@@ -129,7 +129,7 @@ class Daemon {
       spdlog::error("adopting pinned state: {}", r.error().message());
       return 1;
     }
-    telemetry_ = std::make_unique<Telemetry>(registry_, dp_.get(), [this] { return snapshot(); });
+    telemetry_ = std::make_unique<Telemetry>(exposition_, dp_.get(), [this] { return snapshot(); });
     reconciler_->onRingSwap([this](const RingEvent& ev) { telemetry_->ringSwapped(ev); });
 
     // Rings first, then attach: the program never sees a VIP without its ring.
@@ -419,8 +419,10 @@ class Daemon {
                              : Result<size_t>(std::unexpected(named.error()));
           if (!freed)
             spdlog::warn("freeing drained backends: {}", freed.error().message());
-          else if (*freed)
+          else if (*freed) {
             publish();
+            telemetry_->forgetRemoved();  // their series go with them
+          }
           startGarbageCollection();
         });
       });
@@ -433,7 +435,7 @@ class Daemon {
     routes["/metrics"] = [this](const metrics::HttpRequest&) {
       metrics::HttpResponse r;
       r.contentType = "text/plain; version=0.0.4; charset=utf-8";
-      r.body = registry_.render();
+      r.body = exposition_.render();
       return r;
     };
     routes["/healthz"] = [this](const metrics::HttpRequest&) {
@@ -629,7 +631,7 @@ class Daemon {
   std::unique_ptr<ConfigWatch> watch_;  // syncWatch
   std::unique_ptr<datapath::BpfDatapath> dp_;
   std::unique_ptr<Reconciler> reconciler_;
-  metrics::Registry registry_;
+  metrics::Exposition exposition_;
   std::unique_ptr<Telemetry> telemetry_;
   std::unique_ptr<health::HealthChecker> checker_;
   struct Check {

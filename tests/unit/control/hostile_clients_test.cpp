@@ -6,14 +6,16 @@
 // timeout, a 4xx or a refusal; probes kept being started and answered), not
 // on how late they were: the lateness is printed.
 #include <gtest/gtest.h>
+#include <prometheus/counter.h>
+#include <prometheus/registry.h>
 #include <sys/resource.h>
 
 #include <boost/asio.hpp>
 #include <thread>
 
 #include "lb/health/checker.h"
+#include "lb/metrics/exposition.h"
 #include "lb/metrics/http_server.h"
-#include "lb/metrics/registry.h"
 
 namespace xdplb {
 namespace {
@@ -85,10 +87,14 @@ TEST(HostileClients, HealthChecksKeepTheirScheduleMeanwhile) {
   std::thread loop([&] { daemon.run(); });
 
   // The endpoint on its own thread, serving a registry of some size.
-  metrics::Registry registry;
-  auto& family = registry.counter("t_requests_total", "Requests", {"vip", "backend"});
+  auto registry = std::make_shared<prometheus::Registry>();
+  auto& family =
+      prometheus::BuildCounter().Name("t_requests_total").Help("Requests").Register(*registry);
   for (int i = 0; i < 20000; ++i)
-    family.with({{"vip", "v" + std::to_string(i / 100)}, {"backend", std::to_string(i)}}).inc(i);
+    family.Add({{"vip", "v" + std::to_string(i / 100)}, {"backend", std::to_string(i)}})
+        .Increment(i);
+  metrics::Exposition exposition;
+  exposition.add(registry);
   metrics::HttpServerOptions o;
   o.listen = "127.0.0.1:0";
   o.readTimeout = 300ms;
@@ -96,7 +102,7 @@ TEST(HostileClients, HealthChecksKeepTheirScheduleMeanwhile) {
   o.maxConnections = 64;
   auto server = metrics::HttpServer::start(
       o, {{"/metrics", [&](const metrics::HttpRequest&) {
-             return metrics::HttpResponse{200, "text/plain; version=0.0.4", registry.render()};
+             return metrics::HttpResponse{200, "text/plain; version=0.0.4", exposition.render()};
            }}});
   ASSERT_TRUE(server) << server.error().message();
   const tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), (*server)->port());

@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <prometheus/check_names.h>
 
 #include <cstdio>
 #include <fstream>
@@ -15,6 +16,7 @@
 #include <regex>
 #include <set>
 #include <sstream>
+#include <unordered_set>
 
 #include "support/config_builders.h"
 #include "support/fake_datapath.h"
@@ -107,9 +109,9 @@ std::string renderDaemonMetrics() {
   dp.counters.vips[1] = {10, 1000, 2};
   dp.counters.backends.resize(3);
   dp.counters.backends[1] = {10, 1000};
-  metrics::Registry registry;
+  metrics::Exposition exposition;
   const auto snap = smallSnapshot();
-  Telemetry t(registry, &dp, [&] { return snap; });
+  Telemetry t(exposition, &dp, [&] { return snap; });
   t.ringSwapped({"web", 3, 100us, 20ms});
   t.configReload(true);
   t.configReload(false);
@@ -117,7 +119,7 @@ std::string renderDaemonMetrics() {
   t.probe("web", "2001:db8::2", false, "refused", 100us);
   t.transition("web", "10.0.0.1", "up");
   t.transition("web", "2001:db8::2", "down");
-  return registry.render();
+  return exposition.render();
 }
 
 std::string readFile(const std::string& path) {
@@ -189,13 +191,13 @@ TEST(Telemetry, ExportsEveryMetricOfTheMetricsIssue) {
 
 TEST(Telemetry, LabelValuesAreEscapedInEveryFamily) {
   // VIP names are validated by the config, but the exposition must not rely
-  // on it: values escaped once per scrape are still escaped.
+  // on it: TextSerializer escapes every label value, cached or not.
   auto snap = std::const_pointer_cast<StatusSnapshot>(smallSnapshot());
   snap->vips[0].name = "we\"b\\1\n";
   FakeDatapath dp;
-  metrics::Registry registry;
-  Telemetry t(registry, &dp, [&] { return std::shared_ptr<const StatusSnapshot>(snap); });
-  const std::string text = registry.render();
+  metrics::Exposition exposition;
+  Telemetry t(exposition, &dp, [&] { return std::shared_ptr<const StatusSnapshot>(snap); });
+  const std::string text = exposition.render();
   const std::string escaped = R"(vip="we\"b\\1\n")";
   for (const char* family :
        {"xdplb_backend_up{", "xdplb_backend_weight{", "xdplb_backend_health{",
@@ -251,8 +253,9 @@ void advanceCounters(FakeDatapath& dp, uint64_t step) {
 TEST(Telemetry, CountersNeverGoBackwardsAcrossReloads) {
   FakeDatapath dp;
   Reconciler rec(dp, {.maxVips = 8, .maxBackends = 64});
-  metrics::Registry registry;
-  Telemetry t(registry, &dp, [&] { return std::make_shared<const StatusSnapshot>(rec.status()); });
+  metrics::Exposition exposition;
+  Telemetry t(exposition, &dp,
+              [&] { return std::make_shared<const StatusSnapshot>(rec.status()); });
   rec.onRingSwap([&](const RingEvent& ev) { t.ringSwapped(ev); });
 
   ASSERT_TRUE(rec.apply(makeConfig(
@@ -260,7 +263,7 @@ TEST(Telemetry, CountersNeverGoBackwardsAcrossReloads) {
        makeVip("dns", "198.51.100.11", {{"10.0.0.4", 100}})})));
   t.configReload(true);
   advanceCounters(dp, 1);
-  const Scrape before(registry.render());
+  const Scrape before(exposition.render());
 
   // A reload that reorders VIPs, adds one before the others, removes a
   // backend (it drains), adds one, and changes a weight.
@@ -271,7 +274,7 @@ TEST(Telemetry, CountersNeverGoBackwardsAcrossReloads) {
                                     {{"10.0.0.5", 100}, {"10.0.0.3", 50}, {"10.0.0.1", 100}})})));
   t.configReload(true);
   advanceCounters(dp, 2);
-  const Scrape after(registry.render());
+  const Scrape after(exposition.render());
 
   size_t compared = 0;
   for (const auto& [name, type] : before.types) {
@@ -286,6 +289,134 @@ TEST(Telemetry, CountersNeverGoBackwardsAcrossReloads) {
   }
   // The per-VIP and per-backend datapath counters of everything kept.
   EXPECT_GE(compared, 2u * 2 + 2u * 4 + 2);
+}
+
+// TextSerializer writes HELP as given and names unchecked for custom
+// collectables: every line must still be a comment or a sample, every name
+// valid.
+TEST(Telemetry, EveryLineIsACommentOrASampleWithValidNames) {
+  const std::string text = renderDaemonMetrics();
+  static const std::regex kHelp(R"(^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) [^\\]+$)");
+  static const std::regex kType(R"(^# TYPE [a-zA-Z_:][a-zA-Z0-9_:]* (counter|gauge|histogram)$)");
+  static const std::regex kSample(R"(^[a-zA-Z_:][a-zA-Z0-9_:]*(\{.*\})? \S+$)");
+  std::istringstream in(text);
+  size_t helps = 0;
+  for (std::string line; std::getline(in, line);) {
+    std::smatch m;
+    if (std::regex_match(line, m, kHelp)) {
+      ++helps;
+      EXPECT_TRUE(prometheus::CheckMetricName(m[1])) << line;
+    } else {
+      EXPECT_TRUE(std::regex_match(line, kType) || std::regex_match(line, kSample)) << line;
+    }
+  }
+  const Scrape s(text);
+  EXPECT_EQ(helps, s.types.size());
+  for (const auto& [name, sample] : s.samples)
+    for (const auto& [label, value] : sample.labels)
+      EXPECT_TRUE(prometheus::CheckLabelName(label)) << name << " " << label;
+}
+
+// Whether any sample of the scrape has label `name` = `value`.
+bool anySeriesWith(const Scrape& s, const std::string& name, const std::string& value) {
+  for (const auto& [metric, sample] : s.samples) {
+    auto it = sample.labels.find(name);
+    if (it != sample.labels.end() && it->second == value) return true;
+  }
+  return false;
+}
+
+// The families that hold a series with label `name` = `value`.
+std::set<std::string> familiesWith(const Scrape& s, const std::string& name,
+                                   const std::string& value) {
+  std::set<std::string> out;
+  for (const auto& [metric, sample] : s.samples) {
+    auto it = sample.labels.find(name);
+    if (it != sample.labels.end() && it->second == value) out.insert(metric);
+  }
+  return out;
+}
+
+// Churn must not grow scrapes for ever: a VIP removed by a reload and a
+// backend whose drain ended leave no series behind, in any family (the
+// event families included), while what stays keeps its series and values.
+TEST(Telemetry, SeriesOfRemovedVipsAndBackendsAreRemoved) {
+  FakeDatapath dp;
+  Reconciler rec(dp, {.maxVips = 8, .maxBackends = 64});
+  metrics::Exposition exposition;
+  Telemetry t(exposition, &dp,
+              [&] { return std::make_shared<const StatusSnapshot>(rec.status()); });
+  rec.onRingSwap([&](const RingEvent& ev) { t.ringSwapped(ev); });
+  ASSERT_TRUE(
+      rec.apply(makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}, {"10.0.0.2", 100}}),
+                            makeVip("dns", "198.51.100.11", {{"10.0.0.4", 100}})})));
+  t.configReload(true);
+  advanceCounters(dp, 1);
+  // Every kind of event series for the VIP and the backend that go.
+  for (const auto& [vip, backend] :
+       {std::pair{"web", "10.0.0.1"}, std::pair{"web", "10.0.0.2"}, std::pair{"dns", "10.0.0.4"}}) {
+    t.probe(vip, backend, true, "ok", 300us);
+    t.probe(vip, backend, false, "refused", 100us);
+    t.transition(vip, backend, "up");
+    t.transition(vip, backend, "down");
+  }
+  const Scrape before(exposition.render());
+  const std::set<std::string> perBackend = {"xdplb_backend_up",
+                                            "xdplb_backend_weight",
+                                            "xdplb_backend_health",
+                                            "xdplb_backend_datapath_state",
+                                            "xdplb_backend_packets_total",
+                                            "xdplb_backend_bytes_total",
+                                            "xdplb_backend_transitions_total",
+                                            "xdplb_health_check_failures_total"};
+  EXPECT_EQ(familiesWith(before, "backend", "10.0.0.2"), perBackend);
+  std::set<std::string> perVip = perBackend;
+  perVip.insert(
+      {"xdplb_ring_generation", "xdplb_vip_all_down", "xdplb_vip_packets_total",
+       "xdplb_vip_bytes_total", "xdplb_vip_new_flows_total", "xdplb_vip_icmp_too_big_total",
+       "xdplb_ring_swaps_total", "xdplb_health_check_duration_seconds_bucket",
+       "xdplb_health_check_duration_seconds_sum", "xdplb_health_check_duration_seconds_count"});
+  EXPECT_EQ(familiesWith(before, "vip", "dns"), perVip);
+
+  // The reload removes dns and 10.0.0.2 from the file: dns goes at once,
+  // 10.0.0.2 drains (still in status, weight 0) until collected.
+  ASSERT_TRUE(rec.apply(makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}})})));
+  t.configReload(true);
+  const Scrape reloaded(exposition.render());
+  EXPECT_FALSE(anySeriesWith(reloaded, "vip", "dns"));
+  EXPECT_FALSE(anySeriesWith(reloaded, "backend", "10.0.0.4"));
+  EXPECT_EQ(familiesWith(reloaded, "backend", "10.0.0.2"), perBackend);
+
+  // Its drain ends (no flow names it): the daemon forgets it after the
+  // garbage pass.
+  auto freed = rec.collectGarbage(std::unordered_set<uint32_t>{});
+  ASSERT_TRUE(freed);
+  ASSERT_GE(*freed, 1u);
+  t.forgetRemoved();
+  const Scrape collected(exposition.render());
+  EXPECT_FALSE(anySeriesWith(collected, "backend", "10.0.0.2"));
+  EXPECT_FALSE(anySeriesWith(collected, "vip", "dns"));
+  // What stays keeps its series, the event counters their values.
+  EXPECT_EQ(familiesWith(collected, "backend", "10.0.0.1"), perBackend);
+  for (auto [it, end] = collected.samples.equal_range("xdplb_backend_transitions_total"); it != end;
+       ++it)
+    EXPECT_EQ(it->second.value, 1) << it->second.labels.at("to");
+  EXPECT_EQ(collected.samples.count("xdplb_backend_transitions_total"), 2u);
+
+  // A VIP that comes back starts its event series afresh (1, not 2).
+  ASSERT_TRUE(rec.apply(makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}}),
+                                    makeVip("dns", "198.51.100.11", {{"10.0.0.4", 100}})})));
+  t.configReload(true);
+  t.probe("dns", "10.0.0.4", false, "refused", 100us);
+  const Scrape back(exposition.render());
+  size_t failures = 0;
+  for (auto [it, end] = back.samples.equal_range("xdplb_health_check_failures_total"); it != end;
+       ++it)
+    if (it->second.labels.at("vip") == "dns") {
+      ++failures;
+      EXPECT_EQ(it->second.value, 1);
+    }
+  EXPECT_EQ(failures, 1u);
 }
 
 // Every PromQL expression of the dashboard: targets, variables, annotations.
