@@ -28,8 +28,8 @@
 #include "lb/control/telemetry.h"
 #include "lb/datapath/bpf_datapath.h"
 #include "lb/health/checker.h"
-#include "lb/metrics/http_server.h"
 #include "lb/metrics/exposition.h"
+#include "lb/metrics/http_server.h"
 
 namespace xdplb::control {
 namespace asio = boost::asio;
