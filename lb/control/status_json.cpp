@@ -18,6 +18,8 @@ std::string statusJson(const StatusSnapshot& s, const datapath::CounterSnapshot*
   root["attached"] = info.attached;
   root["attach_mode"] = info.attachMode;
   root["hash_seed"] = s.hashSeed;
+  root["converged"] = s.converged;
+  if (!s.converged) root["divergence"] = s.divergence;
   if (counters)
     root["flow_table"] = {{"size", counters->flows.capacity},
                           {"inserts", counters->flows.inserts},
@@ -77,6 +79,8 @@ std::string statusTable(const std::string& text) {
       "xdplb {}  config {}  datapath {}{}\n", root.value("version", "?"), root.value("config", "?"),
       root.value("attached", false) ? "attached" : "DETACHED",
       root.value("attach_mode", "").empty() ? "" : " (" + root.value("attach_mode", "") + ")");
+  if (!root.value("converged", true))
+    out << "NOT CONVERGED: " << root.value("divergence", "") << "\n";
   if (root.contains("flow_table")) {
     const auto& f = root["flow_table"];
     out << fmt::format(

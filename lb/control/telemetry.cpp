@@ -155,6 +155,11 @@ void Telemetry::collectState(metrics::Writer& w) const {
            "1 when every backend of the VIP is down and its all_down policy is in force", "gauge");
   for (size_t i = 0; i < s->vips.size(); ++i)
     w.sample("xdplb_vip_all_down", {{"vip", text.vip[i], true}}, s->vips[i].allDown);
+  w.family("xdplb_config_converged",
+           "1 when the datapath wholly holds the running configuration; 0 while a failed "
+           "reload's rollback is being retried",
+           "gauge");
+  w.sample("xdplb_config_converged", {}, s->converged ? 1 : 0);
 }
 
 void Telemetry::collectDatapath(metrics::Writer& w) const {

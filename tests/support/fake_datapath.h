@@ -41,9 +41,9 @@ class FakeDatapath : public datapath::Datapath {
   Result<std::map<datapath::VipKey, uint32_t>> listVips() override { return vips; }
   Result<> putBackend(uint32_t id, const datapath::BackendEntry& b) override {
     if (injected("putBackend")) return makeError("putBackend: injected failure");
-    if (auto it = backends.find(id);
-        it != backends.end() && (it->second.addr != b.addr || it->second.vipId != b.vipId) &&
-        named(id))
+    if (auto it = backends.find(id); it != backends.end() &&
+                                     (it->second.addr != b.addr || it->second.vipId != b.vipId) &&
+                                     named(id))
       invariantViolations.push_back("backend id " + std::to_string(id) + " given to " +
                                     b.addr.toString() + " while " + namedBy(id) + " names it");
     backends[id] = b;
