@@ -175,6 +175,18 @@ Result<ReloadCounts> reloadCounts(app::HttpClient& client) {
   return c;
 }
 
+// xdplb_config_converged from the daemon's /metrics: 1, 0, or -1 when unreadable.
+int configConverged(app::HttpClient& client) {
+  auto reply = client.get("/metrics");
+  if (!reply || reply->status != 200) return -1;
+  std::istringstream in(reply->body);
+  constexpr std::string_view kConverged = "xdplb_config_converged ";
+  for (std::string line; std::getline(in, line);)
+    if (line.starts_with(kConverged))
+      return std::strtod(line.c_str() + kConverged.size(), nullptr) == 1 ? 1 : 0;
+  return -1;
+}
+
 // systemd 252 has no Type=notify-reload, and with `ExecReload=kill -HUP` it
 // calls the reload done when kill exits, before the daemon has read the file.
 // This waits for the daemon's own verdict (its reload counters move) so that
@@ -236,8 +248,16 @@ int cmdReload(std::vector<std::string> args) {
       return 0;
     }
     if (now->failure > before->failure) {
-      std::cerr << "xdplb reload: the daemon could not apply " << path
-                << " (see its log); the running configuration stays in force\n";
+      // Refused or rolled back, the running configuration is live; only a
+      // rollback that failed too leaves the datapath mixed (xdplb_config_converged 0).
+      const auto converged = configConverged(client);
+      std::cerr << "xdplb reload: the daemon could not apply " << path << " (see its log); "
+                << (converged == 0   ? "its rollback failed too: the datapath holds parts of "
+                                       "both configurations and the daemon keeps retrying"
+                    : converged == 1 ? "the running configuration stays in force"
+                                     : "whether the running configuration is wholly live is "
+                                       "unknown (no xdplb_config_converged)")
+                << "\n";
       return 1;
     }
   }

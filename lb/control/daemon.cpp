@@ -101,6 +101,10 @@ class Daemon {
   Daemon& operator=(const Daemon&) = delete;
 
   int run() {
+    // Before anything else: from here SIGHUP, SIGTERM and SIGINT wait in the
+    // signal set until the loop runs, instead of killing the daemon with
+    // their default action during start-up.
+    for (int sig : {SIGHUP, SIGTERM, SIGINT}) signals_.add(sig);
     auto loaded = config::loadFile(options_.configPath);
     if (!loaded) {
       for (const auto& e : loaded.error()) spdlog::error("{}", e.toString());
@@ -176,7 +180,21 @@ class Daemon {
     notifierReady_ = true;
     spdlog::info("xdplb {} running: {}", XDPLB_VERSION, statusLine());
 
-    io_.run();
+    try {
+      io_.run();
+    } catch (const std::exception& e) {
+      // The datapath keeps forwarding (contract 4); say why the daemon left.
+      spdlog::critical("event loop: uncaught exception: {}; exiting (the datapath stays attached)",
+                       e.what());
+      if (http_) http_->stop();
+      return 1;
+    } catch (...) {
+      spdlog::critical(
+          "event loop: uncaught exception of unknown type; exiting (the datapath "
+          "stays attached)");
+      if (http_) http_->stop();
+      return 1;
+    }
 
     if (http_) http_->stop();
     spdlog::info(
@@ -269,6 +287,8 @@ class Daemon {
     const auto& [vip, addr] = it->second;
     const std::string backend = addr.toString();
     telemetry_->probe(vip, backend, ev.result.ok, ev.result.reason, ev.result.duration);
+    reconciler_->probeAnswered(vip, addr);
+    if (reconciler_->hasDeferred()) flushDeferredSoon();
     if (!ev.transition) {
       reconciler_->setLastResult(vip, addr, ev.result.reason);
       publishThrottled();
@@ -315,11 +335,25 @@ class Daemon {
     notifier_.reloading();
     auto next = reloadConfig(options_.configPath, cfg_, *reconciler_);
     if (!next && next.error().applyError) {
-      spdlog::error("reload: applying failed: {}; will retry on the next reload",
-                    next.error().applyError->message());
+      // The reconciler rolled the datapath back (docs/design.md,
+      // "Reconciler"); only a rollback that failed too leaves it mixed.
+      const std::string what = next.error().applyError->message();
+      if (next.error().rolledBack)
+        spdlog::error(
+            "reload: applying failed: {}; rolled back, the running configuration stays in force",
+            what);
+      else
+        spdlog::error(
+            "reload: applying failed and rolling back failed too: {}; the datapath "
+            "holds parts of both configurations, retrying until the running one is "
+            "wholly live again",
+            what);
       telemetry_->configReload(false);
       publish();
-      reloadNote_ = "; last reload failed to apply: " + next.error().applyError->message();
+      reloadNote_ = (next.error().rolledBack ? "; last reload failed to apply (rolled back): "
+                                             : "; last reload failed to apply, NOT converged: ") +
+                    what;
+      if (!reconciler_->converged()) convergeSoon();
       notifier_.ready(statusLine());
       return;
     }
@@ -347,12 +381,30 @@ class Daemon {
     notifier_.ready(statusLine());
   }
 
-  void startSignals() {
-    signals_.add(SIGHUP);
-    signals_.add(SIGTERM);
-    signals_.add(SIGINT);
-    waitSignal();
+  // After a rollback that failed: Reconciler::converge with backoff (100 ms
+  // doubling to 10 s) until the running configuration is wholly live again.
+  void convergeSoon() {
+    if (convergeArmed_ || stopping_) return;
+    convergeArmed_ = true;
+    convergeTimer_.expires_after(convergeDelay_);
+    convergeTimer_.async_wait([this](boost::system::error_code ec) {
+      convergeArmed_ = false;
+      if (ec || stopping_) return;
+      if (auto r = reconciler_->converge(); !r) {
+        convergeDelay_ = std::min<std::chrono::milliseconds>(convergeDelay_ * 2, 10s);
+        spdlog::warn("converging back to the running configuration: {} (next try in {} ms)",
+                     r.error().message(), convergeDelay_.count());
+        publish();
+        return convergeSoon();
+      }
+      convergeDelay_ = 100ms;
+      reloadNote_ = "; last reload failed to apply (rolled back)";
+      publish();
+      notifier_.status(statusLine());
+    });
   }
+
+  void startSignals() { waitSignal(); }
 
   void waitSignal() {
     signals_.async_wait([this](boost::system::error_code ec, int sig) {
@@ -370,12 +422,23 @@ class Daemon {
   void stop() {
     // First, so systemd knows the exit that follows is asked for.
     notifier_.stopping();
+    // Health changes waiting for a grace period go live before the daemon
+    // leaves (the datapath outlives it: contract 4). Blocking is fine now.
+    if (reconciler_ && reconciler_->hasDeferred()) {
+      if (auto r = reconciler_->flushDeferred(/*wait=*/true); !r)
+        spdlog::error("stop: deferred ring swaps: {}", r.error().message());
+      else if (reconciler_->hasDeferred())
+        spdlog::warn(
+            "stop: health changes not swapped in before exit (the datapath is not "
+            "converged)");
+    }
     stopping_ = true;
     signals_.cancel();
     gcTimer_.cancel();
     deferTimer_.cancel();
     watch_.reset();
     announceTimer_.cancel();
+    convergeTimer_.cancel();
     if (checker_) checker_->stop();
     if (pinger_) pinger_.reset();
     io_.stop();
@@ -411,11 +474,14 @@ class Daemon {
       if (ec || stopping_) return;
       if (!reconciler_->garbagePending()) return startGarbageCollection();
       if (gcThread_.joinable()) gcThread_.join();  // the previous scan, long done
-      gcThread_ = std::thread([this] {
+      // Numbered before it starts: it counts only for backends removed (and
+      // their rings' grace periods over) by now (Reconciler::beginScan).
+      const uint64_t scan = reconciler_->beginScan();
+      gcThread_ = std::thread([this, scan] {
         auto named = dp_->backendIdsInFlows();
-        asio::post(io_, [this, named = std::move(named)] {
+        asio::post(io_, [this, scan, named = std::move(named)] {
           if (stopping_) return;
-          auto freed = named ? reconciler_->collectGarbage(*named)
+          auto freed = named ? reconciler_->collectGarbage(*named, scan)
                              : Result<size_t>(std::unexpected(named.error()));
           if (!freed)
             spdlog::warn("freeing drained backends: {}", freed.error().message());
@@ -629,6 +695,9 @@ class Daemon {
   asio::steady_timer deferTimer_{io_};  // flushDeferredSoon
   bool deferArmed_ = false;
   std::unique_ptr<ConfigWatch> watch_;  // syncWatch
+  asio::steady_timer convergeTimer_{io_};  // convergeSoon
+  bool convergeArmed_ = false;
+  std::chrono::milliseconds convergeDelay_{100};
   std::unique_ptr<datapath::BpfDatapath> dp_;
   std::unique_ptr<Reconciler> reconciler_;
   metrics::Exposition exposition_;

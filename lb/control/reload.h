@@ -15,8 +15,15 @@
 namespace xdplb::control {
 
 struct ReloadError {
-  std::vector<config::ConfigError> configErrors;  // the file was refused: nothing applied
-  std::optional<Error> applyError;                // the file was valid; applying it failed
+  // The file was refused (it does not parse or validate, or the pre-flight
+  // found it does not fit the running datapath): nothing applied.
+  std::vector<config::ConfigError> configErrors;
+  // The file was valid; a datapath call failed while applying it.
+  std::optional<Error> applyError;
+  // With applyError: whether the rollback completed, so that the running
+  // configuration is wholly live again. False: the datapath holds parts of
+  // both until Reconciler::converge succeeds.
+  bool rolledBack = false;
 };
 
 // Keys that size or place the datapath take effect on restart: next keeps
@@ -24,10 +31,10 @@ struct ReloadError {
 void keepRestartOnly(config::Config& next, const config::Config& running);
 
 // Reads path, keeps the restart-only keys of running, and makes the datapath
-// match the result through reconciler (parse, validate, reconcile, rings
-// built and swapped). Returns the configuration now in force. A refused file
-// changes nothing (contract 5); a failed apply may have applied part of the
-// change, and the next apply converges.
+// match the result through reconciler (parse, validate, pre-flight, rings
+// built and swapped, as one transaction). Returns the configuration now in
+// force. A refused file changes nothing (contract 5); a failed apply is
+// rolled back (ReloadError::rolledBack says whether that completed).
 [[nodiscard]] std::expected<config::Config, ReloadError> reloadConfig(const std::string& path,
                                                                       const config::Config& running,
                                                                       Reconciler& reconciler);

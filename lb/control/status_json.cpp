@@ -20,6 +20,8 @@ std::string statusJson(const StatusSnapshot& s, const datapath::CounterSnapshot*
   root["hash_seed"] = s.hashSeed;
   root["maintenance"] = s.maintenance;
   root["announce_table"] = s.announceTable;
+  root["converged"] = s.converged;
+  if (!s.converged) root["divergence"] = s.divergence;
   if (counters)
     root["flow_table"] = {{"size", counters->flows.capacity},
                           {"inserts", counters->flows.inserts},
@@ -88,6 +90,8 @@ std::string statusTable(const std::string& text) {
                        table ? "table " + std::to_string(table) : std::string("off"),
                        root.value("maintenance", false) ? "ON (every route withdrawn)" : "off");
   }
+  if (!root.value("converged", true))
+    out << "NOT CONVERGED: " << root.value("divergence", "") << "\n";
   if (root.contains("flow_table")) {
     const auto& f = root["flow_table"];
     out << fmt::format(

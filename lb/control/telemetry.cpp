@@ -235,6 +235,12 @@ class Telemetry::StateCollector : public prometheus::Collectable {
                         "1 while the balancer is in maintenance (announces nothing)",
                         MetricType::Gauge, 1));
     metrics::add(maintenance, {}, s->maintenance ? 1 : 0);
+    auto& converged = out.emplace_back(metrics::family(
+        "xdplb_config_converged",
+        "1 when the datapath wholly holds the running configuration; 0 while a failed "
+        "reload's rollback is being retried",
+        MetricType::Gauge, 1));
+    metrics::add(converged, {}, s->converged ? 1 : 0);
     return out;
   }
 

@@ -624,24 +624,56 @@ Result<> BpfDatapath::putVip(const VipKey& key, uint32_t vipId) {
   if (vipId == 0 || vipId > options_.maxVips)
     return makeError("VIP id " + std::to_string(vipId) + " outside 1.." +
                      std::to_string(options_.maxVips));
+  // The mirror changes with the map: a failed write leaves it as it was, so
+  // the port-0 entries written later list only what lb_vips holds, and the
+  // reconciler's rollback (docs/design.md, "Reconciler") restores both.
+  const auto found = vips_.find(key);
+  const std::optional<uint32_t> previous =
+      found == vips_.end() ? std::nullopt : std::optional<uint32_t>(found->second);
+  auto restore = [&] {
+    if (previous)
+      vips_[key] = *previous;
+    else
+      vips_.erase(key);
+  };
   vips_[key] = vipId;
   if (key.port != 0) {
     const lb_vip_key k = vipKey(key.addr, key.port, key.proto);
     lb_vip_value v{};
     v.vip_id = vipId;
-    if (auto r = mapUpdate(skel_->maps.lb_vips, &k, &v); !r) return r;
+    if (auto r = mapUpdate(skel_->maps.lb_vips, &k, &v); !r) {
+      restore();
+      return r;
+    }
   }
-  return writeVipEntries(key.addr, key.proto);
+  if (auto r = writeVipEntries(key.addr, key.proto); !r) {
+    restore();
+    return r;
+  }
+  return {};
 }
 
 Result<> BpfDatapath::removeVip(const VipKey& key) {
+  auto it = vips_.find(key);
+  const std::optional<uint32_t> previous =
+      it == vips_.end() ? std::nullopt : std::optional<uint32_t>(it->second);
+  auto restore = [&] {
+    if (previous) vips_[key] = *previous;
+  };
   vips_.erase(key);
   // The port-0 entry lists port VIPs itself: it stops naming this one
   // before its exact entry goes.
-  if (auto r = writeVipEntries(key.addr, key.proto); !r) return r;
+  if (auto r = writeVipEntries(key.addr, key.proto); !r) {
+    restore();
+    return r;
+  }
   if (key.port != 0) {
     const lb_vip_key k = vipKey(key.addr, key.port, key.proto);
-    if (auto r = mapDelete(skel_->maps.lb_vips, &k); !r) return r;
+    if (auto r = mapDelete(skel_->maps.lb_vips, &k); !r) {
+      restore();
+      (void)writeVipEntries(key.addr, key.proto);  // the port-0 entry names it again
+      return r;
+    }
   }
   return {};
 }

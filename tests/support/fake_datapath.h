@@ -1,6 +1,10 @@
-// An in-memory Datapath for unit tests of the reconciler. It also checks an
-// invariant of contract 3 on every swap: each backend a new ring names is
-// already usable (up) in the backend table.
+// An in-memory Datapath for unit tests of the reconciler. It also checks
+// invariants of contract 3 on every call: each backend a new ring names is
+// already usable (up) in the backend table, and no backend id that a ring or
+// a flow entry (flowBackends) names is removed or given to another backend.
+// Fault injection: failFrom(k, n) makes the k-th to (k+n-1)-th mutating call
+// from now fail; a failing swapRings applies the first half of its updates
+// first, as the real one may ("some VIPs may have their new ring live").
 #pragma once
 
 #include <cstring>
@@ -19,24 +23,37 @@ namespace xdplb::testing {
 class FakeDatapath : public datapath::Datapath {
  public:
   Result<> setConfig(const datapath::GlobalConfig& c) override {
+    if (injected("setConfig")) return makeError("setConfig: injected failure");
     config = c;
     ++setConfigCalls;
     return {};
   }
   Result<> putVip(const datapath::VipKey& key, uint32_t id) override {
+    if (injected("putVip")) return makeError("putVip: injected failure");
     vips[key] = id;
     return {};
   }
   Result<> removeVip(const datapath::VipKey& key) override {
+    if (injected("removeVip")) return makeError("removeVip: injected failure");
     vips.erase(key);
     return {};
   }
   Result<std::map<datapath::VipKey, uint32_t>> listVips() override { return vips; }
   Result<> putBackend(uint32_t id, const datapath::BackendEntry& b) override {
+    if (injected("putBackend")) return makeError("putBackend: injected failure");
+    if (auto it = backends.find(id); it != backends.end() &&
+                                     (it->second.addr != b.addr || it->second.vipId != b.vipId) &&
+                                     named(id))
+      invariantViolations.push_back("backend id " + std::to_string(id) + " given to " +
+                                    b.addr.toString() + " while " + namedBy(id) + " names it");
     backends[id] = b;
     return {};
   }
   Result<> removeBackend(uint32_t id) override {
+    if (injected("removeBackend")) return makeError("removeBackend: injected failure");
+    if (named(id))
+      invariantViolations.push_back("backend id " + std::to_string(id) + " freed while " +
+                                    namedBy(id) + " names it");
     backends.erase(id);
     removedBackends.push_back(id);
     return {};
@@ -44,6 +61,8 @@ class FakeDatapath : public datapath::Datapath {
   Result<std::map<uint32_t, datapath::BackendEntry>> listBackends() override { return backends; }
   Result<> swapRings(std::span<const datapath::RingUpdate> updates) override {
     if (failSwaps) return makeError("swapRings: injected failure");
+    const bool fail = injected("swapRings");
+    if (fail) updates = updates.first(updates.size() / 2);
     for (const auto& [vipId, ring] : updates) {
       for (uint32_t id : ring.slots) {
         if (id == 0) continue;
@@ -56,6 +75,7 @@ class FakeDatapath : public datapath::Datapath {
       ++swaps[vipId];
     }
     ++swapCalls;
+    if (fail) return makeError("swapRings: injected failure");
     return {};
   }
   bool swapWouldWait(uint32_t vipId) override { return graceOpen.count(vipId) > 0; }
@@ -65,6 +85,7 @@ class FakeDatapath : public datapath::Datapath {
     return std::optional<uint32_t>{};
   }
   Result<> removeRing(uint32_t vipId) override {
+    if (injected("removeRing")) return makeError("removeRing: injected failure");
     rings.erase(vipId);
     return {};
   }
@@ -81,7 +102,20 @@ class FakeDatapath : public datapath::Datapath {
   Result<datapath::CounterSnapshot> readCounters() override { return counters; }
   Result<std::unordered_set<uint32_t>> backendIdsInFlows() override { return flowBackends; }
 
+  // Calls k .. k+n-1 of the mutating calls made from now on fail (k >= 1).
+  void failFrom(int k, int n = 1) {
+    mutatingCalls = 0;
+    failFirst = k;
+    failLast = k + n - 1;
+  }
+  void heal() { failFirst = failLast = 0; }
+
   datapath::GlobalConfig config;
+  // Mutating calls (set, put, remove, swap) since the last failFrom, failed
+  // ones included; failedCalls lists the names of those that failed.
+  int mutatingCalls = 0;
+  int failFirst = 0, failLast = 0;
+  std::vector<std::string> failedCalls;
   int setConfigCalls = 0;
   std::map<datapath::VipKey, uint32_t> vips;
   std::map<uint32_t, datapath::BackendEntry> backends;
@@ -97,6 +131,22 @@ class FakeDatapath : public datapath::Datapath {
   std::unordered_set<uint32_t> flowBackends;
   datapath::CounterSnapshot counters;
   std::vector<std::string> invariantViolations;
+
+ private:
+  bool injected(const char* call) {
+    ++mutatingCalls;
+    if (failFirst == 0 || mutatingCalls < failFirst || mutatingCalls > failLast) return false;
+    failedCalls.push_back(std::to_string(mutatingCalls) + ":" + call);
+    return true;
+  }
+  bool named(uint32_t id) const { return !namedBy(id).empty(); }
+  std::string namedBy(uint32_t id) const {
+    if (flowBackends.count(id)) return "a flow entry";
+    for (const auto& [vipId, ring] : rings)
+      for (uint32_t s : ring.slots)
+        if (s == id) return "the ring of VIP " + std::to_string(vipId);
+    return {};
+  }
 };
 
 }  // namespace xdplb::testing

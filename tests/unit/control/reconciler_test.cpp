@@ -157,9 +157,35 @@ TEST_F(ReconcilerTest, RemovedBackendDrainsAndItsIdIsNotReusedWhileFlowsNameIt) 
   ASSERT_EQ(rec.collectGarbage().value(), 1u);
   EXPECT_FALSE(dp.backends.count(id2));
   EXPECT_EQ(dp.removedBackends, std::vector<uint32_t>{id2});
-  cfg.vips[0].backends.push_back({*IpAddr::parse("10.0.0.4"), 100, {}});
-  ASSERT_TRUE(rec.apply(cfg));
-  EXPECT_EQ(backend("web", "10.0.0.4")->id, id2);
+}
+
+// Freed ids go back least-recently-freed first: with every id taken once,
+// the next backend gets the id freed longest ago, not the lowest.
+TEST_F(ReconcilerTest, FreedBackendIdsAreReusedLeastRecentlyFreedFirst) {
+  Reconciler small{dp, {.maxVips = 2, .maxBackends = 4}};
+  auto cfg = makeConfig(
+      {makeVip("web", "198.51.100.10",
+               {{"10.0.0.1", 100}, {"10.0.0.2", 100}, {"10.0.0.3", 100}, {"10.0.0.4", 100}})});
+  ASSERT_TRUE(small.apply(cfg));
+  auto idOf = [&](const char* a) {
+    for (const auto& v : small.status().vips)
+      for (const auto& b : v.backends)
+        if (b.address == ip(a)) return b.id;
+    return 0u;
+  };
+  const uint32_t id3 = idOf("10.0.0.3"), id1 = idOf("10.0.0.1");
+  cfg.vips[0].backends.erase(cfg.vips[0].backends.begin() + 2);  // 10.0.0.3 first
+  ASSERT_TRUE(small.apply(cfg));
+  ASSERT_EQ(small.collectGarbage().value(), 1u);
+  cfg.vips[0].backends.erase(cfg.vips[0].backends.begin());  // then 10.0.0.1
+  ASSERT_TRUE(small.apply(cfg));
+  ASSERT_EQ(small.collectGarbage().value(), 1u);
+  cfg.vips[0].backends.push_back({ip("10.0.0.5"), 100, {}});
+  ASSERT_TRUE(small.apply(cfg));
+  EXPECT_EQ(idOf("10.0.0.5"), id3) << "freed first, reused first";
+  cfg.vips[0].backends.push_back({ip("10.0.0.6"), 100, {}});
+  ASSERT_TRUE(small.apply(cfg));
+  EXPECT_EQ(idOf("10.0.0.6"), id1);
 }
 
 // The two-step collection the daemon runs (the scan off its loop): pending
@@ -173,10 +199,11 @@ TEST_F(ReconcilerTest, GarbageCollectionInTwoStepsFreesWhatNoGivenIdNames) {
   ASSERT_TRUE(rec.apply(cfg));
   EXPECT_TRUE(rec.garbagePending());
   dp.flowBackends = {};  // what the fake's own scan would say: not consulted
-  ASSERT_EQ(rec.collectGarbage(std::unordered_set<uint32_t>{id2}).value(), 0u);
+  const uint64_t scan = rec.beginScan();
+  ASSERT_EQ(rec.collectGarbage(std::unordered_set<uint32_t>{id2}, scan).value(), 0u);
   EXPECT_TRUE(dp.backends.count(id2));
   EXPECT_TRUE(rec.garbagePending());
-  ASSERT_EQ(rec.collectGarbage(std::unordered_set<uint32_t>{}).value(), 1u);
+  ASSERT_EQ(rec.collectGarbage(std::unordered_set<uint32_t>{}, rec.beginScan()).value(), 1u);
   EXPECT_FALSE(dp.backends.count(id2));
   EXPECT_FALSE(rec.garbagePending());
 }
@@ -387,6 +414,197 @@ TEST_F(ReconcilerTest, RestartAdoptsIdsAndContinuesGenerations) {
   // The adopted backend of the removed VIP drains until no flow names it.
   dp.flowBackends.clear();
   EXPECT_EQ(second.collectGarbage().value(), 1u);
+}
+
+// Two VIPs trade addresses in one reload: both stay live, each key naming
+// the other VIP's id now.
+TEST_F(ReconcilerTest, TwoVipsSwappingAddressesBothStayLive) {
+  auto cfg = makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}}),
+                         makeVip("dns", "198.51.100.11", {{"10.0.0.3", 100}})});
+  ASSERT_TRUE(rec.apply(cfg));
+  const uint32_t web = vipId("web"), dns = vipId("dns");
+  std::swap(cfg.vips[0].address, cfg.vips[1].address);
+  ASSERT_TRUE(rec.apply(cfg));
+  ASSERT_EQ(dp.vips.size(), 2u);
+  EXPECT_EQ(dp.vips.at({ip("198.51.100.11"), 80, IPPROTO_TCP}), web);
+  EXPECT_EQ(dp.vips.at({ip("198.51.100.10"), 80, IPPROTO_TCP}), dns);
+}
+
+// A new VIP takes the key a moved VIP leaves: both live.
+TEST_F(ReconcilerTest, ANewVipTakingAMovedVipsKeyLeavesBothLive) {
+  auto cfg = makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}})});
+  ASSERT_TRUE(rec.apply(cfg));
+  const uint32_t web = vipId("web");
+  cfg.vips[0].address = ip("198.51.100.20");
+  cfg.vips.push_back(makeVip("api", "198.51.100.10", {{"10.0.0.5", 100}}));
+  ASSERT_TRUE(rec.apply(cfg));
+  ASSERT_EQ(dp.vips.size(), 2u);
+  EXPECT_EQ(dp.vips.at({ip("198.51.100.20"), 80, IPPROTO_TCP}), web);
+  EXPECT_EQ(dp.vips.at({ip("198.51.100.10"), 80, IPPROTO_TCP}), vipId("api"));
+  EXPECT_TRUE(dp.rings.count(vipId("api")));
+}
+
+// The pre-flight counts ids held by draining backends against the running
+// max_backends and refuses before any write, naming the limit and the count.
+TEST_F(ReconcilerTest, PreflightRefusesWhatDoesNotFitAndWritesNothing) {
+  Reconciler small{dp, {.maxVips = 2, .maxBackends = 4}};
+  auto cfg = makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}, {"10.0.0.2", 100}})});
+  ASSERT_TRUE(small.apply(cfg));
+  dp.flowBackends = {1, 2};
+  // Two new backends fit (2 held by the old ones, draining, + 2 = 4)...
+  auto next = makeConfig({makeVip("web", "198.51.100.10", {{"10.0.1.1", 100}, {"10.0.1.2", 100}})});
+  ASSERT_TRUE(small.apply(next));
+  // ... a third does not while the drained ones are held.
+  auto third = next;
+  third.vips[0].backends.push_back({ip("10.0.1.3"), 100, {}});
+  dp.failFrom(1, 1000);  // any write would fail: none is made
+  auto r = small.transact(third);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind, ApplyFailure::Kind::Refused);
+  ASSERT_EQ(r.error().refused.size(), 1u);
+  EXPECT_EQ(r.error().refused[0].keyPath, "daemon.max_backends");
+  EXPECT_NE(r.error().refused[0].message.find("this config adds 1 backends but only 0 of "
+                                              "daemon.max_backends = 4"),
+            std::string::npos)
+      << r.error().refused[0].message;
+  EXPECT_NE(r.error().refused[0].message.find("2 by removed or rolled-back backends draining"),
+            std::string::npos)
+      << r.error().refused[0].message;
+  EXPECT_EQ(dp.mutatingCalls, 0);
+  // Too many VIPs likewise.
+  auto vips = next;
+  vips.vips.push_back(makeVip("a", "198.51.100.11", {}));
+  vips.vips.push_back(makeVip("b", "198.51.100.12", {}));
+  auto rv = small.transact(vips);
+  ASSERT_FALSE(rv);
+  EXPECT_EQ(rv.error().refused.at(0).keyPath, "daemon.max_vips");
+  EXPECT_EQ(dp.mutatingCalls, 0);
+}
+
+// A removed VIP's id is free for a VIP the same reload adds, at max_vips.
+TEST_F(ReconcilerTest, AVipReplacedAtMaxVipsInOneReload) {
+  Reconciler small{dp, {.maxVips = 2, .maxBackends = 8}};
+  ASSERT_TRUE(small.apply(makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}}),
+                                      makeVip("dns", "198.51.100.11", {{"10.0.0.2", 100}})})));
+  ASSERT_TRUE(small.apply(makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}}),
+                                      makeVip("ntp", "198.51.100.12", {{"10.0.0.3", 100}})})));
+  EXPECT_EQ(dp.vips.size(), 2u);
+  EXPECT_EQ(dp.rings.size(), 2u);
+}
+
+// A rollback that fails too leaves the reconciler not converged; converge()
+// finishes it once the datapath works again, and the old state is live.
+TEST_F(ReconcilerTest, AFailedRollbackIsRetriedUntilConverged) {
+  auto cfg = makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}, {"10.0.0.2", 100}}),
+                         makeVip("dns", "198.51.100.11", {{"10.0.0.3", 100}})});
+  ASSERT_TRUE(rec.apply(cfg));
+  const auto keys = dp.vips;
+  const auto webRing = dp.rings.at(vipId("web")).slots;
+  auto next = cfg;
+  std::swap(next.vips[0].address, next.vips[1].address);
+  next.vips[0].backends.push_back({ip("10.0.0.9"), 100, {}});
+  dp.failFrom(3, 1000);  // everything from the third call on
+  auto r = rec.transact(next);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind, ApplyFailure::Kind::Diverged);
+  EXPECT_FALSE(rec.converged());
+  EXPECT_FALSE(rec.status().converged);
+  EXPECT_FALSE(rec.converge());
+  // A reload meanwhile is refused: the datapath is not what the model says.
+  auto again = rec.transact(next);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().kind, ApplyFailure::Kind::Diverged);
+  // Health changes wait; garbage collection frees nothing.
+  ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.1"), State::Up));
+  EXPECT_EQ(rec.collectGarbage().value(), 0u);
+  dp.heal();
+  ASSERT_TRUE(rec.converge());
+  EXPECT_TRUE(rec.converged());
+  EXPECT_EQ(dp.vips, keys);
+  EXPECT_EQ(dp.rings.at(vipId("web")).slots, webRing);
+  ASSERT_TRUE(rec.apply(next));
+  EXPECT_EQ(dp.vips.at({ip("198.51.100.11"), 80, IPPROTO_TCP}), vipId("web"));
+}
+
+// A backend removed while a garbage scan runs is not freed by that scan:
+// its flows may have landed in sets the scan had already read.
+TEST_F(ReconcilerTest, ABackendRemovedDuringAScanIsNotFreedByIt) {
+  auto cfg = makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}, {"10.0.0.2", 100}})});
+  ASSERT_TRUE(rec.apply(cfg));
+  const uint32_t id2 = backend("web", "10.0.0.2")->id;
+  const uint64_t scan = rec.beginScan();
+  cfg.vips[0].backends.pop_back();
+  ASSERT_TRUE(rec.apply(cfg));  // removed while the scan runs
+  EXPECT_EQ(rec.collectGarbage({}, scan).value(), 0u);
+  EXPECT_TRUE(dp.backends.count(id2));
+  // Nor by a scan that starts while its ring swap's grace period is open.
+  dp.graceOpen = {vipId("web")};
+  const uint64_t early = rec.beginScan();
+  EXPECT_EQ(rec.collectGarbage({}, early).value(), 0u);
+  dp.graceOpen.clear();
+  const uint64_t later = rec.beginScan();
+  EXPECT_EQ(rec.collectGarbage({}, later).value(), 1u);
+  EXPECT_FALSE(dp.backends.count(id2));
+}
+
+// A restarted daemon seeds health from lb_backends and keeps the adopted
+// ring until every backend's probe has answered: a backend down before the
+// restart takes no new flows after it, and an all_down = "drop" VIP keeps
+// its ring.
+TEST_F(ReconcilerTest, RestartSeedsHealthAndKeepsAdoptedRingsUntilProbesAnswer) {
+  auto web = makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}, {"10.0.0.2", 100}},
+                     config::CheckType::Tcp);
+  auto strict = makeVip("strict", "198.51.100.12", {{"10.0.0.5", 100}}, config::CheckType::Tcp);
+  strict.allDown = config::AllDownPolicy::Drop;
+  auto cfg = makeConfig({web, strict});
+  ASSERT_TRUE(rec.apply(cfg));
+  for (const char* a : {"10.0.0.1", "10.0.0.2"})
+    ASSERT_TRUE(rec.setHealth("web", ip(a), State::Up));
+  ASSERT_TRUE(rec.setHealth("strict", ip("10.0.0.5"), State::Up));
+  ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.2"), State::Down, "refused"));
+  const uint32_t id1 = backend("web", "10.0.0.1")->id, id2 = backend("web", "10.0.0.2")->id;
+  const auto webRing = dp.rings.at(vipId("web"));
+  const auto strictRing = dp.rings.at(vipId("strict"));
+  const int swaps = dp.swapCalls;
+
+  Reconciler second{dp, {.maxVips = 8, .maxBackends = 64}};
+  ASSERT_TRUE(second.adopt());
+  ASSERT_TRUE(second.apply(cfg));
+  EXPECT_EQ(dp.swapCalls, swaps) << "the adopted rings are kept";
+  EXPECT_EQ(dp.rings.at(vipId("web")).slots, webRing.slots);
+  EXPECT_EQ(dp.rings.at(vipId("strict")).slots, strictRing.slots);
+  EXPECT_EQ(dp.backends.at(id2).state, BackendState::Down);
+  bool allDown = true;
+  for (const auto& v : second.status().vips) {
+    allDown = allDown && v.allDown;
+    for (const auto& b : v.backends)
+      if (b.id == id2) {
+        EXPECT_EQ(b.health, State::Down);
+      }
+  }
+  EXPECT_FALSE(allDown);
+  // The first probe answers do not change the picture: the ring built from
+  // the seeded health names what the adopted one did.
+  second.probeAnswered("web", ip("10.0.0.1"));
+  EXPECT_EQ(dp.swapCalls, swaps) << "10.0.0.2 has not answered yet";
+  second.probeAnswered("web", ip("10.0.0.2"));
+  EXPECT_EQ(dp.swapCalls, swaps + 1);
+  EXPECT_EQ(ringMembers(dp.rings.at(vipId("web"))), std::set<uint32_t>{id1});
+  EXPECT_EQ(dp.backends.at(id2).state, BackendState::Down);
+  second.probeAnswered("strict", ip("10.0.0.5"));
+  EXPECT_EQ(dp.rings.at(vipId("strict")).slots, strictRing.slots) << "not an empty ring";
+}
+
+// stop() swaps deferred health changes in, waiting for their grace period.
+TEST_F(ReconcilerTest, AWaitingFlushSwapsEveryDeferredVip) {
+  config::Config cfg;
+  ASSERT_NO_FATAL_FAILURE(deferOneTransition(cfg));
+  ASSERT_TRUE(rec.flushDeferred());
+  EXPECT_TRUE(rec.hasDeferred());
+  ASSERT_TRUE(rec.flushDeferred(/*wait=*/true));
+  EXPECT_FALSE(rec.hasDeferred());
+  EXPECT_EQ(ringMembers(dp.rings.at(vipId("web"))),
+            std::set<uint32_t>{backend("web", "10.0.0.1")->id});
 }
 
 }  // namespace
