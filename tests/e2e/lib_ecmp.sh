@@ -61,7 +61,7 @@ wait_until() {
 lb_status() { in_lb "$1" "$XDPLB_BIN" status --json --url 127.0.0.1:9450; }
 lb_metrics() { in_lb "$1" curl -sf http://127.0.0.1:9450/metrics; }
 # lb_metric N 'NAME{LABELS}' -> the value (0 when absent)
-lb_metric() { lb_metrics "$1" | awk -v k="$2" '$1 == k { v = $2 } END { print v + 0 }'; }
+lb_metric() { lb_metrics "$1" | awk -v k="$2" '$1 == k { v = $2 } END { print (v == "" ? 0 : v) }'; }
 
 lb_up() { in_lb "$1" curl -sf http://127.0.0.1:9450/healthz; }
 lb_all_up() {

@@ -15,7 +15,12 @@ for i in $(seq 1 $HOLDS); do
   echo $! >"$WORK/hold$i.pid"
 done
 answering() { for i in $(seq 1 $HOLDS); do [[ -s $WORK/hold$i ]] || return 1; done; }
-wait_until 20 answering || fail "not every held connection answers"
+if ! wait_until 60 answering; then
+  for i in $(seq 1 $HOLDS); do
+    [[ -s $WORK/hold$i ]] || echo "connection $i: no answer; $(kill -0 "$(cat "$WORK/hold$i.pid")" 2>/dev/null && echo running || echo exited)"
+  done
+  fail "not every held connection answers"
+fi
 packets() { lb_metric "$1" 'xdplb_vip_packets_total{vip="web"}'; }
 newflows() { lb_metric "$1" 'xdplb_vip_new_flows_total{vip="web"}'; }
 p1=$(packets 1); sleep 1; p1b=$(packets 1)
