@@ -43,7 +43,7 @@ class Scanner {
       if (err_) return err_;
       if (ok) ok = endOfLine();
       if (!ok && nonAscii()) return notAscii();
-      if (!ok) skipLine();
+      if (!ok && !skipLine()) return notAscii();
     }
     return std::nullopt;
   }
@@ -66,9 +66,32 @@ class Scanner {
   void skipComment() {
     while (!eof() && peek() != '\n') advance();
   }
-  void skipLine() {
-    skipComment();
+  // The rest of a line the scan did not recognise. toml++ stops there with
+  // a syntax error, but reading ahead to quote the bad value it can still
+  // meet a non-ASCII character on this line (the fuzzer found one), so
+  // those are refused here too, outside quotes and comments. False, at the
+  // character, when there is one.
+  bool skipLine() {
+    char quote = 0;
+    while (!eof() && peek() != '\n') {
+      const char c = peek();
+      if (quote) {
+        if (c == '\\' && quote == '"')
+          advance();
+        else if (c == quote)
+          quote = 0;
+      } else if (c == '"' || c == '\'') {
+        quote = c;
+      } else if (c == '#') {
+        skipComment();
+        break;
+      } else if (nonAscii()) {
+        return false;
+      }
+      if (!eof() && peek() != '\n') advance();
+    }
     if (!eof()) advance();
+    return true;
   }
   void skipBlankLines() {  // inside arrays: whitespace, newlines, comments
     for (;;) {
@@ -212,7 +235,7 @@ class Scanner {
     // Numbers, booleans, dates and times (which may hold a space): toml++
     // checks them; none can open a level.
     const size_t start = i_;
-    while (!eof() && !nonAscii() && !std::strchr(",]}#\r\n", peek())) advance();
+    while (!eof() && !nonAscii() && !std::strchr(",]}#\"'\r\n", peek())) advance();
     return i_ > start;
   }
 

@@ -122,6 +122,10 @@ TEST(ConfigLimits, NonAsciiOutsideStringsIsRefused) {
       {"[daemon]\nhash_seed =\xc2\xa0 1\n", 2, 12},  // a no-break space
       {"x = [1, \xc3\xa9]\n", 1, 9},
       {"x = { a = 1 }\xe2\x80\x83\n", 1, 14},
+      // After a syntax error on the same line (the fuzzer's second input):
+      // toml++ reads ahead to quote the bad value.
+      {"ring_size = 65537[[Vip.backend\x08 12.a.a\xcb\x9e.a\"\n", 1, 39},
+      {"x = 1 2 \"\xc3\xa9\" \xc3\xa9\n", 1, 13},
   };
   for (const auto& c : cases) {
     auto r = parseString(c.text, "t.toml");
