@@ -43,7 +43,7 @@ class Scanner {
       if (err_) return err_;
       if (ok) ok = endOfLine();
       if (!ok && nonAscii()) return notAscii();
-      if (!ok && !skipLine()) return notAscii();
+      if (!ok && !skipLine()) return notAscii(true);
     }
     return std::nullopt;
   }
@@ -72,23 +72,10 @@ class Scanner {
   // those are refused here too, outside quotes and comments. False, at the
   // character, when there is one.
   bool skipLine() {
-    char quote = 0;
+    // Not even quotes or '#' are trusted here: toml++'s read-ahead ignores them.
     while (!eof() && peek() != '\n') {
-      const char c = peek();
-      if (quote) {
-        if (c == '\\' && quote == '"')
-          advance();
-        else if (c == quote)
-          quote = 0;
-      } else if (c == '"' || c == '\'') {
-        quote = c;
-      } else if (c == '#') {
-        skipComment();
-        break;
-      } else if (nonAscii()) {
-        return false;
-      }
-      if (!eof() && peek() != '\n') advance();
+      if (nonAscii()) return false;
+      advance();
     }
     if (!eof()) advance();
     return true;
@@ -120,11 +107,14 @@ class Scanner {
   // toml++ 3.3 reaches undefined behaviour on some of them elsewhere
   // (docs/design.md "Config input limits"). Every scan step stops at one, so
   // the step that does not recognise it reports it here.
-  std::optional<ConfigError> notAscii() const {
+  std::optional<ConfigError> notAscii(bool afterSyntaxError = false) const {
     return ConfigError{
         {file_, line_, col_},
         "",
-        "a non-ASCII character outside a string or comment (TOML allows them only there)"};
+        afterSyntaxError
+            ? "a non-ASCII character on a line with a TOML syntax error (the TOML parser "
+              "cannot read it safely there)"
+            : "a non-ASCII character outside a string or comment (TOML allows them only there)"};
   }
 
   // Records the error at the current place; false, so callers stop.
