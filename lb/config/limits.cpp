@@ -43,7 +43,7 @@ class Scanner {
       if (err_) return err_;
       if (ok) ok = endOfLine();
       if (!ok && nonAscii()) return notAscii();
-      if (!ok) skipLine();
+      if (!ok && !skipLine()) return notAscii(true);
     }
     return std::nullopt;
   }
@@ -66,9 +66,19 @@ class Scanner {
   void skipComment() {
     while (!eof() && peek() != '\n') advance();
   }
-  void skipLine() {
-    skipComment();
+  // The rest of a line the scan did not recognise. toml++ stops there with
+  // a syntax error, but reading ahead to quote the bad value it can still
+  // meet a non-ASCII character on this line (the fuzzer found one), so
+  // those are refused here too, outside quotes and comments. False, at the
+  // character, when there is one.
+  bool skipLine() {
+    // Not even quotes or '#' are trusted here: toml++'s read-ahead ignores them.
+    while (!eof() && peek() != '\n') {
+      if (nonAscii()) return false;
+      advance();
+    }
     if (!eof()) advance();
+    return true;
   }
   void skipBlankLines() {  // inside arrays: whitespace, newlines, comments
     for (;;) {
@@ -97,11 +107,14 @@ class Scanner {
   // toml++ 3.3 reaches undefined behaviour on some of them elsewhere
   // (docs/design.md "Config input limits"). Every scan step stops at one, so
   // the step that does not recognise it reports it here.
-  std::optional<ConfigError> notAscii() const {
+  std::optional<ConfigError> notAscii(bool afterSyntaxError = false) const {
     return ConfigError{
         {file_, line_, col_},
         "",
-        "a non-ASCII character outside a string or comment (TOML allows them only there)"};
+        afterSyntaxError
+            ? "a non-ASCII character on a line with a TOML syntax error (the TOML parser "
+              "cannot read it safely there)"
+            : "a non-ASCII character outside a string or comment (TOML allows them only there)"};
   }
 
   // Records the error at the current place; false, so callers stop.
@@ -212,7 +225,7 @@ class Scanner {
     // Numbers, booleans, dates and times (which may hold a space): toml++
     // checks them; none can open a level.
     const size_t start = i_;
-    while (!eof() && !nonAscii() && !std::strchr(",]}#\r\n", peek())) advance();
+    while (!eof() && !nonAscii() && !std::strchr(",]}#\"'\r\n", peek())) advance();
     return i_ > start;
   }
 

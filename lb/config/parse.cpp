@@ -607,7 +607,7 @@ LoadResult loadFile(const std::string& path, const LoadOptions& options) {
   if (!file) return std::unexpected(std::vector<ConfigError>{std::move(file.error())});
   auto cfg = parseString(file->text, path, options);
   if (cfg && (file->mode & S_IROTH)) {
-    char mode[8];
+    char mode[16];
     std::snprintf(mode, sizeof mode, "%04o", file->mode);
     cfg->warnings.insert(cfg->warnings.begin(),
                          {{path, 0, 0},

@@ -122,6 +122,9 @@ TEST(ConfigLimits, NonAsciiOutsideStringsIsRefused) {
       {"[daemon]\nhash_seed =\xc2\xa0 1\n", 2, 12},  // a no-break space
       {"x = [1, \xc3\xa9]\n", 1, 9},
       {"x = { a = 1 }\xe2\x80\x83\n", 1, 14},
+      // After a syntax error on the same line (the fuzzer's second input):
+      // toml++ reads ahead to quote the bad value.
+      {"ring_size = 65537[[Vip.backend\x08 12.a.a\xcb\x9e.a\"\n", 1, 39},
   };
   for (const auto& c : cases) {
     auto r = parseString(c.text, "t.toml");
@@ -134,6 +137,13 @@ TEST(ConfigLimits, NonAsciiOutsideStringsIsRefused) {
     EXPECT_EQ(e.where.line, c.line) << c.text;
     EXPECT_EQ(e.where.column, c.column) << c.text;
   }
+  // On a line with a syntax error toml++ reads ahead past quotes (the
+  // fuzzer's third input): refused there even inside quotes.
+  auto bad = parseString("n = 65\"sip.+\xc3\x9c\"\n", "t.toml");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error()[0].toString(),
+            "t.toml:1:13: a non-ASCII character on a line with a TOML syntax error (the TOML "
+            "parser cannot read it safely there)");
   // In strings and comments they are fine.
   EXPECT_EQ(checkStructure("# caf\xc3\xa9\nx = \"caf\xc3\xa9\" # \xc2\xa0\ny = 'caf\xc3\xa9'\n",
                            "t.toml"),

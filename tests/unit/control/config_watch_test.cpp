@@ -151,8 +151,9 @@ TEST_F(ConfigWatchTest, QueueOverflowTriggersAReload) {
   std::ifstream limit("/proc/sys/fs/inotify/max_queued_events");
   size_t max = 16384;
   limit >> max;
-  const fs::path other = dir_ / "etc" / "other";
+  // Distinct names: inotify merges an event identical to the one before it.
   for (size_t i = 0; i < max + 100; ++i) {
+    const fs::path other = dir_ / "etc" / ("other-" + std::to_string(i));
     const int fd = ::open(other.c_str(), O_WRONLY | O_CREAT, 0600);
     ASSERT_GE(fd, 0);
     ::close(fd);  // IN_CLOSE_WRITE of another file: queued, then ignored
