@@ -10,8 +10,8 @@
 #include <set>
 #include <sstream>
 
+#include "lb/common/prime.h"
 #include "lb/config/config.h"
-#include "lb/maglev/maglev.h"
 
 namespace xdplb::config {
 
@@ -305,7 +305,7 @@ class Parser {
             {{"fail_open", AllDownPolicy::FailOpen}, {"drop", AllDownPolicy::Drop}}))
       v.allDown = *a;
     if (auto r = integer(t, "ring_size", path + ".ring_size", 3, 16777213)) {
-      if (!maglev::isPrime(static_cast<uint32_t>(*r)))
+      if (!isPrime(static_cast<uint32_t>(*r)))
         error(t.get("ring_size"), path + ".ring_size",
               std::to_string(*r) + " is not prime (try 65537, 16381, 131071)");
       else

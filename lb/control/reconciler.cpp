@@ -32,10 +32,7 @@ bool sameGlobal(const datapath::GlobalConfig& a, const datapath::GlobalConfig& b
 Reconciler::Reconciler(datapath::Datapath& dp, Options options)
     : dp_(dp), options_(options), vipIds_(options.maxVips), backendIds_(options.maxBackends) {}
 
-void Reconciler::log(const std::string& line) {
-  spdlog::info("{}", line);
-  if (onStateChange_) onStateChange_(line);
-}
+void Reconciler::log(const std::string& line) { spdlog::info("{}", line); }
 
 Result<> Reconciler::adopt() {
   auto vips = dp_.listVips();
@@ -187,10 +184,10 @@ Result<> Reconciler::apply(const config::Config& cfg) {
   return {};
 }
 
-Result<> Reconciler::syncVip(Vip& vip, bool forceRing) {
+Result<> Reconciler::syncVip(Vip& vip) {
   std::vector<PendingRing> pending;
   std::vector<datapath::RingUpdate> rings;
-  if (auto r = prepareVip(vip, forceRing, pending, rings); !r) return r;
+  if (auto r = prepareVip(vip, false, pending, rings); !r) return r;
   return swapAndFinish(pending, rings, {&vip});
 }
 
@@ -337,7 +334,7 @@ Result<> Reconciler::setHealth(const std::string& vipName, const IpAddr& addr, h
     return {};
   }
   deferred_.erase(vipName);
-  return syncVip(vit->second, false);
+  return syncVip(vit->second);
 }
 
 Result<> Reconciler::flushDeferred() {

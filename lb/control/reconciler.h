@@ -70,7 +70,7 @@ class Reconciler {
   Reconciler(datapath::Datapath& dp, Options options);
 
   // Seeds VIP ids, backend ids and ring generations from what the datapath
-  // already holds, so a restarted daemon keeps them (contract 4).
+  // already holds, so a restarted daemon keeps them (docs/design.md, contract 4).
   [[nodiscard]] Result<> adopt();
 
   // Makes the datapath match cfg. Only VIPs whose inputs changed get a new
@@ -105,7 +105,6 @@ class Reconciler {
 
   StatusSnapshot status() const;
   void onRingSwap(std::function<void(const RingEvent&)> cb) { onRingSwap_ = std::move(cb); }
-  void onStateChange(std::function<void(const std::string&)> cb) { onStateChange_ = std::move(cb); }
 
  private:
   struct Backend {
@@ -142,7 +141,7 @@ class Reconciler {
 
   // syncVip = prepareVip, swap, finishVip. apply() prepares every VIP first
   // and swaps all new rings with one Datapath::swapRings call.
-  [[nodiscard]] Result<> syncVip(Vip& vip, bool forceRing);
+  [[nodiscard]] Result<> syncVip(Vip& vip);
   // Writes the VIP and the backends entering its ring; builds the ring when
   // its inputs changed (appended to rings, with its pending record).
   [[nodiscard]] Result<> prepareVip(Vip& vip, bool forceRing, std::vector<PendingRing>& pending,
@@ -176,7 +175,6 @@ class Reconciler {
   // VIPs with health changes whose ring swap was deferred (setHealth).
   std::set<std::string> deferred_;
   std::function<void(const RingEvent&)> onRingSwap_;
-  std::function<void(const std::string&)> onStateChange_;
 };
 
 }  // namespace xdplb::control

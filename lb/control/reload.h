@@ -26,7 +26,7 @@ void keepRestartOnly(config::Config& next, const config::Config& running);
 // Reads path, keeps the restart-only keys of running, and makes the datapath
 // match the result through reconciler (parse, validate, reconcile, rings
 // built and swapped). Returns the configuration now in force. A refused file
-// changes nothing (contract 5); a failed apply may have applied part of the
+// changes nothing (docs/design.md, contract 5); a failed apply may have applied part of the
 // change, and the next apply converges.
 [[nodiscard]] std::expected<config::Config, ReloadError> reloadConfig(const std::string& path,
                                                                       const config::Config& running,

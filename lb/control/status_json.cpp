@@ -16,7 +16,6 @@ std::string statusJson(const StatusSnapshot& s, const datapath::CounterSnapshot*
   root["config"] = info.configPath;
   root["last_reload_unix"] = info.lastReloadUnix;
   root["attached"] = info.attached;
-  root["attach_mode"] = info.attachMode;
   root["hash_seed"] = s.hashSeed;
   if (counters)
     root["flow_table"] = {{"size", counters->flows.capacity},
@@ -73,10 +72,9 @@ std::string statusTable(const std::string& text) {
   if (root.is_discarded() || !root.contains("vips"))
     return "error: the daemon's answer is not a status document\n";
   std::ostringstream out;
-  out << fmt::format(
-      "xdplb {}  config {}  datapath {}{}\n", root.value("version", "?"), root.value("config", "?"),
-      root.value("attached", false) ? "attached" : "DETACHED",
-      root.value("attach_mode", "").empty() ? "" : " (" + root.value("attach_mode", "") + ")");
+  out << fmt::format("xdplb {}  config {}  datapath {}\n", root.value("version", "?"),
+                     root.value("config", "?"),
+                     root.value("attached", false) ? "attached" : "DETACHED");
   if (root.contains("flow_table")) {
     const auto& f = root["flow_table"];
     out << fmt::format(

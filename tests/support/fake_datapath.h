@@ -1,5 +1,5 @@
 // An in-memory Datapath for unit tests of the reconciler. It also checks an
-// invariant of contract 3 on every swap: each backend a new ring names is
+// invariant of contract 3 (docs/design.md) on every swap: each backend a new ring names is
 // already usable (up) in the backend table.
 #pragma once
 
