@@ -27,6 +27,10 @@ dpkg-checkbuilddeps || {
 
 work=${XDPLB_DEB_WORK:-/var/tmp/xdplb-deb-$(id -u)}
 src=$work/xdplb-$version
+# One build at a time in that directory (tests may run side by side).
+mkdir -p "$work"
+exec 9>"$work.lock"
+flock 9
 rm -rf "$work"
 mkdir -p "$src"
 tar -C "$root" --exclude-vcs --exclude='./build*' --exclude='./obj-*' --exclude='./.cache' \
