@@ -451,7 +451,7 @@ class Daemon {
       r.contentType = "application/json";
       auto counters = dp_->readCounters();
       r.body = statusJson(*snapshot(), counters ? &*counters : nullptr,
-                          {XDPLB_VERSION, cfg_.path, lastReload_, attached_, ""});
+                          {XDPLB_VERSION, cfg_.path, lastReload_, attached_});
       return r;
     };
     routes["/api/v1/lookup"] = [this](const metrics::HttpRequest& req) {

@@ -25,7 +25,15 @@ version=$(sed -n 's/^project(xdplb VERSION \([0-9.]*\).*/\1/p' "$ROOT/CMakeLists
   fail "debian/changelog's version is not the CMake project's $version"
 arch=$(dpkg --print-architecture)
 
-"$ROOT/scripts/package.sh" "$WORK/out" >"$WORK/package.log" 2>&1 || { cat "$WORK/package.log"; fail "scripts/package.sh"; }
+# XDPLB_PACKAGE_DIR: check the packages scripts/package.sh already built
+# there instead of building them again (lintian runs here then).
+if [[ -n ${XDPLB_PACKAGE_DIR:-} ]]; then
+  cp -r "$XDPLB_PACKAGE_DIR" "$WORK/out"
+  lintian --fail-on error --display-info "$WORK/out"/*.changes >"$WORK/package.log" 2>&1 ||
+    { cat "$WORK/package.log"; fail "lintian reports errors"; }
+else
+  "$ROOT/scripts/package.sh" "$WORK/out" >"$WORK/package.log" 2>&1 || { cat "$WORK/package.log"; fail "scripts/package.sh"; }
+fi
 grep -E '^(package:|[WIEP]: )' "$WORK/package.log" || true
 DEB=$WORK/out/xdplb_${version}_${arch}.deb
 DBG=$WORK/out/xdplb-dbgsym_${version}_${arch}.deb
@@ -59,7 +67,8 @@ for s in postinst prerm postrm; do
   grep -q 'deb-systemd-' "$WORK/$s" || fail "$s has no dh_installsystemd snippet"
 done
 grep -q 'hash_seed' "$WORK/postinst" || fail "postinst does not generate the seed"
-if grep -q 'deb-systemd-helper enable' "$WORK/postinst"; then fail "postinst enables the service"; fi
+# --no-enable: the service is enabled only where it was before (was-enabled).
+grep -q 'deb-systemd-helper --quiet was-enabled' "$WORK/postinst" || fail "postinst enables the service unconditionally"
 echo "maintainer scripts: postinst prerm postrm (dh_installsystemd)"
 
 # ---- the -dbgsym package holds the binary's debug info ---------------------
@@ -75,7 +84,8 @@ echo "dbgsym: debug info for build-id $buildid; the binary is stripped"
 dpkg-deb -c "$DEB" | awk '{print $NF}' | sed 's|^\./|/|' | sort >"$WORK/contents"
 for f in /usr/sbin/xdplb /usr/lib/xdplb/balancer.bpf.o /usr/lib/xdplb/decap.bpf.o \
   /lib/systemd/system/xdplb.service /etc/xdplb/xdplb.toml /usr/share/doc/xdplb/README.md \
-  /usr/share/doc/xdplb/design.md /usr/share/doc/xdplb/examples/demo.toml; do
+  /usr/share/doc/xdplb/design.md /usr/share/doc/xdplb/examples/demo.toml \
+  /usr/share/doc/xdplb/copyright /usr/share/man/man8/xdplb.8.gz; do
   grep -qx "$f" "$WORK/contents" || { cat "$WORK/contents"; fail "$f not in the package"; }
 done
 for json in "$ROOT"/config/*.json; do

@@ -95,9 +95,11 @@ tar_for() { echo "$CACHE/bookworm-$(sha256sum <<<"$1" | cut -c1-16).tar"; }
 build_root() {  # build_root LIST TAR
   mkdir -p "$CACHE"
   local start=$SECONDS
-  mmdebstrap --quiet --variant=minbase --include="$1" bookworm "$2.tmp" >"$WORK/mmdebstrap.log" 2>&1 ||
-    { cat "$WORK/mmdebstrap.log"; rm -f "$2.tmp"; fail "mmdebstrap (needs the Debian mirror)"; }
-  mv "$2.tmp" "$2"
+  # The temporary name ends in .tar: mmdebstrap picks its output format by it.
+  local tmp=$CACHE/.partial-$$.tar
+  mmdebstrap --quiet --variant=minbase --include="$1" bookworm "$tmp" >"$WORK/mmdebstrap.log" 2>&1 ||
+    { cat "$WORK/mmdebstrap.log"; rm -rf "$tmp"; fail "mmdebstrap (needs the Debian mirror)"; }
+  mv "$tmp" "$2"
   echo "container root built in $((SECONDS - start)) s: $2 ($1)"
 }
 TAR=$(tar_for "$BASE")
@@ -125,14 +127,21 @@ NSPAWN_PID=$!
 container_pid() {  # the container's systemd: a child of nspawn in another PID namespace
   local p
   for p in $(pgrep -P "$NSPAWN_PID"); do
-    [[ $(readlink "/proc/$p/ns/pid") != $(readlink /proc/self/ns/pid) ]] && { echo "$p"; return 0; }
+    [[ $(cat "/proc/$p/comm" 2>/dev/null) == systemd &&
+      $(readlink "/proc/$p/ns/pid") != $(readlink /proc/self/ns/pid) ]] && { echo "$p"; return 0; }
   done
   return 1
 }
 for _ in $(seq 100); do CPID=$(container_pid) && break; kill -0 $NSPAWN_PID 2>/dev/null || break; sleep 0.1; done
 [[ -n $CPID ]] || fail "the container did not start (systemd-nspawn)"
 C() { nsenter -t "$CPID" -a -- "$@"; }
-state=$(C timeout 60 systemctl is-system-running --wait 2>&1) || true
+# Until its bus is up, systemctl cannot connect: retry, bounded.
+for _ in $(seq 120); do
+  state=$(C timeout 60 systemctl is-system-running --wait 2>&1) || true
+  [[ $state == running || $state == degraded ]] && break
+  kill -0 $NSPAWN_PID 2>/dev/null || break
+  sleep 0.5
+done
 [[ $state == running || $state == degraded ]] || fail "container's systemd: '$state'"
 echo "booted: $(C systemctl --version | head -1), system $state"
 
@@ -150,6 +159,9 @@ in_ns $NS_CL "$HOST_XDPLB" decap attach cl0 --pass-through >/dev/null
 cl_mac=$(ip -n $NS_CL -j link show cl0 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')
 C ip link set eth0 up
 C ip addr add 10.88.0.1/24 dev eth0
+# Static neighbours both ways: no datagram waits in an ARP queue.
+lb_mac=$(C ip -j link show eth0 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')
+ip -n $NS_CL neigh replace 10.88.0.1 lladdr "$lb_mac" dev cl0 nud permanent
 # The backends "live" behind the client side: their next hop is cl0.
 for i in 11 12 13 14; do C ip neigh replace 10.88.0.$i lladdr "$cl_mac" dev eth0 nud permanent; done
 # A bridge has no driver XDP hook: native attach fails there.
@@ -172,7 +184,10 @@ forwards() {
   before=$(rx)
   send 50
   for _ in $(seq 50); do after=$(rx); ((after - before >= 50)) && break; sleep 0.1; done
-  ((after - before >= 50)) || fail "$1: $((after - before)) of 50 datagrams forwarded"
+  ((after - before >= 50)) || {
+    C xdplb status --config /etc/xdplb/xdplb.toml 2>&1 | tail -25 || true
+    fail "$1: $((after - before)) of 50 datagrams forwarded"
+  }
   echo "ok: $1: 50 datagrams to the VIP forwarded ($((after - before)) frames back)"
 }
 
