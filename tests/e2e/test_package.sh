@@ -75,9 +75,10 @@ echo "maintainer scripts: postinst prerm postrm (dh_installsystemd)"
 dpkg-deb -x "$DEB" "$WORK/x"
 buildid=$(readelf -n "$WORK/x/usr/sbin/xdplb" | sed -n 's/.*Build ID: //p')
 [[ -n $buildid ]] || fail "xdplb has no build-id"
-dpkg-deb -c "$DBG" | grep -q "/usr/lib/debug/.build-id/${buildid:0:2}/${buildid:2}.debug" ||
+dbg_contents=$(dpkg-deb -c "$DBG")
+grep -q "/usr/lib/debug/.build-id/${buildid:0:2}/${buildid:2}.debug" <<<"$dbg_contents" ||
   fail "$(basename "$DBG") lacks the debug info of build-id $buildid"
-if readelf -S "$WORK/x/usr/sbin/xdplb" | grep -q '\.debug_info'; then fail "the packaged binary is not stripped"; fi
+if grep -q '\.debug_info' <<<"$(readelf -S "$WORK/x/usr/sbin/xdplb")"; then fail "the packaged binary is not stripped"; fi
 echo "dbgsym: debug info for build-id $buildid; the binary is stripped"
 
 # ---- contents --------------------------------------------------------------
@@ -122,7 +123,9 @@ echo "fresh install: hash_seed = $seed generated, config 0640"
 grep -qx "hash_seed = $seed" "$R/etc/xdplb/xdplb.toml" || fail "reinstall changed hash_seed"
 
 # Debian's hardening flags reached the installed binary.
-hc=$(hardening-check "$R/usr/sbin/xdplb" 2>&1) || { echo "$hc"; fail "hardening-check $R/usr/sbin/xdplb"; }
+# What Debian 12's dpkg-buildflags (hardening=+all) enable: -fcf-protection is
+# not among them there (stack-clash protection is reported, "unknown").
+hc=$(hardening-check --nocfprotection "$R/usr/sbin/xdplb" 2>&1) || { echo "$hc"; fail "hardening-check $R/usr/sbin/xdplb"; }
 echo "$hc" | sed 's/^/  /'
 
 # With the /usr prefix the installed unit is the source unit, byte for byte
