@@ -516,7 +516,7 @@ PhaseResult runPhase(const Net& net, const std::string& name, int nTcp, int nHtt
 // what the kernel alone charges the thread, so the checker's row minus this
 // one is what lb/health adds.
 //
-// Reuse (the experiment of issue 4): one socket per address, kept open and
+// Reuse (an experiment): one socket per address, kept open and
 // registered with epoll once (edge-triggered, as Asio does); a probe is
 // connect(), wait writable, SO_ERROR, then connect(AF_UNSPEC) (Linux's
 // tcp_disconnect: a reset from ESTABLISHED, the auto-bound port released,
@@ -751,7 +751,7 @@ struct Syn {
 };
 static_assert(sizeof(Syn) == 24);
 
-// Half-open (the experiment of issue 4, as F5's tcp_half_open monitor): a
+// Half-open (an experiment, as F5's tcp_half_open monitor): a
 // SYN from one raw socket, no socket per probe. A SYN-ACK means up, a reset
 // refused, nothing before the check's next probe a timeout. The checker's
 // kernel answers the SYN-ACK with a reset by itself, as no socket owns the

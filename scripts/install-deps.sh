@@ -13,8 +13,12 @@ PACKAGES=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   iproute2 iputils-ping curl ethtool procps psmisc
   prometheus systemd python3
-  # The .deb (cpack): dpkg-shlibdeps computes Depends, `file` finds the ELF files.
-  dpkg-dev file
+  libsystemd-dev
+  # The Debian package (scripts/package.sh): dpkg-buildpackage, debhelper,
+  # lintian, and hardening-check (devscripts) in tests/e2e/test_package.sh.
+  dpkg-dev debhelper lintian devscripts file
+  # tests/e2e/test_systemd.sh: a Debian 12 root booted with systemd-nspawn.
+  mmdebstrap systemd-container
 )
 
 if [[ $(id -u) -ne 0 ]]; then

@@ -128,7 +128,7 @@ static __always_inline int lb_balance(struct xdp_md *ctx)
 	if (!backend_id) {
 		/* The live buffer of the VIP's two (lb_shared.h): the selector
 		 * is read once, and M and the slot come from that one buffer,
-		 * so a packet sees one whole ring (contract 2). */
+		 * so a packet sees one whole ring (docs/design.md, contract 2). */
 		struct lb_ring_sel *sel = bpf_map_lookup_elem(&lb_ring_sel, &vip_id);
 		__u32 idx, slot, m;
 		struct lb_ring_elem *e;

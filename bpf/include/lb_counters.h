@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /* Counting: every exit of xdp_balancer goes through lb_exit(), which counts
- * the packet under its reason and returns the action (contract 6). */
+ * the packet under its reason and returns the action (docs/design.md, contract 6). */
 #ifndef XDPLB_BPF_LB_COUNTERS_H
 #define XDPLB_BPF_LB_COUNTERS_H
 

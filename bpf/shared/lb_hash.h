@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause) */
 /* The flow hash, specified once and compiled into both the XDP program and the
- * daemon, so `xdplb lookup` predicts the backend a flow reaches (contract 1).
+ * daemon, so `xdplb lookup` predicts the backend a flow reaches (docs/design.md, contract 1).
  *
  * Specification (lb_flow_hash): struct lb_flow_key is zero-filled and read as
  * five 64-bit little-endian words w[0..4] (an IPv4 address occupies

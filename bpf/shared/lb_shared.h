@@ -3,7 +3,7 @@
  * programs and the C++ daemon share. Plain fixed-width C with explicit padding;
  * the C++ side static_asserts every size (lb/datapath/layout.h). Bump
  * LB_LAYOUT_VERSION whenever anything here changes meaning or size: a daemon
- * that finds pinned maps of another version replaces them (contract 4).
+ * that finds pinned maps of another version replaces them (docs/design.md, contract 4).
  */
 #ifndef XDPLB_BPF_SHARED_LB_SHARED_H
 #define XDPLB_BPF_SHARED_LB_SHARED_H
@@ -30,8 +30,8 @@
  * buffer's memory is a plain __u32 array of slots (an array element takes 8
  * bytes anyway). Slot 0 is the ring size M, slot 1 the ring generation, slots
  * 2..M+1 backend ids. Keeping M inside the buffer makes a size change atomic
- * with the ring (contract 2); keeping the generation there lets a restarted
- * daemon continue counting (contract 4). Slot of a flow:
+ * with the ring (docs/design.md, contract 2); keeping the generation there lets a restarted
+ * daemon continue counting (docs/design.md, contract 4). Slot of a flow:
  * LB_RING_HEADER_SLOTS + hash % M, in element slot / 2, half slot % 2. */
 #define LB_RING_SIZE_SLOT 0
 #define LB_RING_GEN_SLOT 1

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "lb/app/http_client.h"
+#include "lb/common/journal.h"
 #include "lb/config/config.h"
 #include "lb/control/announce.h"
 #include "lb/control/daemon.h"
@@ -536,8 +537,8 @@ int main(int argc, char** argv) {
   const auto lvl = spdlog::level::from_str(level);
   if (lvl == spdlog::level::off && level != "off") return usage("unknown --log-level " + level);
   spdlog::set_level(lvl);
-  // Under systemd the journal adds the time; elsewhere we do.
-  spdlog::set_pattern(std::getenv("JOURNAL_STREAM") ? "[%l] %v" : "%Y-%m-%d %H:%M:%S.%e [%l] %v");
+  // Under systemd: journal priorities, the journal adds the time (lb/common/journal.h).
+  xdplb::setLogFormat();
 
   if (cmd == "run") {
     control::DaemonOptions o;

@@ -1,6 +1,6 @@
 // The operator's TOML file -> a validated model. Every error is reported at
 // once, each with file:line:column, the key path and what is wrong; a bad
-// file never replaces a running config (contract 5).
+// file never replaces a running config (docs/design.md, contract 5).
 #pragma once
 
 #include <netinet/in.h>

@@ -12,9 +12,9 @@
 #include <set>
 #include <sstream>
 
+#include "lb/common/prime.h"
 #include "lb/config/config.h"
 #include "lb/config/limits.h"
-#include "lb/maglev/maglev.h"
 
 namespace xdplb::config {
 
@@ -373,7 +373,7 @@ class Parser {
     if (auto m = integer(t, "min_up", path + ".min_up", 0, 1048575))
       v.minUp = static_cast<uint32_t>(*m);
     if (auto r = integer(t, "ring_size", path + ".ring_size", 3, 16777213)) {
-      if (!maglev::isPrime(static_cast<uint32_t>(*r)))
+      if (!isPrime(static_cast<uint32_t>(*r)))
         error(t.get("ring_size"), path + ".ring_size",
               std::to_string(*r) + " is not prime (try 65537, 16381, 131071)");
       else

@@ -516,7 +516,7 @@ class Daemon {
       r.contentType = "application/json";
       auto counters = dp_->readCounters();
       r.body = statusJson(*snapshot(), counters ? &*counters : nullptr,
-                          {XDPLB_VERSION, options_.configPath, lastReload_.load(), attached_, ""});
+                          {XDPLB_VERSION, options_.configPath, lastReload_.load(), attached_});
       return r;
     };
     routes["/api/v1/lookup"] = [this](const metrics::HttpRequest& req) {

@@ -1,7 +1,7 @@
 // `xdplb run`: wires config, datapath, reconciler, health checks, metrics and
 // the notify protocol around one io_context. Signals arrive as async events;
 // stop cancels everything so run() returns by itself. On stop the XDP program
-// stays attached and its maps pinned (contract 4: fail static).
+// stays attached and its maps pinned (docs/design.md, contract 4: fail static).
 #pragma once
 
 #include <memory>

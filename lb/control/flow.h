@@ -1,4 +1,4 @@
-// The userspace side of contract 1: which ring slot a new flow takes, computed
+// The userspace side of contract 1 (docs/design.md): which ring slot a new flow takes, computed
 // with the very hash the datapath uses (bpf/shared/lb_hash.h).
 #pragma once
 

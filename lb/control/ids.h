@@ -1,4 +1,4 @@
-// Stable id allocation for VIPs and backends (contract 3): an id stays taken
+// Stable id allocation for VIPs and backends (docs/design.md, contract 3): an id stays taken
 // until its owner releases it, and the reconciler releases a backend id only
 // once no ring and no flow-table entry names it any more.
 #pragma once

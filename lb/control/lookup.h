@@ -1,7 +1,7 @@
 // `xdplb lookup`: the backend a new flow reaches. Live: from the daemon's
 // status snapshot and the ring in the datapath. Offline (--config): from rings
 // built here with every backend of weight > 0 up — the same Maglev builder,
-// seed and flow hash as the daemon and the datapath (contract 1).
+// seed and flow hash as the daemon and the datapath (docs/design.md, contract 1).
 #pragma once
 
 #include <map>

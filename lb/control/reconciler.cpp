@@ -41,10 +41,7 @@ Reconciler::Reconciler(datapath::Datapath& dp, Options options) : dp_(dp), optio
   m_.backendIds = IdAllocator(options.maxBackends);
 }
 
-void Reconciler::log(const std::string& line) {
-  spdlog::info("{}", line);
-  if (onStateChange_) onStateChange_(line);
-}
+void Reconciler::log(const std::string& line) { spdlog::info("{}", line); }
 
 Result<> Reconciler::adopt() {
   auto vips = dp_.listVips();
@@ -522,7 +519,7 @@ Result<> Reconciler::converge() {
 Result<> Reconciler::syncVip(Vip& vip, bool forceRing) {
   std::vector<PendingRing> pending;
   std::vector<datapath::RingUpdate> rings;
-  if (auto r = prepareVip(vip, forceRing, pending, rings); !r) return r;
+  if (auto r = prepareVip(vip, false, pending, rings); !r) return r;
   return swapAndFinish(pending, rings, {&vip});
 }
 

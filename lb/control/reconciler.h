@@ -97,7 +97,7 @@ class Reconciler {
   Reconciler(datapath::Datapath& dp, Options options);
 
   // Seeds VIP ids, backend ids and ring generations from what the datapath
-  // already holds, so a restarted daemon keeps them (contract 4).
+  // already holds, so a restarted daemon keeps them (docs/design.md, contract 4).
   [[nodiscard]] Result<> adopt();
 
   // Makes the datapath match cfg, as one transaction (docs/design.md,
@@ -154,7 +154,6 @@ class Reconciler {
 
   StatusSnapshot status() const;
   void onRingSwap(std::function<void(const RingEvent&)> cb) { onRingSwap_ = std::move(cb); }
-  void onStateChange(std::function<void(const std::string&)> cb) { onStateChange_ = std::move(cb); }
 
  private:
   struct Backend {
@@ -265,7 +264,6 @@ class Reconciler {
   std::vector<std::pair<uint32_t, Orphan>> rolledBackIds_;
   uint64_t scans_ = 0;  // garbage scans begun
   std::function<void(const RingEvent&)> onRingSwap_;
-  std::function<void(const std::string&)> onStateChange_;
 };
 
 }  // namespace xdplb::control

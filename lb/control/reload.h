@@ -33,7 +33,7 @@ void keepRestartOnly(config::Config& next, const config::Config& running);
 // Reads path, keeps the restart-only keys of running, and makes the datapath
 // match the result through reconciler (parse, validate, pre-flight, rings
 // built and swapped, as one transaction). Returns the configuration now in
-// force. A refused file changes nothing (contract 5); a failed apply is
+// force. A refused file changes nothing (docs/design.md, contract 5); a failed apply is
 // rolled back (ReloadError::rolledBack says whether that completed).
 [[nodiscard]] std::expected<config::Config, ReloadError> reloadConfig(const std::string& path,
                                                                       const config::Config& running,

@@ -16,7 +16,6 @@ std::string statusJson(const StatusSnapshot& s, const datapath::CounterSnapshot*
   root["config"] = info.configPath;
   root["last_reload_unix"] = info.lastReloadUnix;
   root["attached"] = info.attached;
-  root["attach_mode"] = info.attachMode;
   root["hash_seed"] = s.hashSeed;
   root["maintenance"] = s.maintenance;
   root["announce_table"] = s.announceTable;
@@ -80,10 +79,9 @@ std::string statusTable(const std::string& text) {
   if (root.is_discarded() || !root.contains("vips"))
     return "error: the daemon's answer is not a status document\n";
   std::ostringstream out;
-  out << fmt::format(
-      "xdplb {}  config {}  datapath {}{}\n", root.value("version", "?"), root.value("config", "?"),
-      root.value("attached", false) ? "attached" : "DETACHED",
-      root.value("attach_mode", "").empty() ? "" : " (" + root.value("attach_mode", "") + ")");
+  out << fmt::format("xdplb {}  config {}  datapath {}\n", root.value("version", "?"),
+                     root.value("config", "?"),
+                     root.value("attached", false) ? "attached" : "DETACHED");
   {
     const uint32_t table = root.value("announce_table", 0u);
     out << fmt::format("announce: {}  maintenance: {}\n",

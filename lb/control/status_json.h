@@ -14,7 +14,6 @@ struct DaemonInfo {
   std::string configPath;
   double lastReloadUnix = 0;
   bool attached = false;
-  std::string attachMode;
 };
 
 // counters may be null (datapath unreadable): the counters fields are omitted.

@@ -534,7 +534,7 @@ Result<> BpfDatapath::attach(const std::vector<std::string>& interfaces, XdpMode
   // A start that fails on one interface takes the program off the interfaces
   // it attached to in this call, so no half-started balancer is left behind.
   // Interfaces where a previous xdp_balancer ran keep the new one: they
-  // forwarded before this start and still do (contract 4).
+  // forwarded before this start and still do (docs/design.md, contract 4).
   std::vector<std::string> fresh;
   auto undo = [&](Error err) -> Result<> {
     for (const auto& done : fresh)
@@ -922,7 +922,7 @@ Result<> BpfDatapath::swapRings(std::span<const RingUpdate> updates) {
   };
   if (auto r = install(before); !r) return dropAll(r.error());
 
-  // In-place rewrites of buffers that were live once: contract 2 holds once a
+  // In-place rewrites of buffers that were live once: contract 2 (docs/design.md) holds once a
   // grace period has passed since the flip that retired them (see above).
   uint64_t waitFlip = 0;
   for (size_t i = 0; i < updates.size(); ++i)

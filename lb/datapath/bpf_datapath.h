@@ -1,7 +1,7 @@
 // BpfDatapath: the Datapath on the real XDP program and its maps, through the
 // libbpf skeletons. Loads xdp_balancer, sizes its maps from the config, pins
 // them under the pin path and adopts pinned maps of a previous daemon
-// (contract 4), attaches through libxdp, and offers the typed map operations
+// (docs/design.md, contract 4), attaches through libxdp, and offers the typed map operations
 // of datapath.h. Decap: the backend side's xdp_decap.
 #pragma once
 

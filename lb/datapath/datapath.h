@@ -117,7 +117,7 @@ class Datapath {
   [[nodiscard]] virtual Result<std::map<uint32_t, BackendEntry>> listBackends() = 0;
 
   // Makes each ring the live ring of its VIP. Per VIP the swap is atomic for
-  // packets (contract 2): the ring is written off to the side (size,
+  // packets (docs/design.md, contract 2): the ring is written off to the side (size,
   // generation, slots) and made live with one update. Several VIPs at once
   // share the costs that do not depend on the count (start-up, adoption, a
   // reload that changes many VIPs). On error some VIPs may have their new
@@ -143,12 +143,12 @@ class Datapath {
   [[nodiscard]] virtual Result<std::optional<uint32_t>> flowEntry(const lb_flow_key& key) = 0;
   // The generation of a VIP's live ring; nullopt when it has none. Unlike
   // readRing it works on rings another process wrote without CAP_SYS_ADMIN,
-  // so a restarted daemon continues the count (contract 4).
+  // so a restarted daemon continues the count (docs/design.md, contract 4).
   [[nodiscard]] virtual Result<std::optional<uint64_t>> readGeneration(uint32_t vipId) = 0;
 
   [[nodiscard]] virtual Result<CounterSnapshot> readCounters() = 0;
 
-  // Backend ids that some flow-table entry still names (contract 3: an id is
+  // Backend ids that some flow-table entry still names (docs/design.md, contract 3: an id is
   // not reused while a flow may name it).
   [[nodiscard]] virtual Result<std::unordered_set<uint32_t>> backendIdsInFlows() = 0;
 };

@@ -8,14 +8,6 @@
 
 namespace xdplb::maglev {
 
-bool isPrime(uint32_t n) {
-  if (n < 2) return false;
-  if (n % 2 == 0) return n == 2;
-  for (uint64_t d = 3; d * d <= n; d += 2)
-    if (n % d == 0) return false;
-  return true;
-}
-
 namespace {
 
 // a^-1 mod p for a prime p and 0 < a < p (extended Euclid).

@@ -1,6 +1,6 @@
 // The Maglev ring builder (Eisenbud et al., NSDI 2016): pure C++, no BPF, no
 // I/O. The ring of a VIP is a function of its members' (address, weight) set,
-// the ring size and the seed only (contract 1): members are sorted by address
+// the ring size and the seed only (docs/design.md, contract 1): members are sorted by address
 // first, and addresses are hashed with the project's one hash,
 // lb_murmur3_words (bpf/shared/lb_hash.h) — never std::hash.
 //
@@ -32,7 +32,5 @@ constexpr uint32_t kSkipSeedXor = 0x5bd1e995;
 // M slots of member ids; all 0 when no member has weight > 0. ringSize must
 // be prime (config validation guarantees it).
 std::vector<uint32_t> build(std::span<const Member> members, uint32_t ringSize, uint32_t seed);
-
-bool isPrime(uint32_t n);
 
 }  // namespace xdplb::maglev

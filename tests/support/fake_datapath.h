@@ -1,5 +1,5 @@
 // An in-memory Datapath for unit tests of the reconciler. It also checks
-// invariants of contract 3 on every call: each backend a new ring names is
+// invariants of contract 3 (docs/design.md) on every call: each backend a new ring names is
 // already usable (up) in the backend table, and no backend id that a ring or
 // a flow entry (flowBackends) names is removed or given to another backend.
 // Fault injection: failFrom(k, n) makes the k-th to (k+n-1)-th mutating call

@@ -11,6 +11,7 @@
 #include <map>
 #include <random>
 
+#include "lb/common/prime.h"
 #include "lb_hash.h"
 
 namespace xdplb::maglev {
