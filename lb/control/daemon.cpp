@@ -13,6 +13,7 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "lb/common/caps.h"
@@ -24,7 +25,9 @@
 #include "lb/control/status_json.h"
 #include "lb/control/telemetry.h"
 #include "lb/datapath/bpf_datapath.h"
+#include "lb/datapath/probe_encap.h"
 #include "lb/health/checker.h"
+#include "lb/health/probe_slots.h"
 #include "lb/metrics/http_server.h"
 #include "lb/metrics/registry.h"
 
@@ -81,7 +84,8 @@ datapath::XdpMode xdpMode(config::XdpMode m) {
 bool sameSpec(const health::CheckSpec& a, const health::CheckSpec& b) {
   return a.type == b.type && a.address == b.address && a.port == b.port && a.path == b.path &&
          a.host == b.host && a.expect == b.expect && a.interval == b.interval &&
-         a.timeout == b.timeout && a.rise == b.rise && a.fall == b.fall && a.source == b.source;
+         a.timeout == b.timeout && a.rise == b.rise && a.fall == b.fall && a.source == b.source &&
+         a.mark == b.mark && a.localError == b.localError;
 }
 
 double unixNow() {
@@ -142,6 +146,7 @@ class Daemon {
     telemetry_->configReload(true);
     lastReload_ = unixNow();
 
+    startProbeEncap();
     checker_ = std::make_unique<health::HealthChecker>(
         io_, [this](const health::Event& ev) { onHealthEvent(ev); });
     syncChecks();
@@ -205,6 +210,56 @@ class Daemon {
   }
 
   // ---- health ----
+  // Tunnel-mode probes need tc_probe_encap on the balancer's interfaces
+  // (docs/design.md "Health checks through the tunnel"). Without it they are
+  // not sent at all (local trouble, logged per probe batch), never sent
+  // unwrapped: the VIP's route would reach whichever backend it reaches.
+  void startProbeEncap() {
+    auto pe = datapath::ProbeEncap::open();
+    if (!pe) {
+      spdlog::error("health: tunnel-mode checks cannot run: {}", pe.error().message());
+      probeEncapError_ = pe.error().message();
+      return;
+    }
+    if (auto r = (*pe)->attach(cfg_.daemon.interfaces); !r) {
+      spdlog::error("health: tunnel-mode checks cannot run: {}", r.error().message());
+      probeEncapError_ = r.error().message();
+      return;
+    }
+    probeEncap_ = std::move(*pe);
+    registry_.addCollector([this](metrics::Writer& w) {
+      auto c = probeEncap_->readCounters();
+      if (!c) return;
+      static const char* const names[] = LB_PROBE_REASON_NAMES;
+      w.family("xdplb_probe_packets_total",
+               "Packets seen by tc_probe_encap (tunnel-mode health probes), by reason", "counter");
+      for (size_t i = 0; i < c->size(); ++i)
+        w.sample("xdplb_probe_packets_total", {{"reason", names[i], true}}, (*c)[i].packets);
+    });
+  }
+
+  // Gives every backend probed through the tunnel its slot and socket mark.
+  void syncProbeTargets() {
+    std::set<IpAddr> wanted;
+    for (const auto& v : cfg_.vips)
+      if (v.health.type != config::CheckType::None && v.health.mode == config::CheckMode::Tunnel)
+        for (const auto& b : v.backends) wanted.insert(b.address);
+    const auto change = probeSlots_.assign(wanted);
+    if (!probeEncap_) return;
+    for (uint32_t slot : change.removed)
+      if (auto r = probeEncap_->clearTarget(slot); !r)
+        spdlog::error("health: {}", r.error().message());
+    for (const auto& [addr, slot] : change.added) {
+      const auto& src = addr.isV4() ? cfg_.daemon.tunnelSourceV4 : cfg_.daemon.tunnelSourceV6;
+      if (!src) continue;  // the config requires it for every backend's family
+      if (auto r = probeEncap_->setTarget(slot, *src, addr); !r)
+        spdlog::error("health: {}", r.error().message());
+    }
+    for (const auto& a : change.full)
+      spdlog::error("health: no tunnel-probe slot left for backend {} ({} in use)", a.toString(),
+                    LB_PROBE_SLOTS);
+  }
+
   health::CheckSpec specFor(const config::Vip& vip, const config::Backend& b) const {
     health::CheckSpec spec;
     spec.type = checkType(vip.health.type);
@@ -218,10 +273,23 @@ class Daemon {
     spec.rise = vip.health.rise;
     spec.fall = vip.health.fall;
     spec.source = b.address.isV4() ? cfg_.health.sourceV4 : cfg_.health.sourceV6;
+    if (vip.health.mode == config::CheckMode::Tunnel) {
+      // To the VIP, as a client connects, wrapped for this one backend.
+      spec.address = vip.address;
+      spec.host = vip.address.isV6() ? "[" + vip.address.toString() + "]" : vip.address.toString();
+      spec.source = vip.address.isV4() ? cfg_.health.sourceV4 : cfg_.health.sourceV6;
+      if (!probeEncap_)
+        spec.localError = "tunnel program not loaded: " + probeEncapError_;
+      else if (auto slot = probeSlots_.slot(b.address))
+        spec.mark = datapath::probeMark(*slot);
+      else
+        spec.localError = "no tunnel-probe slot left";
+    }
     return spec;
   }
 
   void syncChecks() {
+    syncProbeTargets();
     std::map<std::pair<std::string, IpAddr>, health::CheckSpec> wanted;
     for (const auto& v : cfg_.vips) {
       if (v.health.type == config::CheckType::None) continue;
@@ -254,7 +322,10 @@ class Daemon {
     if (it == byId_.end()) return;
     const auto& [vip, addr] = it->second;
     const std::string backend = addr.toString();
-    telemetry_->probe(vip, backend, ev.result.ok, ev.result.reason, ev.result.duration);
+    if (ev.result.local)
+      telemetry_->localTrouble(vip);
+    else
+      telemetry_->probe(vip, backend, ev.result.ok, ev.result.reason, ev.result.duration);
     if (!ev.transition) {
       reconciler_->setLastResult(vip, addr, ev.result.reason);
       publishThrottled();
@@ -485,6 +556,9 @@ class Daemon {
   std::unique_ptr<Reconciler> reconciler_;
   metrics::Registry registry_;
   std::unique_ptr<Telemetry> telemetry_;
+  std::unique_ptr<datapath::ProbeEncap> probeEncap_;
+  std::string probeEncapError_;
+  health::ProbeSlots probeSlots_{LB_PROBE_SLOTS};
   std::unique_ptr<health::HealthChecker> checker_;
   struct Check {
     health::CheckId id;

@@ -78,6 +78,10 @@ Telemetry::Telemetry(metrics::Registry& r, datapath::Datapath* dp, SnapshotFn sn
       checkFailures_(r.counter("xdplb_health_check_failures_total",
                                "Failed health-check probes by reason",
                                {"vip", "backend", "reason"})),
+      localTrouble_(r.counter("xdplb_health_local_errors_total",
+                              "Probes not sent for local trouble (descriptors, source address, "
+                              "socket mark, tunnel program); the backend's state is left as it was",
+                              {"vip"})),
       transitions_(r.counter("xdplb_backend_transitions_total",
                              "Health state changes of a backend, by the state entered",
                              {"vip", "backend", "to"})) {
@@ -106,6 +110,8 @@ void Telemetry::probe(const std::string& vip, const std::string& backend, bool o
   checkDuration_.with({{"vip", vip}}).observe(seconds(duration));
   if (!ok) checkFailures_.with({{"vip", vip}, {"backend", backend}, {"reason", reason}}).inc();
 }
+
+void Telemetry::localTrouble(const std::string& vip) { localTrouble_.with({{"vip", vip}}).inc(); }
 
 void Telemetry::transition(const std::string& vip, const std::string& backend,
                            std::string_view to) {

@@ -30,6 +30,9 @@ class Telemetry {
   void probe(const std::string& vip, const std::string& backend, bool ok, const std::string& reason,
              std::chrono::nanoseconds duration);
   void transition(const std::string& vip, const std::string& backend, std::string_view to);
+  // A probe not sent for local trouble (docs/design.md "Local trouble is not
+  // a backend failure"): counted apart from the backend's failures.
+  void localTrouble(const std::string& vip);
 
  private:
   void collectState(metrics::Writer& w) const;
@@ -43,6 +46,7 @@ class Telemetry {
   metrics::Family<metrics::Gauge>& lastReload_;
   metrics::Family<metrics::Histogram>& checkDuration_;
   metrics::Family<metrics::Counter>& checkFailures_;
+  metrics::Family<metrics::Counter>& localTrouble_;
   metrics::Family<metrics::Counter>& transitions_;
 };
 

@@ -147,8 +147,8 @@ void HealthChecker::update(CheckId id, const CheckSpec& spec) {
   auto it = checks_.find(id);
   if (it == checks_.end()) return;
   auto& c = it->second;
-  const bool restart =
-      spec.type != c->spec.type || spec.address != c->spec.address || spec.port != c->spec.port;
+  const bool restart = spec.type != c->spec.type || spec.address != c->spec.address ||
+                       spec.port != c->spec.port || spec.mark != c->spec.mark;
   c->spec = spec;
   c->machine.setThresholds(spec.rise, spec.fall);
   // A probe in flight keeps the request it was sent with (it holds it).
@@ -233,9 +233,11 @@ void HealthChecker::probe(const std::shared_ptr<Check>& c) {
   // Everything before connect() fails only for local reasons (descriptors,
   // memory, an address or mark this host refuses): local trouble.
   boost::system::error_code ec;
-  std::string local;
-  p->socket.open(ep.protocol(), ec);
-  if (ec) local = "socket: " + ec.message();
+  std::string local = c->spec.localError;
+  if (!local.empty())
+    ec = boost::system::errc::make_error_code(boost::system::errc::operation_not_permitted);
+  if (!ec) p->socket.open(ep.protocol(), ec);
+  if (ec && local.empty()) local = "socket: " + ec.message();
   if (!ec && c->spec.mark) {
     const int mark = static_cast<int>(*c->spec.mark);
     if (::setsockopt(p->socket.native_handle(), SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0) {

@@ -42,6 +42,9 @@ struct CheckSpec {
   // mark names the backend whose tunnel tc_probe_encap wraps the probe in
   // (docs/design.md "Health checks through the tunnel").
   std::optional<uint32_t> mark;
+  // Set when the probe cannot be sent from here (e.g. the tunnel program is
+  // not loaded): every probe reports it as local trouble instead of trying.
+  std::string localError;
 };
 
 struct ProbeResult {
