@@ -77,6 +77,14 @@ up() {
   # The balancer sends frames back out of eth0 with XDP_TX; a veth peer drops
   # them unless it runs an XDP program too: a pass-through one.
   in_ns $NS_SW "$XDPLB" decap attach p-lb --pass-through >/dev/null
+  # The balancer routes the VIPs as a host with a default route does: the
+  # tunnel-mode health probes leave by that route (docs/design.md "Health
+  # checks through the tunnel"). Its "router" is a neighbour entry nobody
+  # answers to, so a packet xdp_balancer passes is flooded and dropped.
+  in_ns $NS_LB ip neigh add 10.77.0.254 lladdr 02:00:5e:77:00:fe dev eth0 nud permanent
+  in_ns $NS_LB ip -6 neigh add fd00:77::fe lladdr 02:00:5e:77:00:fe dev eth0 nud permanent
+  in_ns $NS_LB ip route add 198.51.100.0/24 via 10.77.0.254
+  in_ns $NS_LB ip -6 route add 2001:db8:100::/64 via fd00:77::fe
 
   local i=11
   for b in "${BACKENDS[@]}"; do

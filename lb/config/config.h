@@ -33,10 +33,13 @@ struct ConfigError {
 
 enum class XdpMode { Native, Generic, Auto };
 enum class CheckType { Tcp, Http, None };
+// Which path a check takes (docs/design.md "Health checks through the tunnel").
+enum class CheckMode { Tunnel, Direct };
 enum class AllDownPolicy { FailOpen, Drop };
 
 struct HealthCheck {
   CheckType type = CheckType::Tcp;
+  CheckMode mode = CheckMode::Tunnel;
   uint16_t port = 0;  // resolved: the VIP's port when not set
   std::string path = "/";
   std::string host;  // the Host header of http checks; empty = the backend's address

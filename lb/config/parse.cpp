@@ -31,7 +31,7 @@ const std::map<std::string, std::vector<std::string>>& knownKeys() {
        {"name", "address", "port", "protocol", "ring_size", "min_up", "all_down", "health_check",
         "backend"}},
       {"vip.health_check",
-       {"type", "port", "path", "host", "expect", "interval", "timeout", "rise", "fall"}},
+       {"type", "mode", "port", "path", "host", "expect", "interval", "timeout", "rise", "fall"}},
       {"vip.backend", {"address", "weight"}},
   };
   return keys;
@@ -439,6 +439,9 @@ class Parser {
             h, "type", path + ".type",
             {{"tcp", CheckType::Tcp}, {"http", CheckType::Http}, {"none", CheckType::None}}))
       v.health.type = *t;
+    if (auto m = choice<CheckMode>(h, "mode", path + ".mode",
+                                   {{"tunnel", CheckMode::Tunnel}, {"direct", CheckMode::Direct}}))
+      v.health.mode = *m;
     if (auto p = integer(h, "port", path + ".port", 1, 65535)) v.health.port = *p;
     if (auto p = str(h, "path", path + ".path")) {
       if (p->empty() || p->front() != '/')

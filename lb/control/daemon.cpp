@@ -27,8 +27,10 @@
 #include "lb/control/status_json.h"
 #include "lb/control/telemetry.h"
 #include "lb/datapath/bpf_datapath.h"
+#include "lb/datapath/probe_encap.h"
 #include "lb/health/checker.h"
 #include "lb/metrics/exposition.h"
+#include "lb/health/probe_slots.h"
 #include "lb/metrics/http_server.h"
 
 namespace xdplb::control {
@@ -84,12 +86,36 @@ datapath::XdpMode xdpMode(config::XdpMode m) {
 bool sameSpec(const health::CheckSpec& a, const health::CheckSpec& b) {
   return a.type == b.type && a.address == b.address && a.port == b.port && a.path == b.path &&
          a.host == b.host && a.expect == b.expect && a.interval == b.interval &&
-         a.timeout == b.timeout && a.rise == b.rise && a.fall == b.fall && a.source == b.source;
+         a.timeout == b.timeout && a.rise == b.rise && a.fall == b.fall && a.source == b.source &&
+         a.mark == b.mark && a.localError == b.localError;
 }
 
 double unixNow() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
+
+// tc_probe_encap's per-CPU counters, read at scrape time (docs/design.md
+// "Metrics"): xdplb_probe_packets_total{reason}.
+class ProbeCounters : public prometheus::Collectable {
+ public:
+  explicit ProbeCounters(datapath::ProbeEncap& pe) : pe_(pe) {}
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    std::vector<prometheus::MetricFamily> out;
+    auto c = pe_.readCounters();
+    if (!c) return out;
+    static const char* const names[] = LB_PROBE_REASON_NAMES;
+    auto& f = out.emplace_back(metrics::family(
+        "xdplb_probe_packets_total",
+        "Packets seen by tc_probe_encap (tunnel-mode health probes), by reason",
+        prometheus::MetricType::Counter, c->size()));
+    for (size_t i = 0; i < c->size(); ++i)
+      metrics::add(f, {{"reason", names[i]}}, static_cast<double>((*c)[i].packets));
+    return out;
+  }
+
+ private:
+  datapath::ProbeEncap& pe_;
+};
 
 class Daemon {
  public:
@@ -155,6 +181,7 @@ class Daemon {
     telemetry_->configReload(true);
     lastReload_ = unixNow();
 
+    startProbeEncap();
     checker_ = std::make_unique<health::HealthChecker>(
         io_, [this](const health::Event& ev) { onHealthEvent(ev); });
     syncChecks();
@@ -235,6 +262,49 @@ class Daemon {
   }
 
   // ---- health ----
+  // Tunnel-mode probes need tc_probe_encap on the balancer's interfaces
+  // (docs/design.md "Health checks through the tunnel"). Without it they are
+  // not sent at all (local trouble, logged per probe batch), never sent
+  // unwrapped: the VIP's route would reach whichever backend it reaches.
+  void startProbeEncap() {
+    auto pe = datapath::ProbeEncap::open();
+    if (!pe) {
+      spdlog::error("health: tunnel-mode checks cannot run: {}", pe.error().message());
+      probeEncapError_ = pe.error().message();
+      return;
+    }
+    if (auto r = (*pe)->attach(cfg_.daemon.interfaces); !r) {
+      spdlog::error("health: tunnel-mode checks cannot run: {}", r.error().message());
+      probeEncapError_ = r.error().message();
+      return;
+    }
+    probeEncap_ = std::move(*pe);
+    probeCounters_ = std::make_shared<ProbeCounters>(*probeEncap_);
+    exposition_.add(probeCounters_);
+  }
+
+  // Gives every backend probed through the tunnel its slot and socket mark.
+  void syncProbeTargets() {
+    std::set<IpAddr> wanted;
+    for (const auto& v : cfg_.vips)
+      if (v.health.type != config::CheckType::None && v.health.mode == config::CheckMode::Tunnel)
+        for (const auto& b : v.backends) wanted.insert(b.address);
+    const auto change = probeSlots_.assign(wanted);
+    if (!probeEncap_) return;
+    for (uint32_t slot : change.removed)
+      if (auto r = probeEncap_->clearTarget(slot); !r)
+        spdlog::error("health: {}", r.error().message());
+    for (const auto& [addr, slot] : change.added) {
+      const auto& src = addr.isV4() ? cfg_.daemon.tunnelSourceV4 : cfg_.daemon.tunnelSourceV6;
+      if (!src) continue;  // the config requires it for every backend's family
+      if (auto r = probeEncap_->setTarget(slot, *src, addr); !r)
+        spdlog::error("health: {}", r.error().message());
+    }
+    for (const auto& a : change.full)
+      spdlog::error("health: no tunnel-probe slot left for backend {} ({} in use)", a.toString(),
+                    LB_PROBE_SLOTS);
+  }
+
   health::CheckSpec specFor(const config::Vip& vip, const config::Backend& b) const {
     health::CheckSpec spec;
     spec.type = checkType(vip.health.type);
@@ -250,10 +320,23 @@ class Daemon {
     spec.rise = vip.health.rise;
     spec.fall = vip.health.fall;
     spec.source = b.address.isV4() ? cfg_.health.sourceV4 : cfg_.health.sourceV6;
+    if (vip.health.mode == config::CheckMode::Tunnel) {
+      // To the VIP, as a client connects, wrapped for this one backend.
+      spec.address = vip.address;
+      spec.host = vip.address.isV6() ? "[" + vip.address.toString() + "]" : vip.address.toString();
+      spec.source = vip.address.isV4() ? cfg_.health.sourceV4 : cfg_.health.sourceV6;
+      if (!probeEncap_)
+        spec.localError = "tunnel program not loaded: " + probeEncapError_;
+      else if (auto slot = probeSlots_.slot(b.address))
+        spec.mark = datapath::probeMark(*slot);
+      else
+        spec.localError = "no tunnel-probe slot left";
+    }
     return spec;
   }
 
   void syncChecks() {
+    syncProbeTargets();
     std::map<std::pair<std::string, IpAddr>, health::CheckSpec> wanted;
     for (const auto& v : cfg_.vips) {
       if (v.health.type == config::CheckType::None) continue;
@@ -286,7 +369,10 @@ class Daemon {
     if (it == byId_.end()) return;
     const auto& [vip, addr] = it->second;
     const std::string backend = addr.toString();
-    telemetry_->probe(vip, backend, ev.result.ok, ev.result.reason, ev.result.duration);
+    if (ev.result.local)
+      telemetry_->localTrouble(vip);
+    else
+      telemetry_->probe(vip, backend, ev.result.ok, ev.result.reason, ev.result.duration);
     reconciler_->probeAnswered(vip, addr);
     if (reconciler_->hasDeferred()) flushDeferredSoon();
     if (!ev.transition) {
@@ -702,6 +788,10 @@ class Daemon {
   std::unique_ptr<Reconciler> reconciler_;
   metrics::Exposition exposition_;
   std::unique_ptr<Telemetry> telemetry_;
+  std::unique_ptr<datapath::ProbeEncap> probeEncap_;
+  std::shared_ptr<ProbeCounters> probeCounters_;  // reads probeEncap_ at scrape time
+  std::string probeEncapError_;
+  health::ProbeSlots probeSlots_{LB_PROBE_SLOTS};
   std::unique_ptr<health::HealthChecker> checker_;
   struct Check {
     health::CheckId id;

@@ -340,6 +340,11 @@ Telemetry::Telemetry(metrics::Exposition& exposition, datapath::Datapath* dp, Sn
                          .Name("xdplb_health_check_failures_total")
                          .Help("Failed health-check probes by reason")
                          .Register(*registry_)),
+      localTrouble_(prometheus::BuildCounter()
+                        .Name("xdplb_health_local_errors_total")
+                        .Help("Probes not sent for local trouble (descriptors, source address, "
+                              "socket mark, tunnel program); the backend's state is left as it was")
+                        .Register(*registry_)),
       transitions_(prometheus::BuildCounter()
                        .Name("xdplb_backend_transitions_total")
                        .Help("Health state changes of a backend, by the state entered")
@@ -405,6 +410,12 @@ void Telemetry::probe(const std::string& vip, const std::string& backend, bool o
   it->second->Increment();
 }
 
+void Telemetry::localTrouble(const std::string& vip) {
+  auto& v = this->vip(vip);
+  if (!v.localTrouble) v.localTrouble = &localTrouble_.Add({{"vip", vip}});
+  v.localTrouble->Increment();
+}
+
 void Telemetry::transition(const std::string& vip, const std::string& backend,
                            std::string_view to) {
   auto& transitions = this->vip(vip).backends[backend].transitions;
@@ -426,6 +437,7 @@ void Telemetry::remove(const BackendSeries& b) {
 void Telemetry::remove(const VipSeries& v) {
   ringSwaps_.Remove(v.ringSwaps);
   checkDuration_.Remove(v.checkDuration);
+  if (v.localTrouble) localTrouble_.Remove(v.localTrouble);
   for (const auto& [addr, b] : v.backends) remove(b);
 }
 

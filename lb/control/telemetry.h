@@ -61,6 +61,9 @@ class Telemetry {
   class StateCollector;
   class DatapathCollector;
   struct LabelCache;
+  // A probe not sent for local trouble (docs/design.md "Local trouble is not
+  // a backend failure"): counted apart from the backend's failures.
+  void localTrouble(const std::string& vip);
 
  private:
   // The event series of one backend of a VIP, by label value.
@@ -72,6 +75,7 @@ class Telemetry {
   struct VipSeries {
     prometheus::Counter* ringSwaps = nullptr;
     prometheus::Histogram* checkDuration = nullptr;
+    prometheus::Counter* localTrouble = nullptr;  // created at the first
     std::unordered_map<std::string, BackendSeries> backends;
   };
   VipSeries& vip(const std::string& name);
@@ -86,6 +90,7 @@ class Telemetry {
   prometheus::Family<prometheus::Gauge>& lastReload_;
   prometheus::Family<prometheus::Histogram>& checkDuration_;
   prometheus::Family<prometheus::Counter>& checkFailures_;
+  prometheus::Family<prometheus::Counter>& localTrouble_;
   prometheus::Family<prometheus::Counter>& transitions_;
   prometheus::Histogram& ringBuildSeries_;
   prometheus::Counter& reloadSuccess_;

@@ -1,6 +1,7 @@
 #include "lb/health/checker.h"
 
 #include <netinet/in.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -44,10 +45,12 @@ struct HealthChecker::Probe {
   tcp::socket socket;
   uint64_t generation;
   Schedule::Clock::time_point start;
-  // HTTP only.
+  // HTTP only. The parser stops after the header: the status is all a check
+  // needs, and a health page of any size is fine (a body limit would fail a
+  // large one as "bad response" though its status is 200).
   std::shared_ptr<const std::string> request;
   beast::flat_buffer buffer;
-  std::optional<http::response_parser<http::string_body>> parser;
+  std::optional<http::response_parser<http::empty_body>> parser;
 };
 
 struct HealthChecker::Check {
@@ -113,6 +116,7 @@ std::string reasonOf(const boost::system::error_code& ec) {
     return "reset";
   if (ec == asio::error::network_unreachable || ec == asio::error::host_unreachable)
     return "unreachable";
+  if (ec == http::error::header_limit) return "bad response: header too large";
   if (ec.category() == make_error_code(http::error::bad_version).category()) return "bad response";
   return ec.message();
 }
@@ -143,8 +147,8 @@ void HealthChecker::update(CheckId id, const CheckSpec& spec) {
   auto it = checks_.find(id);
   if (it == checks_.end()) return;
   auto& c = it->second;
-  const bool restart =
-      spec.type != c->spec.type || spec.address != c->spec.address || spec.port != c->spec.port;
+  const bool restart = spec.type != c->spec.type || spec.address != c->spec.address ||
+                       spec.port != c->spec.port || spec.mark != c->spec.mark;
   c->spec = spec;
   c->machine.setThresholds(spec.rise, spec.fall);
   // A probe in flight keeps the request it was sent with (it holds it).
@@ -226,8 +230,21 @@ void HealthChecker::probe(const std::shared_ptr<Check>& c) {
   auto p = std::make_shared<Probe>(io_, c->generation);
   p->start = Schedule::Clock::now();
   const tcp::endpoint ep = endpointOf(c->spec.address, c->spec.port);
+  // Everything before connect() fails only for local reasons (descriptors,
+  // memory, an address or mark this host refuses): local trouble.
   boost::system::error_code ec;
-  p->socket.open(ep.protocol(), ec);
+  std::string local = c->spec.localError;
+  if (!local.empty())
+    ec = boost::system::errc::make_error_code(boost::system::errc::operation_not_permitted);
+  if (!ec) p->socket.open(ep.protocol(), ec);
+  if (ec && local.empty()) local = "socket: " + ec.message();
+  if (!ec && c->spec.mark) {
+    const int mark = static_cast<int>(*c->spec.mark);
+    if (::setsockopt(p->socket.native_handle(), SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0) {
+      ec.assign(errno, boost::system::system_category());
+      local = "socket mark: " + ec.message();
+    }
+  }
   if (!ec && c->spec.source) {
     // Let connect() pick the source port per destination: bound alone, each
     // probe socket would hold an ephemeral port of its own, and 10,000 checks
@@ -235,11 +252,12 @@ void HealthChecker::probe(const std::shared_ptr<Check>& c) {
     const int one = 1;
     ::setsockopt(p->socket.native_handle(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
     p->socket.bind(endpointOf(*c->spec.source, 0), ec);
+    if (ec) local = "source " + c->spec.source->toString() + ": " + ec.message();
   }
   c->inFlight = p;
   if (ec) {
     // Reported from the loop, like every other result, not from inside add().
-    asio::post(io_, [this, c, p, ec] { end(c, p, false, "source: " + ec.message()); });
+    asio::post(io_, [this, c, p, local] { end(c, p, false, local, true); });
     return;
   }
   c->deadline.expires_at(tick(p->start + c->spec.timeout));
@@ -248,11 +266,16 @@ void HealthChecker::probe(const std::shared_ptr<Check>& c) {
   });
   p->socket.async_connect(ep, [this, c, p](boost::system::error_code ec) {
     if (c->inFlight != p) return;
+    // No ephemeral port left for this destination: local, too.
+    if (ec == boost::system::errc::address_not_available)
+      return end(c, p, false, "connect: " + ec.message(), true);
     if (ec) return end(c, p, false, reasonOf(ec));
     if (c->spec.type == CheckType::Tcp) return end(c, p, true, "ok");
     p->request = c->request;
     p->parser.emplace();
-    p->parser->body_limit(64 * 1024);
+    // As for the answer to a HEAD request: the message ends with its
+    // header, whatever Content-Length says, so the body is never read.
+    p->parser->skip(true);
     asio::async_write(p->socket, asio::buffer(*p->request),
                       [this, c, p](boost::system::error_code ec, size_t) {
                         if (c->inFlight != p) return;
@@ -271,7 +294,7 @@ void HealthChecker::probe(const std::shared_ptr<Check>& c) {
 }
 
 void HealthChecker::end(const std::shared_ptr<Check>& c, std::shared_ptr<Probe> p, bool ok,
-                        std::string reason) {
+                        std::string reason, bool local) {
   // p by value: the caller may pass c->inFlight itself, which is reset here.
   if (c->inFlight != p) return;  // already ended (timeout, removal, restart)
   c->inFlight.reset();
@@ -285,13 +308,36 @@ void HealthChecker::end(const std::shared_ptr<Check>& c, std::shared_ptr<Probe> 
     p->socket.set_option(asio::socket_base::linger(true, 0), ignored);
   }
   p->socket.close(ignored);
-  finish(c, p->generation, {ok, std::move(reason), Schedule::Clock::now() - p->start});
+  if (local && !c->removed && p->generation == c->generation) {
+    ++localErrors_;
+    logLocal(*c, reason);
+  }
+  ProbeResult r;
+  r.ok = ok;
+  r.reason = std::move(reason);
+  r.duration = Schedule::Clock::now() - p->start;
+  r.local = local;
+  finish(c, p->generation, std::move(r));
+}
+
+void HealthChecker::logLocal(const Check& c, const std::string& reason) {
+  // Loud, but not 10,000 lines a second when descriptors run out: the first
+  // one, then at most one line every 10 s with the count meanwhile.
+  const auto now = Schedule::Clock::now();
+  if (localLogged_ != 0 && now - lastLocalLog_ < std::chrono::seconds(10)) return;
+  spdlog::error(
+      "health: local trouble, probe of {} port {} not sent ({}); {} such probes so far; the "
+      "backend's state is left as it was",
+      c.spec.address.toString(), c.spec.port, reason, localErrors_);
+  localLogged_ = localErrors_;
+  lastLocalLog_ = now;
 }
 
 void HealthChecker::finish(const std::shared_ptr<Check>& c, uint64_t generation, ProbeResult r) {
   if (c->removed || generation != c->generation) return;
   c->last = r;
-  auto t = c->machine.record(r.ok);
+  // Local trouble moves nothing: the backend was not asked.
+  auto t = r.local ? std::nullopt : c->machine.record(r.ok);
   if (onEvent_) onEvent_(Event{c->id, std::move(r), t, c->machine.state(), c->due, c->started});
 }
 

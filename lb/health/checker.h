@@ -4,7 +4,8 @@
 // start-up, spread out instead of firing in step for ever), then every
 // interval with ±10% jitter. No thread per check.
 //   tcp:  connect within the timeout.
-//   http: GET path with a Host header; the status must be in `expect`.
+//   http: GET path with a Host header; the status must be in `expect`, judged
+//         from the response's header alone (the body is never read).
 //   none: Up at once, never probed.
 // Every probe ends at its timeout, however the server behaves.
 #pragma once
@@ -37,6 +38,13 @@ struct CheckSpec {
   std::chrono::milliseconds interval{2000}, timeout{1000};
   uint32_t rise = 2, fall = 3;
   std::optional<IpAddr> source;  // probe source address
+  // SO_MARK of the probe socket. Tunnel mode: `address` is the VIP and the
+  // mark names the backend whose tunnel tc_probe_encap wraps the probe in
+  // (docs/design.md "Health checks through the tunnel").
+  std::optional<uint32_t> mark;
+  // Set when the probe cannot be sent from here (e.g. the tunnel program is
+  // not loaded): every probe reports it as local trouble instead of trying.
+  std::string localError;
 };
 
 struct ProbeResult {
@@ -44,6 +52,11 @@ struct ProbeResult {
   // "ok", "refused", "timeout", "unreachable", "reset", "status 503",
   // "bad response", or the system's message.
   std::string reason;
+  // Local trouble (out of file descriptors, the source address not
+  // bindable, the socket mark refused): says nothing of the backend, so it
+  // neither counts as a success nor as a failure (docs/design.md "Local
+  // trouble is not a backend failure").
+  bool local = false;
   std::chrono::nanoseconds duration{0};
 };
 
@@ -91,6 +104,8 @@ class HealthChecker {
   State state(CheckId id) const;
   std::optional<ProbeResult> lastResult(CheckId id) const;
   size_t size() const { return checks_.size(); }
+  // Probes that ended in local trouble, since construction.
+  uint64_t localErrors() const { return localErrors_; }
   // Cancels everything, so io_context::run() can return.
   void stop();
 
@@ -100,7 +115,9 @@ class HealthChecker {
   struct Probe;
   void schedule(const std::shared_ptr<Check>& c, Schedule::Clock::time_point due);
   void probe(const std::shared_ptr<Check>& c);
-  void end(const std::shared_ptr<Check>& c, std::shared_ptr<Probe> p, bool ok, std::string reason);
+  void end(const std::shared_ptr<Check>& c, std::shared_ptr<Probe> p, bool ok, std::string reason,
+           bool local = false);
+  void logLocal(const Check& c, const std::string& reason);
   void abandon(Check& c);
   void finish(const std::shared_ptr<Check>& c, uint64_t generation, ProbeResult r);
 
@@ -109,6 +126,9 @@ class HealthChecker {
   std::unordered_map<CheckId, std::shared_ptr<Check>> checks_;
   CheckId nextId_ = 1;
   Schedule schedule_;
+  uint64_t localErrors_ = 0;
+  uint64_t localLogged_ = 0;  // localErrors_ when the last line was logged
+  std::chrono::steady_clock::time_point lastLocalLog_{};
 };
 
 }  // namespace xdplb::health

@@ -350,3 +350,26 @@ TEST(ConfigAnnounce, Errors) {
 
 }  // namespace
 }  // namespace xdplb::config
+
+namespace xdplb::config {
+namespace {
+
+// health_check.mode: tunnel by default (docs/design.md "Health checks
+// through the tunnel"), direct on request, anything else named.
+TEST(Config, HealthCheckModeDefaultsToTunnel) {
+  const std::string vip =
+      "[[vip]]\nname = \"w\"\naddress = \"198.51.100.1\"\nport = 80\n"
+      "[[vip.backend]]\naddress = \"10.0.0.1\"\n";
+  auto r = parse(std::string(kBase) + vip);
+  ASSERT_TRUE(r) << r.error()[0].toString();
+  EXPECT_EQ(r->vips[0].health.mode, CheckMode::Tunnel);
+  r = parse(std::string(kBase) + vip + "[vip.health_check]\nmode = \"direct\"\n");
+  ASSERT_TRUE(r) << r.error()[0].toString();
+  EXPECT_EQ(r->vips[0].health.mode, CheckMode::Direct);
+  const std::string err = oneError(std::string(kBase) + vip + "[vip.health_check]\nmode = \"nat\"\n");
+  EXPECT_NE(err.find("vip[0].health_check.mode"), std::string::npos) << err;
+  EXPECT_NE(err.find("tunnel"), std::string::npos) << err;
+}
+
+}  // namespace
+}  // namespace xdplb::config

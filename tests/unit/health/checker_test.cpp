@@ -3,7 +3,10 @@
 // bounded deadlines on the io_context, never fixed sleeps.
 #include "lb/health/checker.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <boost/asio.hpp>
 #include <functional>
@@ -15,7 +18,7 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using namespace std::chrono_literals;
 
-enum class Behaviour { Http200, Http503, Garbage, Silent, CloseMidResponse, AcceptOnly };
+enum class Behaviour { Http200, Http503, Garbage, Silent, CloseMidHeader, BigBody, AcceptOnly };
 
 // A tiny server whose every connection gets one behaviour.
 class Server {
@@ -60,8 +63,12 @@ class Server {
         case Behaviour::Garbage:
           reply = "SSH-2.0-OpenSSH_9.2\r\nthis is not http\r\n\r\n";
           break;
-        case Behaviour::CloseMidResponse:
-          reply = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial";
+        case Behaviour::CloseMidHeader:
+          reply = "HTTP/1.1 200 OK\r\nContent-Le";
+          break;
+        case Behaviour::BigBody:
+          // A health page far beyond any buffer: the status line decides.
+          reply = "HTTP/1.1 200 OK\r\nContent-Length: 300000\r\n\r\n" + std::string(300000, 'x');
           break;
         default:
           break;
@@ -159,7 +166,8 @@ TEST_F(CheckerTest, HttpStatusAndBadServers) {
       {Behaviour::Http503, State::Down, "status 503"},
       {Behaviour::Garbage, State::Down, "bad response"},
       {Behaviour::Silent, State::Down, "timeout"},
-      {Behaviour::CloseMidResponse, State::Down, "reset"},
+      {Behaviour::CloseMidHeader, State::Down, "reset"},
+      {Behaviour::BigBody, State::Up, "ok"},
   };
   std::vector<std::unique_ptr<Server>> servers;
   std::vector<CheckId> ids;
@@ -318,6 +326,79 @@ TEST_F(CheckerTest, StopLetsRunReturn) {
   const auto start = std::chrono::steady_clock::now();
   io.run_for(2s);
   EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
+}
+
+}  // namespace
+}  // namespace xdplb::health
+
+namespace xdplb::health {
+namespace {
+
+// Local trouble (docs/design.md "Local trouble is not a backend failure"):
+// a probe that could not be sent moves no state, is reported as local and
+// counted.
+TEST_F(CheckerTest, UnbindableSourceIsLocalTroubleNotAFailure) {
+  Server srv(io, Behaviour::AcceptOnly);
+  auto s = spec(CheckType::Tcp, srv.port());
+  s.source = *IpAddr::parse("192.0.2.77");  // TEST-NET-1: not an address of this host
+  const auto id = checker.add(s);
+  // fall = 2: four probes would have made it Down, were they failures.
+  ASSERT_TRUE(runUntil([&] { return events.size() >= 4; }, 10 * kWithin));
+  EXPECT_EQ(checker.state(id), State::Unknown);
+  for (const auto& e : events) {
+    EXPECT_TRUE(e.result.local) << e.result.reason;
+    EXPECT_FALSE(e.result.ok);
+    EXPECT_FALSE(e.transition);
+    EXPECT_EQ(e.result.reason.rfind("source 192.0.2.77: ", 0), 0u) << e.result.reason;
+  }
+  EXPECT_GE(checker.localErrors(), 4u);
+  EXPECT_TRUE(srv.peers.empty());
+}
+
+TEST_F(CheckerTest, OutOfDescriptorsLeavesAnUpBackendUp) {
+  Server srv(io, Behaviour::AcceptOnly);
+  const auto id = checker.add(spec(CheckType::Tcp, srv.port()));
+  ASSERT_TRUE(runUntil([&] { return checker.state(id) == State::Up; }, kWithin));
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rlimit low = saved;
+  low.rlim_cur = std::min<rlim_t>(saved.rlim_cur, 512);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::vector<int> held;
+  for (int fd; (fd = ::dup(0)) >= 0;) held.push_back(fd);
+  ASSERT_EQ(errno, EMFILE);
+  const size_t before = events.size();
+  const bool ran = runUntil([&] { return events.size() >= before + 4; }, 10 * kWithin);
+  for (int fd : held) ::close(fd);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  ASSERT_TRUE(ran);
+  EXPECT_EQ(checker.state(id), State::Up);
+  for (size_t i = before; i < events.size(); ++i) {
+    EXPECT_TRUE(events[i].result.local) << events[i].result.reason;
+    EXPECT_FALSE(events[i].transition);
+    EXPECT_EQ(events[i].result.reason.rfind("socket: ", 0), 0u) << events[i].result.reason;
+  }
+  EXPECT_GE(checker.localErrors(), 4u);
+  // Descriptors back: probes reach the backend again, still Up.
+  const size_t after = events.size();
+  ASSERT_TRUE(runUntil([&] { return events.size() > after && events.back().result.ok; }, kWithin));
+  EXPECT_EQ(checker.state(id), State::Up);
+}
+
+TEST_F(CheckerTest, AnUpBackendStaysUpWhileItsSourceCannotBeBound) {
+  Server srv(io, Behaviour::AcceptOnly);
+  auto good = spec(CheckType::Tcp, srv.port());
+  const auto id = checker.add(good);
+  ASSERT_TRUE(runUntil([&] { return checker.state(id) == State::Up; }, kWithin));
+  auto bad = good;
+  bad.source = *IpAddr::parse("192.0.2.77");
+  checker.update(id, bad);  // same address, port and type: state kept
+  const size_t before = events.size();
+  ASSERT_TRUE(runUntil([&] { return events.size() >= before + 3; }, 10 * kWithin));
+  EXPECT_EQ(checker.state(id), State::Up);
+  checker.update(id, good);
+  ASSERT_TRUE(runUntil([&] { return !events.back().result.local; }, kWithin));
+  EXPECT_EQ(checker.state(id), State::Up);
 }
 
 }  // namespace
