@@ -24,7 +24,8 @@ std::string vipLabel(const config::Vip& v) {
 
 bool sameGlobal(const datapath::GlobalConfig& a, const datapath::GlobalConfig& b) {
   return a.hashSeed == b.hashSeed && a.tunnelSourceV4 == b.tunnelSourceV4 &&
-         a.tunnelSourceV6 == b.tunnelSourceV6 && a.flowInsertLimit == b.flowInsertLimit;
+         a.tunnelSourceV6 == b.tunnelSourceV6 && a.flowInsertLimit == b.flowInsertLimit &&
+         a.icmpRate == b.icmpRate && a.echoRate == b.echoRate;
 }
 
 }  // namespace
@@ -75,8 +76,9 @@ std::optional<uint32_t> Reconciler::adoptedBackendId(uint32_t vipId, const IpAdd
 }
 
 Result<> Reconciler::apply(const config::Config& cfg) {
-  datapath::GlobalConfig global{cfg.daemon.hashSeed, cfg.daemon.tunnelSourceV4,
-                                cfg.daemon.tunnelSourceV6, cfg.daemon.flowInsertLimit};
+  datapath::GlobalConfig global{cfg.daemon.hashSeed,       cfg.daemon.tunnelSourceV4,
+                                cfg.daemon.tunnelSourceV6, cfg.daemon.flowInsertLimit,
+                                cfg.daemon.icmpRate,       cfg.daemon.echoRate};
   const bool seedChanged = hashSeed_ != cfg.daemon.hashSeed;
   if (!writtenGlobal_ || !sameGlobal(*writtenGlobal_, global)) {
     if (auto r = dp_.setConfig(global); !r) return r;
