@@ -4,7 +4,10 @@
  * and a backend's answer would carry its own reply path. The request is
  * turned into the reply in place: Ethernet and IP addresses swapped, hop
  * limit 64, the ICMP type changed; both checksums updated incrementally
- * (RFC 1624); out of the ingress interface (XDP_TX). */
+ * (RFC 1624); out of the ingress interface (XDP_TX). Only for IPv4 headers
+ * without options (a source route must never be echoed back) and unicast
+ * sources that can be answered, within a per-CPU token bucket: the balancer
+ * must not reflect spoofed floods at line rate (docs/design.md, "Echo"). */
 #ifndef XDPLB_BPF_LB_ECHO_H
 #define XDPLB_BPF_LB_ECHO_H
 
@@ -17,6 +20,7 @@
 #include "lb_maps.h"
 #include "lb_parsing.h"
 #include "lb_shared.h"
+#include "lb_too_big.h"
 #include "lb_vips.h"
 
 /* Whether the packet's destination has VIPs (a port-0 entry, real or
@@ -39,15 +43,43 @@ static __always_inline void lb_swap_bytes(__u8 *a, __u8 *b, int n)
 	}
 }
 
+/* Whether a source may be answered: not unspecified, loopback, multicast,
+ * broadcast or class E (IPv4), and not the destination itself. */
+static __always_inline int lb_echo_source_ok(const struct lb_pkt *p)
+{
+	if (p->key.family == LB_FAMILY_V4) {
+		__u8 a = p->key.src[0];
+
+		return a != 0 && a != 127 && a < 224 && p->key_words[0] != p->key_words[2];
+	}
+	if (p->key.src[0] == 0xff) /* multicast */
+		return 0;
+	if (p->key_words[0] == 0 && (p->key_words[1] == 0 || p->key_words[1] == (__u64)1 << 56))
+		return 0; /* :: and ::1 (words read little-endian) */
+	return p->key_words[0] != p->key_words[2] || p->key_words[1] != p->key_words[3];
+}
+
 static __always_inline int lb_echo_reply(struct xdp_md *ctx, const struct lb_pkt *p, __u64 bytes)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 	struct lb_icmp_hdr *ic;
+	struct lb_ratelimit *rl;
+	struct lb_config *cfg;
+	__u32 zero = 0;
 
 	if (!lb_is_vip_address(p))
 		return lb_exit(LB_R_PASS_OTHER_PROTO, bytes, XDP_PASS);
+	if ((p->key.family == LB_FAMILY_V4 && p->l3_hdr_len != sizeof(struct iphdr)) ||
+	    !lb_echo_source_ok(p))
+		return lb_exit(LB_R_DROP_ECHO_REFUSED, bytes, XDP_DROP);
+	cfg = bpf_map_lookup_elem(&lb_config, &zero);
+	rl = bpf_map_lookup_elem(&lb_ratelimit, &zero);
+	if (!cfg || !rl)
+		return lb_exit(LB_R_DROP_INTERNAL, bytes, XDP_DROP);
+	if (!lb_rate_take(&rl->echo_tat, cfg->echo_interval_ns, bpf_ktime_get_coarse_ns()))
+		return lb_exit(LB_R_DROP_ECHO_LIMITED, bytes, XDP_DROP);
 	if ((void *)(eth + 1) > data_end)
 		return lb_exit(LB_R_DROP_INTERNAL, bytes, XDP_DROP);
 	lb_swap_bytes(eth->h_dest, eth->h_source, ETH_ALEN);

@@ -91,6 +91,22 @@ struct {
 	__type(value, struct lb_flow_stats);
 } lb_flow_stats SEC(".maps");
 
+/* First fragments' ports (lb_shared.h, lb_frags). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, LB_FRAG_ENTRIES);
+	__type(key, struct lb_frag_key);
+	__type(value, __u32);
+} lb_frags SEC(".maps");
+
+/* The per-CPU token buckets of the ICMP the balancer sends itself. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lb_ratelimit);
+} lb_ratelimit SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, LB_REASON_MAX);

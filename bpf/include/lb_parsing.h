@@ -64,15 +64,18 @@ struct lb_pkt {
 		__u64 key_words[5];
 	};
 	__u32 frame_len;  /* bytes received */
+	__u32 ip_len;	  /* IP total length (header + payload); IPv6 up to 65,575 */
 	__u16 l2_len;	  /* 14, or 18 with an 802.1Q tag */
-	__u16 ip_len;	  /* IP total length (header + payload) */
 	__u16 l3_hdr_len; /* IPv4 header length with options; 40 for IPv6 */
 	__u8 tos;	  /* IPv4 TOS or IPv6 traffic class */
 	__u8 df;	  /* inner IPv4 has DF */
 	__u8 is_frag;	  /* IPv4 or IPv6 fragment, first or later */
 	__u8 later_frag;  /* fragment with offset > 0: no L4 header */
 	__u8 syn;	  /* TCP SYN without ACK */
-	__u8 icmp;	  /* LB_ICMP_TOO_BIG: key is the quoted flow; LB_ICMP_ECHO */
+	__u8 icmp;	  /* LB_ICMP_TOO_BIG, LB_ICMP_ERROR: key is the quoted flow;
+			   * LB_ICMP_ECHO; LB_ICMP_ND */
+	__u16 frag_id_hi; /* IPv6 fragment id, high half (IPv4: 0) */
+	__u16 frag_id;	  /* IPv4 id, or the IPv6 fragment id's low half */
 };
 
 #ifndef IPPROTO_ICMPV6
@@ -89,19 +92,27 @@ struct lb_icmp_hdr {
 };
 
 /* lb_pkt.icmp */
-#define LB_ICMP_TOO_BIG 1
-#define LB_ICMP_ECHO 2
+#define LB_ICMP_TOO_BIG 1 /* too-big message about a flow: to its backend */
+#define LB_ICMP_ECHO 2	  /* echo request */
+#define LB_ICMP_ERROR 3	  /* other unreachable / time exceeded about a flow: to its backend */
+#define LB_ICMP_ND 4	  /* ICMPv6 neighbour discovery: always to the kernel */
 
 #define LB_ICMP_ECHO_REQUEST 8
 #define LB_ICMP_ECHO_REPLY 0
 #define LB_ICMPV6_ECHO_REQUEST 128
 #define LB_ICMPV6_ECHO_REPLY 129
 
-#define LB_ICMP_FRAG_NEEDED_TYPE 3 /* destination unreachable ... */
+#define LB_ICMP_DEST_UNREACH 3	   /* destination unreachable ... */
 #define LB_ICMP_FRAG_NEEDED_CODE 4 /* ... fragmentation needed and DF set */
+#define LB_ICMP_TIME_EXCEEDED 11
+#define LB_ICMPV6_DEST_UNREACH 1
 #define LB_ICMPV6_TOO_BIG_TYPE 2
+#define LB_ICMPV6_TIME_EXCEEDED 3
+#define LB_ICMPV6_ND_FIRST 133 /* router solicitation ... */
+#define LB_ICMPV6_ND_LAST 137  /* ... redirect */
 
-/* An ICMP too-big message whose network header lb_parse_l3 has checked, l4
+/* An ICMP error message (destination unreachable, too big, time exceeded)
+ * whose network header lb_parse_l3 has checked, l4
  * its ICMP header: -1 with p->key the quoted flow turned around (source:
  * the client the quoted packet went to; destination: the VIP it came from,
  * which must be the message's own destination), or LB_R_PASS_OTHER_PROTO.
@@ -120,11 +131,16 @@ static __always_inline int lb_parse_icmp(void *data_end, struct lb_pkt *p, void 
 		p->icmp = LB_ICMP_ECHO;
 		return -1;
 	}
+	if (p->key.family == LB_FAMILY_V6 && ic->type >= LB_ICMPV6_ND_FIRST &&
+	    ic->type <= LB_ICMPV6_ND_LAST) {
+		p->icmp = LB_ICMP_ND;
+		return LB_R_PASS_OTHER_PROTO;
+	}
 	if (p->key.family == LB_FAMILY_V4) {
 		struct iphdr *in = (void *)(ic + 1);
 		__u32 in_len, ports;
 
-		if (ic->type != LB_ICMP_FRAG_NEEDED_TYPE || ic->code != LB_ICMP_FRAG_NEEDED_CODE ||
+		if ((ic->type != LB_ICMP_DEST_UNREACH && ic->type != LB_ICMP_TIME_EXCEEDED) ||
 		    (void *)(in + 1) > data_end)
 			return LB_R_PASS_OTHER_PROTO;
 		in_len = (__u32)in->ihl * 4;
@@ -140,11 +156,16 @@ static __always_inline int lb_parse_icmp(void *data_end, struct lb_pkt *p, void 
 		p->key_words[0] = in->daddr;
 		p->key_words[4] =
 		    LB_KEY_TAIL(ports >> 16 | ports << 16, in->protocol, LB_FAMILY_V4);
+		p->icmp = ic->type == LB_ICMP_DEST_UNREACH && ic->code == LB_ICMP_FRAG_NEEDED_CODE
+			      ? LB_ICMP_TOO_BIG
+			      : LB_ICMP_ERROR;
 	} else {
 		struct ipv6hdr *in = (void *)(ic + 1);
 		__u32 ports;
 
-		if (ic->type != LB_ICMPV6_TOO_BIG_TYPE || (void *)(in + 1) + 4 > data_end)
+		if ((ic->type != LB_ICMPV6_DEST_UNREACH && ic->type != LB_ICMPV6_TOO_BIG_TYPE &&
+		     ic->type != LB_ICMPV6_TIME_EXCEEDED) ||
+		    (void *)(in + 1) + 4 > data_end)
 			return LB_R_PASS_OTHER_PROTO;
 		if ((in->nexthdr != IPPROTO_TCP && in->nexthdr != IPPROTO_UDP) ||
 		    *(__u64 *)&in->saddr != p->key_words[2] ||
@@ -155,8 +176,8 @@ static __always_inline int lb_parse_icmp(void *data_end, struct lb_pkt *p, void 
 		p->key_words[0] = *(__u64 *)&in->daddr;
 		p->key_words[1] = *((__u64 *)&in->daddr + 1);
 		p->key_words[4] = LB_KEY_TAIL(ports >> 16 | ports << 16, in->nexthdr, LB_FAMILY_V6);
+		p->icmp = ic->type == LB_ICMPV6_TOO_BIG_TYPE ? LB_ICMP_TOO_BIG : LB_ICMP_ERROR;
 	}
-	p->icmp = LB_ICMP_TOO_BIG;
 	return -1;
 }
 
@@ -196,6 +217,8 @@ static __always_inline int lb_parse_v6_ext(void *data_end, struct lb_pkt *p, str
 
 			p->is_frag |= (fo & 0xfff9) != 0; /* offset, or more fragments */
 			p->later_frag |= (fo >> 3) != 0;
+			p->frag_id_hi = *(__u16 *)(ext + 4);
+			p->frag_id = *(__u16 *)(ext + 6);
 			len = 8;
 		} else {
 			len = ((__u32)ext[1] + 1) * 8;
@@ -243,13 +266,16 @@ static __always_inline int lb_parse_l3(void *data, void *data_end, struct lb_pkt
 			return LB_R_DROP_MALFORMED;
 		if ((void *)iph + hdr_len > data_end)
 			return LB_R_DROP_MALFORMED;
-		if (iph->protocol != IPPROTO_TCP && iph->protocol != IPPROTO_UDP &&
-		    iph->protocol != IPPROTO_ICMP)
-			return LB_R_PASS_OTHER_PROTO;
+		/* Addresses first: a packet of another protocol to a VIP
+		 * address is told apart by its destination (vip_unhandled). */
 		p->key_words[0] = iph->saddr;
 		p->key_words[2] = iph->daddr;
 		p->key_words[4] = LB_KEY_TAIL(0, iph->protocol, LB_FAMILY_V4);
+		if (iph->protocol != IPPROTO_TCP && iph->protocol != IPPROTO_UDP &&
+		    iph->protocol != IPPROTO_ICMP)
+			return LB_R_PASS_OTHER_PROTO;
 		p->ip_len = tot_len;
+		p->frag_id = iph->id;
 		p->l3_hdr_len = hdr_len;
 		p->tos = iph->tos;
 		p->df = (iph->frag_off & bpf_htons(LB_IP_DF)) != 0;
@@ -273,6 +299,15 @@ static __always_inline int lb_parse_l3(void *data, void *data_end, struct lb_pkt
 		if (ip6h->version != 6 || p->l2_len + tot_len > p->frame_len)
 			return LB_R_DROP_MALFORMED;
 		p->ip_len = tot_len;
+		/* One 64-bit load each (x86 and arm64 allow unaligned packet
+		 * reads, and the verifier checks them only under
+		 * BPF_F_STRICT_ALIGNMENT); a memcpy would be 32-bit pieces.
+		 * Addresses first, as for IPv4. */
+		p->key_words[0] = *(__u64 *)&ip6h->saddr;
+		p->key_words[1] = *((__u64 *)&ip6h->saddr + 1);
+		p->key_words[2] = *(__u64 *)&ip6h->daddr;
+		p->key_words[3] = *((__u64 *)&ip6h->daddr + 1);
+		p->key_words[4] = LB_KEY_TAIL(0, 0, LB_FAMILY_V6);
 		rc = lb_parse_v6_ext(data_end, p, ip6h, &nh);
 		if (rc >= 0)
 			return rc;
@@ -281,13 +316,6 @@ static __always_inline int lb_parse_l3(void *data, void *data_end, struct lb_pkt
 		/* ICMPv6 is handled only right after the base header. */
 		if (nh == IPPROTO_ICMPV6 && p->l3_hdr_len != sizeof(*ip6h))
 			return LB_R_PASS_OTHER_PROTO;
-		/* One 64-bit load each (x86 and arm64 allow unaligned packet
-		 * reads, and the verifier checks them only under
-		 * BPF_F_STRICT_ALIGNMENT); a memcpy would be 32-bit pieces. */
-		p->key_words[0] = *(__u64 *)&ip6h->saddr;
-		p->key_words[1] = *((__u64 *)&ip6h->saddr + 1);
-		p->key_words[2] = *(__u64 *)&ip6h->daddr;
-		p->key_words[3] = *((__u64 *)&ip6h->daddr + 1);
 		p->key_words[4] = LB_KEY_TAIL(0, nh, LB_FAMILY_V6);
 		p->tos = (ip6h->priority << 4) | (ip6h->flow_lbl[0] >> 4);
 		if (nh == IPPROTO_ICMPV6)

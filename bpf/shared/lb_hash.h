@@ -10,8 +10,10 @@
  *
  *     h = sum over i of (w[i] XOR S) * K[i]      flow hash = h >> 32
  *
- * The ring slot of a flow is flow hash % M; its flow-table set is
- * (flow hash * sets) >> 32; the IPv6 outer flow label is its low 20 bits.
+ * The ring slot of a flow is flow hash % M and the IPv6 outer flow label
+ * its low 20 bits; its flow-table set is (h' * sets) >> 32 where h' is the
+ * same hash keyed with lb_config.flow_secret instead of the seed (a secret
+ * of the table, docs/design.md "Flow table").
  * The five multiplies are independent, so the hash costs a few ns where ten
  * serial MurmurHash3 rounds cost ~25 ns on a new flow; the flow table needs
  * it for every packet (docs/design.md, "Flow hash").

@@ -10,7 +10,7 @@
 
 #include <linux/types.h>
 
-#define LB_LAYOUT_VERSION 4
+#define LB_LAYOUT_VERSION 5
 
 #define LB_FAMILY_V4 4
 #define LB_FAMILY_V6 6
@@ -58,6 +58,11 @@ struct lb_ring_sel {
  * bpf_fib_lookup, so routes and neighbours changes are followed within 1 s. */
 #define LB_NEXTHOP_MAX_AGE_NS (500ULL * 1000 * 1000)
 
+/* The token buckets of ICMP sent by the balancer itself (too-big answers,
+ * echo replies) hold this many messages: lb_config.*_interval_ns refill one
+ * (docs/design.md, "Path MTU"). */
+#define LB_RATE_BURST 50
+
 /* UDP flow entries idle for longer than this are treated as misses. */
 #define LB_UDP_FLOW_TIMEOUT_NS (30ULL * 1000 * 1000 * 1000)
 /* A flow entry's last_seen is rewritten at most this often (less cache-line
@@ -82,6 +87,8 @@ struct lb_ring_sel {
  *   lb_config        1
  *   lb_reason_stats  LB_REASON_MAX
  *   lb_flow_stats    1
+ *   lb_frags         LB_FRAG_ENTRIES (fixed)
+ *   lb_ratelimit     1
  */
 
 /* ---- addresses ---------------------------------------------------------- */
@@ -111,10 +118,10 @@ struct lb_vip_key {
 #define LB_VIP_INLINE_PORTS 4
 
 struct lb_vip_value {
-	__u32 vip_id;	   /* index into lb_rings and lb_vip_stats; 0 on an alias */
-	__u32 flags;	   /* LB_VIP_F_* */
-	__u32 frag_vip_id; /* port-0 entries: VIP receiving IP fragments of this
-			    * address+proto; 0 = drop them (counted) */
+	__u32 vip_id; /* index into lb_rings and lb_vip_stats; 0 on an alias */
+	__u32 flags;  /* LB_VIP_F_* */
+	__u32 pad0;   /* unused since fragments carry their first fragment's
+		       * ports (lb_frags) */
 	__u32 pad;
 	/* port-0 entries: port VIPs of this address+proto (port in network
 	 * byte order, VIP id); unused slots have port_vip_ids[i] == 0. */
@@ -143,7 +150,7 @@ struct lb_backend {
 
 /* ---- lb_flows: ARRAY set index -> lb_flow_set ------------------------------
  * A set-associative flow table (docs/design.md, "Flow table"): a flow lives
- * in set lb_flow_set_index(flow hash, lb_config.flow_sets), in one of
+ * in set lb_flow_set_index(lb_flow_hash(key, flow_secret), flow_sets), in one of
  * its LB_FLOW_WAYS ways. A new flow takes the way that already holds its key,
  * else an empty way, else the way seen least recently (LRU within the set).
  * One table for all CPUs, written without locks: a way that another CPU is
@@ -211,6 +218,39 @@ struct lb_config {
 				  * takes the ring) */
 	__u32 flow_insert_limit; /* new-flow entries a CPU writes per second at
 				  * most (SYN-flood guard); 0 = no limit */
+	/* Key of the flow-table set index (lb_flow_hash(key, flow_secret)):
+	 * random, made when the table is created and kept with it, so the
+	 * sets of crafted tuples cannot be predicted (docs/design.md, "Flow
+	 * table"). Rings keep hash_seed. */
+	__u32 flow_secret;
+	/* Token bucket refill of the too-big answers and echo replies a CPU
+	 * sends (1e9 / rate); 0 = never sent. */
+	__u32 icmp_interval_ns;
+	__u32 echo_interval_ns;
+	__u32 pad;
+};
+
+/* ---- lb_ratelimit: PERCPU_ARRAY[1] of lb_ratelimit ----------------------
+ * The theoretical arrival time of the next message of each bucket (a
+ * generic cell rate algorithm, which is a token bucket). */
+struct lb_ratelimit {
+	__u64 too_big_tat;
+	__u64 echo_tat;
+};
+
+/* ---- lb_frags: LRU_HASH lb_frag_key -> __u32 ports -------------------------
+ * A first fragment records the ports of its TCP/UDP header (as the flow key
+ * holds them: sport | dport << 16, network byte order) under its datagram;
+ * later fragments take them (docs/design.md, "Fragments"). */
+#define LB_FRAG_ENTRIES 8192
+
+struct lb_frag_key {
+	__u8 src[16];
+	__u8 dst[16];
+	__u32 id; /* IPv4 id (16 bits) or IPv6 fragment id, as on the wire */
+	__u8 proto;
+	__u8 family;
+	__u16 pad;
 };
 
 /* ---- lb_nexthops: PERCPU_ARRAY backend id -> lb_nexthop ---------------------
@@ -219,9 +259,9 @@ struct lb_config {
 struct lb_nexthop {
 	__u8 dmac[6];
 	__u8 smac[6];
-	__u32 ifindex;	  /* egress interface */
-	__u32 fib_status; /* last BPF_FIB_LKUP_RET_* */
-	__u32 pad;
+	__u32 ifindex;	   /* egress interface */
+	__u32 fib_status;  /* last BPF_FIB_LKUP_RET_* */
+	__u32 mtu;	   /* the route's MTU (bpf_fib_lookup mtu_result); 0 = unknown */
 	__u64 resolved_ns; /* bpf_ktime_get_coarse_ns() of the lookup; 0 = never */
 };
 
@@ -230,20 +270,29 @@ struct lb_nexthop {
  * LB_REASON_MAX entries of lb_counter) counts packets and bytes per reason. */
 enum lb_reason {
 	LB_R_PASS_NOT_IP = 0,  /* not IPv4/IPv6 (ARP, LLDP, ...) */
-	LB_R_PASS_NOT_VIP,     /* IP, but no VIP matches address/port/protocol */
-	LB_R_PASS_OTHER_PROTO, /* to a VIP address, but neither TCP nor UDP */
-	LB_R_PASS_NO_NEIGH,    /* encapsulated, no neighbour yet: the kernel forwards it */
+	LB_R_PASS_NOT_VIP,     /* IP, to an address that has no VIP */
+	LB_R_PASS_OTHER_PROTO, /* neither TCP, UDP nor ICMP about a VIP, to no VIP address */
+	LB_R_DROP_NO_NEIGH,    /* no neighbour entry for the next hop to the backend yet */
 	LB_R_DROP_MALFORMED,   /* truncated header or a length field that lies */
 	LB_R_DROP_NO_BACKEND,  /* the VIP's ring is empty */
-	LB_R_DROP_FRAGMENT,    /* IP fragment to an address whose VIPs are ambiguous */
+	LB_R_DROP_FRAGMENT,    /* a later IP fragment whose first fragment was not seen */
 	LB_R_DROP_FIB,	       /* no route to the backend, forwarding disabled, ... */
 	LB_R_DROP_ENCAP,       /* the packet could not be grown for the outer header */
 	LB_R_DROP_NO_TUNNEL,   /* no tunnel source configured for the backend's family */
 	LB_R_DROP_INTERNAL,    /* a map entry that the daemon must have written is missing */
 	LB_R_TX,	       /* forwarded out of the ingress interface */
 	LB_R_REDIRECT,	       /* forwarded out of another interface (devmap) */
-	LB_R_PASS_NO_TXPORT,   /* encapsulated, egress not in lb_tx_ports: the kernel forwards it */
+	LB_R_DROP_NO_TXPORT,   /* the route to the backend leaves by an interface not in lb_tx_ports
+				*/
 	LB_R_ECHO_REPLY,       /* ICMP/ICMPv6 echo request to a VIP address, answered (XDP_TX) */
+	LB_R_DROP_VIP_UNHANDLED,  /* to a VIP address, but no VIP takes its port or protocol */
+	LB_R_TOO_BIG,		  /* too big for the route once encapsulated: answered with
+				   * ICMP frag-needed / packet-too-big (XDP_TX) */
+	LB_R_DROP_TOO_BIG_UNSENT, /* too big, not answered: over icmp_rate, or an ICMP error */
+	LB_R_DROP_ECHO_REFUSED,	  /* echo request with IPv4 options or from a bad source */
+	LB_R_DROP_ECHO_LIMITED,	  /* echo request over echo_rate */
+	LB_R_DROP_TOO_LONG,	  /* cannot be encapsulated within 65,535 bytes */
+	LB_R_DROP_GSO, /* larger than the ingress MTU: a GRO/GSO aggregate (generic mode) */
 	LB_REASON_MAX,
 };
 
@@ -252,7 +301,8 @@ enum lb_reason {
 	{                                                                                          \
 		"not_ip", "not_vip", "other_proto", "no_neigh", "malformed", "no_backend",         \
 		    "fragment", "fib", "encap", "no_tunnel", "internal", "tx", "redirect",         \
-		    "no_txport", "echo_reply"                                                      \
+		    "no_txport", "echo_reply", "vip_unhandled", "too_big", "too_big_unsent",       \
+		    "echo_refused", "echo_limited", "too_long", "gso"                              \
 	}
 
 struct lb_counter {
@@ -266,7 +316,9 @@ struct lb_vip_stats {
 	__u64 bytes;
 	__u64 new_flows;    /* packets that took the ring (flow-table miss or SYN) */
 	__u64 icmp_too_big; /* ICMP too-big messages forwarded to the backend of
-			     * the flow they quote (also in packets/bytes) */
+			     * the flow they quote (also in packets/bytes); other
+			     * ICMP errors are forwarded likewise, counted in
+			     * packets only */
 };
 
 /* lb_backend_stats: PERCPU_ARRAY backend id -> lb_counter */

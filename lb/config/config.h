@@ -78,6 +78,10 @@ struct Daemon {
   // New-flow entries each CPU writes per second at most (SYN-flood guard, as
   // Katran's 125,000); 0 = no limit.
   uint32_t flowInsertLimit = 125000;
+  // ICMP the datapath sends itself, per CPU per second (token buckets of 50,
+  // docs/design.md "Path MTU" and "Echo"); 0 = never.
+  uint32_t icmpRate = 1000;  // too-big answers to clients
+  uint32_t echoRate = 1000;  // echo replies for VIP addresses
   std::optional<IpAddr> tunnelSourceV4, tunnelSourceV6;
   uint32_t maxVips = 256;
   uint32_t maxBackends = 4096;

@@ -23,7 +23,8 @@ const std::map<std::string, std::vector<std::string>>& knownKeys() {
       {"", {"daemon", "metrics", "health", "announce", "vip"}},
       {"daemon",
        {"interfaces", "xdp_mode", "pin_path", "hash_seed", "flow_table_size", "flow_insert_limit",
-        "tunnel_source_v4", "tunnel_source_v6", "max_vips", "max_backends", "watch"}},
+        "tunnel_source_v4", "tunnel_source_v6", "max_vips", "max_backends", "watch", "icmp_rate",
+        "echo_rate"}},
       {"metrics", {"listen"}},
       {"health", {"source_v4", "source_v6"}},
       {"announce", {"table", "delay"}},
@@ -305,6 +306,8 @@ class Parser {
       out.flowTableSize = *v;
     if (auto v = integer(d, "flow_insert_limit", "daemon.flow_insert_limit", 0, 100000000))
       out.flowInsertLimit = *v;
+    if (auto v = integer(d, "icmp_rate", "daemon.icmp_rate", 0, 1000000)) out.icmpRate = *v;
+    if (auto v = integer(d, "echo_rate", "daemon.echo_rate", 0, 1000000)) out.echoRate = *v;
     if (auto v = integer(d, "max_vips", "daemon.max_vips", 1, 65535)) out.maxVips = *v;
     if (auto v = integer(d, "max_backends", "daemon.max_backends", 1, 1048575))
       out.maxBackends = *v;

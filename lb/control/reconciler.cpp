@@ -31,7 +31,8 @@ datapath::BackendState desiredState(bool inRing, health::State h) {
 
 bool sameGlobal(const datapath::GlobalConfig& a, const datapath::GlobalConfig& b) {
   return a.hashSeed == b.hashSeed && a.tunnelSourceV4 == b.tunnelSourceV4 &&
-         a.tunnelSourceV6 == b.tunnelSourceV6 && a.flowInsertLimit == b.flowInsertLimit;
+         a.tunnelSourceV6 == b.tunnelSourceV6 && a.flowInsertLimit == b.flowInsertLimit &&
+         a.icmpRate == b.icmpRate && a.echoRate == b.echoRate;
 }
 
 }  // namespace
@@ -266,8 +267,9 @@ std::expected<void, ApplyFailure> Reconciler::transact(const config::Config& cfg
   std::vector<std::string> logs;
   if (auto p = plan(cfg, work, logs); !p) return std::unexpected(std::move(p.error()));
 
-  datapath::GlobalConfig global{cfg.daemon.hashSeed, cfg.daemon.tunnelSourceV4,
-                                cfg.daemon.tunnelSourceV6, cfg.daemon.flowInsertLimit};
+  datapath::GlobalConfig global{cfg.daemon.hashSeed,       cfg.daemon.tunnelSourceV4,
+                                cfg.daemon.tunnelSourceV6, cfg.daemon.flowInsertLimit,
+                                cfg.daemon.icmpRate,       cfg.daemon.echoRate};
   const bool seedChanged = work.hashSeed != cfg.daemon.hashSeed;
   work.hashSeed = cfg.daemon.hashSeed;
 

@@ -155,10 +155,10 @@ size_t backendCount(const StatusSnapshot& s) {
 }  // namespace
 
 std::string_view reasonAction(std::string_view reason) {
-  if (reason == "tx" || reason == "echo_reply") return "tx";
+  if (reason == "tx" || reason == "echo_reply" || reason == "too_big") return "tx";
   if (reason == "redirect") return "redirect";
   if (reason == "not_ip" || reason == "not_vip" || reason == "other_proto" ||
-      reason == "no_neigh" || reason == "no_txport" || reason.starts_with("pass"))
+      reason.starts_with("pass"))
     return "pass";
   return "drop";
 }

@@ -8,6 +8,7 @@
 #include <net/if.h>
 #include <spdlog/spdlog.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
@@ -493,6 +494,24 @@ Result<std::unique_ptr<BpfDatapath>> BpfDatapath::open(const Options& options) {
                       "load xdp_balancer (needs CAP_BPF, CAP_PERFMON and, for the lb_tx_ports "
                       "devmap, CAP_NET_ADMIN; see the log above)");
 
+  // The flow table's set-index secret (lb_config.flow_secret): kept from the
+  // pinned config when the table was adopted with it, else made anew, so it
+  // lives as long as the table it indexes (docs/design.md, "Flow table").
+  {
+    const uint32_t zero = 0;
+    lb_config cfg{};
+    if (dp->adopted_ && bpf_map_lookup_elem(bpf_map__fd(s->maps.lb_config), &zero, &cfg) == 0 &&
+        cfg.layout_version == LB_LAYOUT_VERSION && cfg.flow_secret != 0) {
+      dp->flowSecret_ = cfg.flow_secret;
+    } else {
+      uint32_t secret = 0;
+      while (secret == 0)
+        if (getrandom(&secret, sizeof secret, 0) != sizeof secret)
+          return errnoError(errno, "make the flow table's secret (getrandom)");
+      dp->flowSecret_ = secret;
+    }
+  }
+
   // The flow table's mapping, made once here: the HTTP thread (lookups) and
   // the main thread (garbage collection) both read through it.
   {
@@ -576,6 +595,9 @@ Result<> BpfDatapath::setConfig(const GlobalConfig& c) {
   cfg.hash_seed = c.hashSeed;
   cfg.flow_sets = flowSets_;
   cfg.flow_insert_limit = c.flowInsertLimit;
+  cfg.flow_secret = flowSecret_;
+  cfg.icmp_interval_ns = c.icmpRate ? static_cast<uint32_t>(1000000000u / c.icmpRate) : 0;
+  cfg.echo_interval_ns = c.echoRate ? static_cast<uint32_t>(1000000000u / c.echoRate) : 0;
   if (c.tunnelSourceV4) {
     cfg.flags |= LB_CFG_F_TUNNEL_V4;
     std::memcpy(cfg.tunnel_src_v4, c.tunnelSourceV4->bytes().data(), 4);
@@ -596,7 +618,7 @@ Result<> BpfDatapath::setConfig(const GlobalConfig& c) {
 // the first LB_VIP_INLINE_PORTS port VIPs (in port order) so that packets to
 // them cost one lookup; with more, the datapath looks up the exact port.
 Result<> BpfDatapath::writeVipEntries(const IpAddr& addr, uint8_t proto) {
-  uint32_t port0 = 0, portCount = 0, onlyPortVip = 0;
+  uint32_t port0 = 0, portCount = 0;
   lb_vip_value v{};
   for (const auto& [k, id] : vips_) {
     if (k.addr != addr || k.proto != proto) continue;
@@ -608,7 +630,6 @@ Result<> BpfDatapath::writeVipEntries(const IpAddr& addr, uint8_t proto) {
         v.port_vip_ids[portCount] = id;
       }
       ++portCount;
-      onlyPortVip = id;
     }
   }
   const lb_vip_key key0 = vipKey(addr, 0, proto);
@@ -616,7 +637,6 @@ Result<> BpfDatapath::writeVipEntries(const IpAddr& addr, uint8_t proto) {
   v.vip_id = port0;
   v.flags = (port0 ? 0 : LB_VIP_F_ALIAS) | (portCount ? LB_VIP_F_HAS_PORTS : 0) |
             (portCount > LB_VIP_INLINE_PORTS ? LB_VIP_F_MORE_PORTS : 0);
-  v.frag_vip_id = port0 ? port0 : (portCount == 1 ? onlyPortVip : 0);
   return mapUpdate(skel_->maps.lb_vips, &key0, &v);
 }
 
@@ -1131,7 +1151,7 @@ std::optional<lb_flow_entry> wholeEntry(const lb_flow_entry& way) {
 }  // namespace
 
 Result<std::optional<uint32_t>> BpfDatapath::flowEntry(const lb_flow_key& key) {
-  const uint32_t set = lb_flow_set_index(lb_flow_hash(&key, hashSeed_.load()), flowSets_);
+  const uint32_t set = lb_flow_set_index(lb_flow_hash(&key, flowSecret_), flowSets_);
   for (const lb_flow_entry& way : flows_[set].way)
     if (auto e = wholeEntry(way); e && std::memcmp(&e->key, &key, sizeof key) == 0)
       return std::optional<uint32_t>{e->backend_id};

@@ -91,6 +91,8 @@ class BpfDatapath : public Datapath {
   void clearFlows();
   // Sets in lb_flows: flow_table_size / LB_FLOW_WAYS, rounded up.
   uint32_t flowSets() const { return flowSets_; }
+  // The key of the flow-table set index (lb_config.flow_secret), for tests.
+  uint32_t flowSecret() const { return flowSecret_; }
 
  private:
   BpfDatapath() = default;
@@ -102,6 +104,7 @@ class BpfDatapath : public Datapath {
   int ncpus_ = 1;
   uint32_t flowSets_ = 0;
   std::atomic<uint32_t> hashSeed_{0};  // as setConfig last wrote it
+  uint32_t flowSecret_ = 0;            // lb_config.flow_secret, fixed by open()
   lb_flow_set* flows_ = nullptr;       // lb_flows, mmapped by open() (which fails without it)
   size_t flowsBytes_ = 0;
   std::map<VipKey, uint32_t> vips_;  // mirror of the non-alias lb_vips entries

@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstring>
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <random>
@@ -388,7 +390,7 @@ TEST_F(BalancerTest, AFullFlowSetEvictsItsLeastRecentFlowOnly) {
     const std::string src = "203.0." + std::to_string(i >> 16) + "." + std::to_string(i >> 8 & 255);
     auto s =
         flow(src.c_str(), "198.51.100.10", static_cast<uint16_t>(1024 + (i & 255)), 80, kTcpSyn);
-    const uint32_t h = control::flowHash(s.src, s.sport, s.dst, s.dport, s.proto, kSeed);
+    const uint32_t h = control::flowHash(s.src, s.sport, s.dst, s.dport, s.proto, dp->flowSecret());
     const uint32_t idx = lb_flow_set_index(h, dp->flowSets());
     if (!set) set = idx;
     if (idx == *set) same.push_back(s);
@@ -449,7 +451,7 @@ TEST_F(BalancerTest, AFlowEntryThatFailsItsCheckIsAMiss) {
   const int fd = dp->mapFd("lb_flows");
   ASSERT_GE(fd, 0);
   uint32_t idx = lb_flow_set_index(
-      control::flowHash(s.src, s.sport, s.dst, s.dport, s.proto, kSeed), dp->flowSets());
+      control::flowHash(s.src, s.sport, s.dst, s.dport, s.proto, dp->flowSecret()), dp->flowSets());
   lb_flow_set set;
   ASSERT_EQ(bpf_map_lookup_elem(fd, &idx, &set), 0);
   int way = -1;
@@ -558,7 +560,8 @@ TEST_F(BalancerTest, TwoCpusRewritingOneFlowSetNeverCrossFlows) {
     const std::string src = "203.0." + std::to_string(i >> 16) + "." + std::to_string(i >> 8 & 255);
     auto s = flow(src.c_str(), dst[v], static_cast<uint16_t>(1024 + (i & 255)), 80, kTcpSyn);
     const uint32_t idx = lb_flow_set_index(
-        control::flowHash(s.src, s.sport, s.dst, s.dport, s.proto, kSeed), dp->flowSets());
+        control::flowHash(s.src, s.sport, s.dst, s.dport, s.proto, dp->flowSecret()),
+        dp->flowSets());
     if (!set) set = idx;
     if (idx == *set) flows[v].push_back(s);
   }
@@ -686,7 +689,8 @@ TEST_F(BalancerTest, IcmpTooBigReachesTheBackendOfTheFlowItQuotes) {
 // fragment) are walked to the TCP/UDP header: such packets reach the
 // backend their 5-tuple hashes to, unchanged; fragments of a datagram,
 // first and later, reach one backend; a chain too long, truncated or with
-// another header passes to the kernel untouched.
+// another header is not forwarded: to a VIP address, it is dropped
+// (vip_unhandled), untouched.
 TEST_F(BalancerTest, Ipv6ExtensionHeadersAreWalkedToTheTransportHeader) {
   vip("2001:db8:1::10", 80, 1);
   vip("2001:db8:1::20", 53, 2, 17);
@@ -716,7 +720,8 @@ TEST_F(BalancerTest, Ipv6ExtensionHeadersAreWalkedToTheTransportHeader) {
       << "the ports were parsed: flows spread";
 
   // Fragments: the first (offset 0, more fragments) carries the UDP header,
-  // the later one none; both hash with ports 0 and reach one backend.
+  // the later one none and takes the first's ports: both reach the backend
+  // the unfragmented flow reaches.
   std::set<IpAddr> fragBackends;
   for (int i = 1; i <= 8; ++i) {
     auto first = flow(("2001:db8:9::" + std::to_string(i)).c_str(), "2001:db8:1::20", 5353, 53);
@@ -729,11 +734,14 @@ TEST_F(BalancerTest, Ipv6ExtensionHeadersAreWalkedToTheTransportHeader) {
     ASSERT_EQ(a.action, XDP_TX) << describe(a.output);
     ASSERT_EQ(b.action, XDP_TX) << describe(b.output);
     EXPECT_EQ(outerDestination(a.output), outerDestination(b.output));
+    auto whole = first;
+    whole.v6Ext.clear();
+    EXPECT_EQ(outerDestination(a.output), outerDestination(run(whole).output));
     fragBackends.insert(*outerDestination(a.output));
   }
   EXPECT_GT(fragBackends.size(), 1u) << "datagrams of different sources spread";
 
-  // Passed untouched: a chain longer than four headers, one longer than 128
+  // Not forwarded: a chain longer than four headers, one longer than 128
   // bytes, a truncated one, and a header that is not walked (ESP).
   auto five = flow("2001:db8:9::9", "2001:db8:1::10", 40000, 80, kTcpSyn);
   five.v6Ext = std::vector<std::pair<uint8_t, std::vector<uint8_t>>>(5, {60, padN});
@@ -750,13 +758,13 @@ TEST_F(BalancerTest, Ipv6ExtensionHeadersAreWalkedToTheTransportHeader) {
            {tooLong, "136 bytes of headers"},
            {truncated, "a header longer than the packet"},
            {esp, "ESP"}}) {
-    const uint64_t before = reason(LB_R_PASS_OTHER_PROTO);
+    const uint64_t before = reason(LB_R_DROP_VIP_UNHANDLED);
     const auto in = build(spec);
     auto r = dp->testRun(in, net.ifindex);
     ASSERT_TRUE(r);
-    EXPECT_EQ(r->action, XDP_PASS) << what;
+    EXPECT_EQ(r->action, XDP_DROP) << what;
     EXPECT_EQ(r->output, in) << what;
-    EXPECT_EQ(reason(LB_R_PASS_OTHER_PROTO), before + 1) << what;
+    EXPECT_EQ(reason(LB_R_DROP_VIP_UNHANDLED), before + 1) << what;
   }
 }
 
@@ -841,42 +849,116 @@ TEST_F(BalancerTest, EchoRequestsToVipAddressesAreAnswered) {
   EXPECT_EQ(reason(LB_R_PASS_OTHER_PROTO), 1u);
 }
 
-// Every other ICMP message passes to the kernel untouched: not a too-big
-// message, a quote that is cut short, a quote of a packet that did not come
-// from the message's destination, or of a flow to no VIP.
-TEST_F(BalancerTest, OtherIcmpMessagesPassUntouched) {
+// Every destination-unreachable and time-exceeded message quoting a VIP
+// flow goes to that flow's backend, as a too-big message does (IPv4 and
+// ICMPv6). Any other ICMP to a VIP address is dropped (vip_unhandled): a
+// timestamp request, a quote cut short, a quote of a packet that did not
+// come from the message's destination, or of a flow to no VIP port.
+TEST_F(BalancerTest, IcmpErrorsAboutVipFlowsReachTheirBackendOtherIcmpIsDropped) {
   vip("198.51.100.10", 80, 1);
+  vip("2001:db8:1::10", 443, 2);
   backend(1, "10.99.0.11", 1);
+  backend(2, "fd00:99::12", 2);
   ring(1, {{1, 100}});
+  ring(2, {{2, 100}});
   const auto client = flow("203.0.113.9", "198.51.100.10", 40000, 80);
-  auto echo = icmpTooBig("192.0.2.254", client);
-  echo.rawL4[0] = 13;  // timestamp request
-  echo.rawL4[1] = 0;
-  auto otherCode = icmpTooBig("192.0.2.254", client);
-  otherCode.rawL4[1] = 3;  // port unreachable
+  const auto client6 = flow("2001:db8:9::9", "2001:db8:1::10", 50000, 443);
+  auto withType = [](PacketSpec s, uint8_t type, uint8_t code) {
+    s.rawL4[0] = type;
+    s.rawL4[1] = code;
+    return s;
+  };
+  const std::pair<PacketSpec, const char*> forwarded[] = {
+      {withType(icmpTooBig("192.0.2.254", client), 3, 3), "port unreachable"},
+      {withType(icmpTooBig("192.0.2.254", client), 3, 1), "host unreachable"},
+      {withType(icmpTooBig("192.0.2.254", client), 11, 0), "time exceeded"},
+      {withType(icmpTooBig("2001:db8:ffff::1", client6), 1, 4), "ICMPv6 port unreachable"},
+      {withType(icmpTooBig("2001:db8:ffff::1", client6), 3, 0), "ICMPv6 time exceeded"},
+  };
+  for (const auto& [spec, what] : forwarded) {
+    const auto in = build(spec);
+    auto r = dp->testRun(in, net.ifindex);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->action, XDP_TX) << what;
+    EXPECT_EQ(outerDestination(r->output), spec.dst.isV4() ? ip("10.99.0.11") : ip("fd00:99::12"))
+        << what;
+  }
+  EXPECT_EQ(reason(LB_R_TX), 5u);
+
   auto wrongSource = icmpTooBig("192.0.2.254", client);
   wrongSource.rawL4[8 + 12 + 3] ^= 1;  // the quoted source is not the VIP
   auto otherPort = icmpTooBig("192.0.2.254", flow("203.0.113.9", "198.51.100.10", 40000, 443));
-  const struct {
-    PacketSpec spec;
-    int reason;
-    const char* what;
-  } cases[] = {
-      {echo, LB_R_PASS_OTHER_PROTO, "timestamp request"},
-      {otherCode, LB_R_PASS_OTHER_PROTO, "port unreachable"},
-      {icmpTooBig("192.0.2.254", client, 5), LB_R_PASS_OTHER_PROTO, "quote cut short"},
-      {wrongSource, LB_R_PASS_OTHER_PROTO, "quoted source is not the destination"},
-      {otherPort, LB_R_PASS_NOT_VIP, "quoted flow to no VIP port"},
+  const std::pair<PacketSpec, const char*> dropped[] = {
+      {withType(icmpTooBig("192.0.2.254", client), 13, 0), "timestamp request"},
+      {withType(icmpTooBig("192.0.2.254", client), 5, 0), "redirect"},
+      {icmpTooBig("192.0.2.254", client, 5), "quote cut short"},
+      {wrongSource, "quoted source is not the destination"},
+      {otherPort, "quoted flow to no VIP port"},
+      {withType(icmpTooBig("2001:db8:ffff::1", client6), 4, 0), "ICMPv6 parameter problem"},
   };
-  for (const auto& c : cases) {
-    const uint64_t before = reason(c.reason);
-    const auto in = build(c.spec);
+  for (const auto& [spec, what] : dropped) {
+    const uint64_t before = reason(LB_R_DROP_VIP_UNHANDLED);
+    const auto in = build(spec);
     auto r = dp->testRun(in, net.ifindex);
     ASSERT_TRUE(r);
-    EXPECT_EQ(r->action, XDP_PASS) << c.what;
-    EXPECT_EQ(r->output, in) << c.what;
-    EXPECT_EQ(reason(c.reason), before + 1) << c.what;
+    EXPECT_EQ(r->action, XDP_DROP) << what;
+    EXPECT_EQ(r->output, in) << what;
+    EXPECT_EQ(reason(LB_R_DROP_VIP_UNHANDLED), before + 1) << what;
   }
+}
+
+// No forwarding loops: a packet to a VIP address that no VIP takes (another
+// port or protocol, GRE, ICMP no VIP handles) is dropped and counted, never
+// passed to a kernel that would route it back to the router (docs/design.md,
+// "No forwarding loops"). Neighbour discovery for the address still passes,
+// and other protocols to other addresses are the kernel's.
+TEST_F(BalancerTest, VipAddressTrafficThatNoVipTakesIsDropped) {
+  vip("198.51.100.10", 80, 1);
+  vip("2001:db8:1::10", 80, 2, 17);
+  backend(1, "10.99.0.11", 1);
+  backend(2, "fd00:99::12", 2);
+  ring(1, {{1, 100}});
+  ring(2, {{2, 100}});
+  auto raw = [](const char* src, const char* dst, uint8_t proto, std::vector<uint8_t> l4) {
+    PacketSpec s;
+    s.src = ip(src);
+    s.dst = ip(dst);
+    s.proto = proto;
+    s.rawL4 = std::move(l4);
+    return s;
+  };
+  const std::vector<uint8_t> gre = {0, 0, 0x08, 0, 0x45, 0, 0, 20};
+  auto udp4 = flow("203.0.113.9", "198.51.100.10", 40000, 80);
+  udp4.proto = 17;
+  auto tcp6 = flow("2001:db8:9::9", "2001:db8:1::10", 40000, 80);
+  const std::pair<PacketSpec, const char*> dropped[] = {
+      {flow("203.0.113.9", "198.51.100.10", 40000, 443), "another port"},
+      {udp4, "another protocol"},
+      {raw("203.0.113.9", "198.51.100.10", 47, gre), "GRE"},
+      {raw("203.0.113.9", "198.51.100.10", 1, {13, 0, 0, 0, 0, 0, 0, 0}), "ICMP timestamp"},
+      {tcp6, "IPv6, another protocol"},
+      {raw("2001:db8:9::9", "2001:db8:1::10", 47, gre), "IPv6 GRE"},
+  };
+  for (const auto& [spec, what] : dropped) {
+    const auto in = build(spec);
+    auto r = dp->testRun(in, net.ifindex);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->action, XDP_DROP) << what;
+    EXPECT_EQ(r->output, in) << what;
+  }
+  EXPECT_EQ(reason(LB_R_DROP_VIP_UNHANDLED), 6u);
+  const std::pair<PacketSpec, const char*> passed[] = {
+      {raw("fe80::1", "2001:db8:1::10", 58, {135, 0, 0, 0, 0, 0, 0, 0}), "neighbour solicitation"},
+      {raw("203.0.113.9", "198.51.100.99", 47, gre), "GRE to another address"},
+  };
+  for (const auto& [spec, what] : passed) {
+    const auto in = build(spec);
+    auto r = dp->testRun(in, net.ifindex);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->action, XDP_PASS) << what;
+    EXPECT_EQ(r->output, in) << what;
+  }
+  EXPECT_EQ(reason(LB_R_PASS_OTHER_PROTO), 2u);
 }
 
 // The port-0 entry lists LB_VIP_INLINE_PORTS port VIPs of its address;
@@ -896,7 +978,7 @@ TEST_F(BalancerTest, EveryPortVipOfAnAddressMatchesWithMorePortsThanTheEntryList
     for (uint32_t id = 1; id <= kPorts; ++id) {
       auto r = run(flow("203.0.113.9", "198.51.100.10", 40000, portOf(id), kTcpSyn));
       if (removed.count(id)) {
-        EXPECT_EQ(r.action, XDP_PASS) << "removed VIP " << id << " still matches";
+        EXPECT_EQ(r.action, XDP_DROP) << "removed VIP " << id << " still matches";
         continue;
       }
       EXPECT_EQ(r.action, XDP_TX) << "port " << portOf(id);
@@ -905,7 +987,8 @@ TEST_F(BalancerTest, EveryPortVipOfAnAddressMatchesWithMorePortsThanTheEntryList
     auto r = run(flow("203.0.113.9", "198.51.100.10", 40000, 7999, kTcpSyn));
     return r;
   };
-  EXPECT_EQ(hits({}).action, XDP_PASS) << "a port no VIP has";
+  // A port no VIP has, on a VIP address: dropped (vip_unhandled).
+  EXPECT_EQ(hits({}).action, XDP_DROP) << "a port no VIP has";
   // An every-port VIP of the same address takes the unlisted ports only.
   vip("198.51.100.10", 0, kPorts + 1);
   backend(kPorts + 1, "10.99.0.30", kPorts + 1);
@@ -915,7 +998,7 @@ TEST_F(BalancerTest, EveryPortVipOfAnAddressMatchesWithMorePortsThanTheEntryList
   EXPECT_EQ(outerDestination(r.output), ip("10.99.0.30"));
   ASSERT_TRUE(dp->removeVip({ip("198.51.100.10"), 0, 6}));
   ASSERT_TRUE(dp->removeVip({ip("198.51.100.10"), portOf(2), 6}));
-  EXPECT_EQ(hits({2}).action, XDP_PASS);
+  EXPECT_EQ(hits({2}).action, XDP_DROP);
   auto c = dp->readCounters();
   ASSERT_TRUE(c);
   for (uint32_t id = 1; id <= kPorts; ++id)
@@ -943,10 +1026,14 @@ TEST_F(BalancerTest, NotAVipPassesUntouched) {
   for (const auto& [s, what] : cases) {
     const auto in = build(s);
     auto r = run(s);
-    EXPECT_EQ(r.action, XDP_PASS) << what;
+    // A VIP address with a port or protocol no VIP takes is dropped
+    // (vip_unhandled, see VipAddressTrafficThatNoVipTakesIsDropped).
+    const bool vipAddress = s.dst == ip("198.51.100.10");
+    EXPECT_EQ(r.action, vipAddress ? XDP_DROP : XDP_PASS) << what;
     EXPECT_EQ(r.output, in) << what << "\n" << describe(r.output);
   }
-  EXPECT_EQ(reason(LB_R_PASS_NOT_VIP), 4u);
+  EXPECT_EQ(reason(LB_R_PASS_NOT_VIP), 2u);
+  EXPECT_EQ(reason(LB_R_DROP_VIP_UNHANDLED), 2u);
   // A port-0 VIP matches any port.
   for (uint16_t port : {1, 80, 443, 65535}) {
     auto r = run(flow("203.0.113.9", "198.51.100.30", 40000, port));
@@ -960,39 +1047,65 @@ TEST_F(BalancerTest, NotAVipPassesUntouched) {
   ASSERT_TRUE(ra);
   EXPECT_EQ(ra->action, XDP_PASS);
   EXPECT_EQ(reason(LB_R_PASS_NOT_IP), 1u);
-  auto icmp = flow("203.0.113.9", "198.51.100.10", 0);
+  auto icmp = flow("203.0.113.9", "198.51.100.99", 0);
   icmp.proto = 1;
   EXPECT_EQ(run(icmp).action, XDP_PASS);
   EXPECT_EQ(reason(LB_R_PASS_OTHER_PROTO), 1u);
 }
 
-TEST_F(BalancerTest, FragmentsOfADatagramReachOneBackend) {
+// Every fragment of a datagram reaches the backend its flow's unfragmented
+// packets reach: the first is hashed with its real ports and records them,
+// later ones take them (docs/design.md, "Fragments"). A later fragment
+// seen before its first is dropped and counted. Port VIPs and the
+// every-port VIP of one address each get their own fragments.
+TEST_F(BalancerTest, FragmentsOfADatagramReachTheBackendOfTheirFlow) {
   vip("198.51.100.10", 53, 1, 17);
+  vip("198.51.100.10", 54, 2, 17);
+  vip("198.51.100.10", 0, 3, 17);
   for (uint32_t id = 1; id <= 4; ++id)
     backend(id, ("10.99.0." + std::to_string(10 + id)).c_str(), 1);
+  backend(5, "10.99.0.15", 2);
+  backend(6, "10.99.0.16", 3);
   ring(1, {{1, 100}, {2, 100}, {3, 100}, {4, 100}});
+  ring(2, {{5, 100}});
+  ring(3, {{6, 100}});
   std::set<IpAddr> seen;
   for (int i = 0; i < 20; ++i) {
-    auto first = flow(("203.0.113." + std::to_string(i + 1)).c_str(), "198.51.100.10", 5000, 53);
-    first.proto = 17;
+    auto whole = flow("203.0.113.9", "198.51.100.10", static_cast<uint16_t>(5000 + i), 53);
+    whole.proto = 17;
+    whole.ipId = static_cast<uint16_t>(100 + i);
+    auto first = whole;
     first.mf = true;
     auto later = first;
     later.mf = false;
     later.fragOffset = 185;
-    auto a = run(first), b = run(later);
+    auto w = run(whole), a = run(first), b = run(later);
     ASSERT_EQ(a.action, XDP_TX);
-    ASSERT_EQ(b.action, XDP_TX);
-    EXPECT_EQ(outerDestination(a.output), outerDestination(b.output)) << describe(b.output);
+    ASSERT_EQ(b.action, XDP_TX) << describe(b.output);
+    EXPECT_EQ(outerDestination(a.output), outerDestination(w.output)) << "first as its flow";
+    EXPECT_EQ(outerDestination(b.output), outerDestination(w.output)) << "later as its flow";
     seen.insert(*outerDestination(a.output));
   }
-  EXPECT_GT(seen.size(), 1u) << "fragments of different datagrams spread";
-  // Two port VIPs on the address: which one a later fragment belongs to is
-  // unknown, so fragments are dropped and counted.
-  vip("198.51.100.10", 54, 2, 17);
-  auto later = flow("203.0.113.1", "198.51.100.10", 5000, 53);
-  later.proto = 17;
-  later.fragOffset = 185;
-  EXPECT_EQ(run(later).action, XDP_DROP);
+  EXPECT_GT(seen.size(), 1u) << "fragments of flows of one source spread like the flows";
+  // Port 54 and another port: their own VIPs.
+  for (uint16_t port : {54, 9999}) {
+    auto first = flow("203.0.113.9", "198.51.100.10", 6000, port);
+    first.proto = 17;
+    first.ipId = port;
+    first.mf = true;
+    auto later = first;
+    later.mf = false;
+    later.fragOffset = 185;
+    run(first);
+    auto r = run(later);
+    ASSERT_EQ(r.action, XDP_TX);
+    EXPECT_EQ(outerDestination(r.output), ip(port == 54 ? "10.99.0.15" : "10.99.0.16"));
+  }
+  // A later fragment whose first was not seen.
+  auto orphan = flow("203.0.113.77", "198.51.100.10", 5000, 53);
+  orphan.proto = 17;
+  orphan.fragOffset = 185;
+  EXPECT_EQ(run(orphan).action, XDP_DROP);
   EXPECT_EQ(reason(LB_R_DROP_FRAGMENT), 1u);
 }
 
@@ -1054,15 +1167,20 @@ TEST_F(BalancerTest, EmptyRingDropsAndCounts) {
   EXPECT_EQ(reason(LB_R_DROP_NO_BACKEND), 2u);
 }
 
-TEST_F(BalancerTest, NoNeighbourHandsTheEncapsulatedPacketToTheKernelAndNoRouteDrops) {
+// No neighbour for the next hop: dropped and counted, never handed to the
+// kernel half-rewritten (it would drop it anyway: the outer source is its own).
+TEST_F(BalancerTest, NoNeighbourAndNoRouteDrop) {
   vip("198.51.100.10", 80, 1);
   backend(1, "10.99.0.99", 1);  // on-link, no neighbour entry
   ring(1, {{1, 100}});
   const auto s = flow("203.0.113.9", "198.51.100.10", 40000, 80, kTcpSyn);
-  auto r = run(s);
-  EXPECT_EQ(r.action, XDP_PASS);
-  EXPECT_EQ(outerDestination(r.output), ip("10.99.0.99"));
-  EXPECT_EQ(reason(LB_R_PASS_NO_NEIGH), 1u);
+  const auto in = build(s);
+  auto r = dp->testRun(in, net.ifindex);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->action, XDP_DROP);
+  EXPECT_EQ(r->output, in) << "nothing rewritten";
+  EXPECT_EQ(reason(LB_R_DROP_NO_NEIGH), 1u);
+  EXPECT_EQ(reason(LB_R_TX), 0u);
 
   backend(1, "203.0.113.200", 1);  // no route there
   EXPECT_EQ(run(s).action, XDP_DROP);
@@ -1078,16 +1196,21 @@ TEST_F(BalancerTest, MissingTunnelSourceDropsAndCounts) {
   EXPECT_EQ(reason(LB_R_DROP_NO_TUNNEL), 1u);
 }
 
+// A packet sees the old ring or the new one, never a mix (contract 2). The
+// two rings differ in size (1009, 1013) and share no backend, so a packet
+// that took M from one ring and its slot from the other, or a slot of a ring
+// half rewritten, names a backend that neither ring gives its flow.
 TEST_F(BalancerTest, RingSwapUnderLoadNeverMixesRings) {
   vip("198.51.100.10", 80, 1);
   for (uint32_t id = 1; id <= 4; ++id)
     backend(id, ("10.99.0." + std::to_string(10 + id)).c_str(), 1);
   std::vector<maglev::Member> a{{addrs[1].bytes(), 1, 100}, {addrs[2].bytes(), 2, 100}},
       b{{addrs[3].bytes(), 3, 100}, {addrs[4].bytes(), 4, 100}};
-  const auto ringA = maglev::build(a, kRing, kSeed), ringB = maglev::build(b, kRing, kSeed);
+  const auto ringA = maglev::build(a, 1009, kSeed), ringB = maglev::build(b, 1013, kSeed);
   ASSERT_TRUE(dp->swapRing(1, {1, ringA}));
   std::atomic<bool> stop{false};
   std::atomic<int> runs{0}, bad{0};
+  std::string firstBad;
   std::thread sender([&] {
     std::mt19937 rng(3);
     while (!stop && runs < 200000) {
@@ -1095,12 +1218,10 @@ TEST_F(BalancerTest, RingSwapUnderLoadNeverMixesRings) {
                     kTcpSyn);
       auto r = dp->testRun(build(s), net.ifindex);
       ++runs;
-      if (!r || r->action != XDP_TX) {
-        ++bad;
-        continue;
-      }
-      const auto dst = outerDestination(r->output);
-      if (dst != addrs[expected(ringA, s)] && dst != addrs[expected(ringB, s)]) ++bad;
+      const auto dst = r && r->action == XDP_TX ? outerDestination(r->output) : std::nullopt;
+      if (dst != addrs[expected(ringA, s)] && dst != addrs[expected(ringB, s)] && bad++ == 0)
+        firstBad = "sport " + std::to_string(s.sport) + " reached " +
+                   (dst ? dst->toString() : std::string("nothing"));
     }
   });
   for (int i = 0; i < 200; ++i) {
@@ -1109,20 +1230,20 @@ TEST_F(BalancerTest, RingSwapUnderLoadNeverMixesRings) {
   stop = true;
   sender.join();
   EXPECT_GT(runs.load(), 100);
-  EXPECT_EQ(bad.load(), 0) << "of " << runs.load() << " packets";
+  EXPECT_EQ(bad.load(), 0) << "of " << runs.load() << " packets; first: " << firstBad;
 }
 
 // Swaps back to back on one VIP, rewriting each buffer in place while a
-// sender thread runs packets: every packet must reach the backend that one
-// whole ring names. The rings differ in size as well as members (buffer 0
-// holds M = 1009, buffer 1 M = 1013, and the size changes to 1021 halfway,
-// which gives the buffers new maps), so a packet that took M from one ring
-// and its slot from another would name a backend no ring gives it.
+// sender thread runs packets: every packet must reach the backend of a ring
+// that was live while it ran (the one live before it, or one swapped in
+// during it), never a mix. Consecutive rings share no backend and differ in
+// size (buffer 0 M = 1009, buffer 1 M = 1013, and 1021 for both in the
+// second half, which gives the buffers new maps).
 TEST_F(BalancerTest, BackToBackSwapsOnOneVipNeverMixRings) {
   vip("198.51.100.10", 80, 1);
   for (uint32_t id = 1; id <= 8; ++id)
     backend(id, ("10.99.0." + std::to_string(10 + id)).c_str(), 1);
-  // Ring k: members {2k+1, 2k+2} of group k % 4, size by buffer and phase.
+  // Ring k: members {2g+1, 2g+2} of group g = k % 4, size by buffer and phase.
   std::vector<std::vector<uint32_t>> rings;
   constexpr int kSwaps = 300;
   auto ringSize = [](int i) -> uint32_t { return i < kSwaps / 2 ? (i % 2 ? 1013 : 1009) : 1021; };
@@ -1134,33 +1255,36 @@ TEST_F(BalancerTest, BackToBackSwapsOnOneVipNeverMixRings) {
   }
   ASSERT_TRUE(dp->swapRing(1, {1, rings[0]}));
   std::atomic<bool> stop{false};
-  std::atomic<int> runs{0}, bad{0};
+  std::atomic<int> runs{0}, bad{0}, live{0};
   std::string firstBad;
   std::thread sender([&] {
     std::mt19937 rng(5);
     while (!stop) {
       auto s = flow("203.0.113.9", "198.51.100.10", static_cast<uint16_t>(1024 + rng() % 60000), 80,
                     kTcpSyn);
+      const int lo = live.load();
       auto r = dp->testRun(build(s), net.ifindex);
+      const int hi = std::min(live.load() + 1, kSwaps - 1);  // + the swap under way
       ++runs;
       bool ok = r && r->action == XDP_TX;
       if (ok) {
         const auto dst = outerDestination(r->output);
-        ok = std::any_of(rings.begin(), rings.end(),
-                         [&](const auto& ring) { return dst == addrs[expected(ring, s)]; });
+        ok = false;
+        for (int k = lo; k <= hi && !ok; ++k) ok = dst == addrs[expected(rings[k], s)];
       }
       if (!ok && bad++ == 0)
-        firstBad = "sport " + std::to_string(s.sport) + " action " +
-                   (r ? std::to_string(r->action) : "error");
+        firstBad = "sport " + std::to_string(s.sport) + " rings " + std::to_string(lo) + ".." +
+                   std::to_string(hi) + " action " + (r ? std::to_string(r->action) : "error");
     }
   });
   for (int i = 1; i < kSwaps; ++i) {
     ASSERT_TRUE(dp->swapRing(1, {uint64_t(i + 1), rings[i]}));
+    live = i;
     if (i % 50 == 0) {
-      auto live = dp->readRing(1);
-      ASSERT_TRUE(live && *live);
-      EXPECT_EQ((*live)->generation, uint64_t(i + 1));
-      EXPECT_EQ((*live)->slots, rings[i]);
+      auto cur = dp->readRing(1);
+      ASSERT_TRUE(cur && *cur);
+      EXPECT_EQ((*cur)->generation, uint64_t(i + 1));
+      EXPECT_EQ((*cur)->slots, rings[i]);
     }
   }
   stop = true;
@@ -1247,9 +1371,10 @@ TEST_F(BalancerTest, AnotherEgressInterfaceIsAnXdpRedirectThroughTheDevmap) {
   backend(1, "10.98.0.11", 1);
   ring(1, {{1, 100}});
   const auto s = flow("203.0.113.9", "198.51.100.10", 40000, 80, kTcpSyn);
-  // Not yet in lb_tx_ports: the kernel forwards it, counted.
-  EXPECT_EQ(run(s).action, XDP_PASS);
-  EXPECT_EQ(reason(LB_R_PASS_NO_TXPORT), 1u);
+  // Not yet in lb_tx_ports: dropped, counted (the frame is addressed to
+  // the next hop; the kernel would drop it as another host's).
+  EXPECT_EQ(run(s).action, XDP_DROP);
+  EXPECT_EQ(reason(LB_R_DROP_NO_TXPORT), 1u);
   ASSERT_TRUE(dp->attach({"veth-lb", "veth-b"}, datapath::XdpMode::Native));
   auto r = run(s);
   EXPECT_EQ(r.action, XDP_REDIRECT);
@@ -1302,6 +1427,256 @@ TEST_F(BalancerTest, ANeighbourChangeIsFollowedWithinASecond) {
 }
 
 // ---- xdp_decap -------------------------------------------------------------
+
+// A flow-table entry whose backend belongs to another VIP is a miss: the
+// packet takes its own VIP's ring (an entry can outlive the VIP that made it
+// while another VIP takes over its address, port or protocol).
+TEST_F(BalancerTest, AFlowEntryNamingAnotherVipsBackendIsAMiss) {
+  vip("198.51.100.10", 80, 1);
+  vip("198.51.100.20", 80, 2);
+  backend(1, "10.99.0.11", 1);
+  backend(2, "10.99.0.12", 2);
+  ring(1, {{1, 100}});
+  ring(2, {{2, 100}});
+  const auto s = flow("203.0.113.9", "198.51.100.20", 40000, 80);
+  // An entry for the VIP 2 flow that names VIP 1's backend, whole (its
+  // check matches), in the set the datapath scans.
+  const lb_flow_key key = control::flowKey(s.src, s.sport, s.dst, s.dport, 6);
+  const uint32_t idx = lb_flow_set_index(lb_flow_hash(&key, dp->flowSecret()), dp->flowSets());
+  lb_flow_set set{};
+  set.way[0].key = key;
+  set.way[0].backend_id = 1;
+  set.way[0].check = lb_flow_check(&key, 1);
+  set.way[0].last_seen_ns = 1;
+  ASSERT_EQ(bpf_map_update_elem(dp->mapFd("lb_flows"), &idx, &set, BPF_ANY), 0);
+  auto r = run(s);
+  ASSERT_EQ(r.action, XDP_TX);
+  EXPECT_EQ(outerDestination(r.output), ip("10.99.0.12")) << "the entry of another VIP was used";
+  auto e = dp->flowEntry(key);
+  ASSERT_TRUE(e && *e);
+  EXPECT_EQ(**e, 2u) << "the miss rewrote the entry with the VIP's own backend";
+}
+
+// The flow table's set index is keyed with a random secret made with the
+// table and kept in the pinned config, not with the operator's hash_seed:
+// entries lie where the secret says, a new hash_seed leaves them there, and
+// a daemon that adopts the table keeps the secret.
+TEST_F(BalancerTest, FlowSetsComeFromTheTablesOwnSecretNotTheHashSeed) {
+  vip("198.51.100.10", 80, 1);
+  backend(1, "10.99.0.11", 1);
+  ring(1, {{1, 100}});
+  ASSERT_NE(dp->flowSecret(), 0u);
+  ASSERT_NE(dp->flowSecret(), kSeed);
+  std::vector<lb_flow_key> keys;
+  for (uint16_t port = 1000; port < 1064; ++port) {
+    const auto s = flow("203.0.113.9", "198.51.100.10", port, 80, kTcpSyn);
+    ASSERT_EQ(run(s).action, XDP_TX);
+    keys.push_back(control::flowKey(s.src, s.sport, s.dst, s.dport, 6));
+  }
+  size_t bySecret = 0, bySeed = 0;
+  const int fd = dp->mapFd("lb_flows");
+  for (const auto& k : keys) {
+    for (auto [seed, count] : {std::pair{dp->flowSecret(), &bySecret}, std::pair{kSeed, &bySeed}}) {
+      uint32_t idx = lb_flow_set_index(lb_flow_hash(&k, seed), dp->flowSets());
+      lb_flow_set set;
+      ASSERT_EQ(bpf_map_lookup_elem(fd, &idx, &set), 0);
+      for (const auto& w : set.way)
+        if (std::memcmp(&w.key, &k, sizeof k) == 0) ++*count;
+    }
+  }
+  EXPECT_EQ(bySecret, keys.size());
+  EXPECT_LT(bySeed, keys.size() / 4) << "entries lie where the shared hash_seed says";
+  // Another hash_seed: the rings move, the table's sets do not.
+  const uint32_t secret = dp->flowSecret();
+  ASSERT_TRUE(dp->setConfig({kSeed + 1, ip("10.99.0.1"), ip("fd00:99::1")}));
+  EXPECT_EQ(dp->flowSecret(), secret);
+  for (const auto& k : keys) {
+    auto e = dp->flowEntry(k);
+    ASSERT_TRUE(e);
+    EXPECT_TRUE(e->has_value()) << "userspace lookup with the secret";
+  }
+
+  // Adoption keeps it; a new table gets another.
+  const std::string pin = "/sys/fs/bpf/xdplb-dptest-secret";
+  std::filesystem::remove_all(pin);
+  uint32_t first = 0;
+  {
+    auto a =
+        BpfDatapath::open({.pinPath = pin, .maxVips = 4, .maxBackends = 4, .flowTableSize = 4096});
+    ASSERT_TRUE(a) << a.error().message();
+    ASSERT_TRUE((*a)->setConfig({kSeed, ip("10.99.0.1"), ip("fd00:99::1")}));
+    first = (*a)->flowSecret();
+  }
+  {
+    auto b =
+        BpfDatapath::open({.pinPath = pin, .maxVips = 4, .maxBackends = 4, .flowTableSize = 4096});
+    ASSERT_TRUE(b) << b.error().message();
+    EXPECT_TRUE((*b)->adopted());
+    EXPECT_EQ((*b)->flowSecret(), first);
+  }
+  ASSERT_TRUE(BpfDatapath::detachAll(pin, {}));
+  EXPECT_NE(dp->flowSecret(), first) << "two tables, one secret (or a 1 in 2^32 chance)";
+}
+
+// Path MTU (docs/design.md, "Path MTU"): every packet is checked against
+// the route's MTU once encapsulated, a cache hit of the next hop included.
+// Too big: the client gets ICMP "fragmentation needed" / ICMPv6 "packet too
+// big" from the VIP naming route MTU - tunnel overhead, with the head of
+// its packet quoted, checksums right, out of the ingress interface; rate
+// limited per CPU; a frame larger than the ingress MTU (a GRO aggregate of
+// generic mode) is dropped instead.
+class PathMtuTest : public BalancerTest {
+ protected:
+  void SetUp() override {
+    BalancerTest::SetUp();
+    if (HasFatalFailure() || IsSkipped()) return;
+    for (const char* c :
+         {"ip route replace 10.99.0.40/32 dev veth-lb mtu lock 1400",
+          "ip neigh replace 10.99.0.40 lladdr 02:00:00:00:00:bb nud permanent dev veth-lb",
+          "ip -6 route replace fd00:99::40/128 dev veth-lb mtu lock 1400",
+          "ip -6 neigh replace fd00:99::40 lladdr 02:00:00:00:00:bb nud permanent dev veth-lb"})
+      ASSERT_EQ(std::system((std::string(c) + " >/dev/null 2>&1").c_str()), 0) << c;
+    vip("198.51.100.10", 80, 1);
+    vip("2001:db8:1::10", 80, 2);
+    backend(1, "10.99.0.40", 1);
+    backend(2, "fd00:99::40", 2);
+    ring(1, {{1, 100}});
+    ring(2, {{2, 100}});
+  }
+  // A TCP packet of ipLen bytes (IP header included).
+  PacketSpec sized(bool v4, size_t ipLen, bool df = true) {
+    auto s = v4 ? flow("203.0.113.9", "198.51.100.10", 40000, 80)
+                : flow("2001:db8:9::9", "2001:db8:1::10", 40000, 80);
+    s.df = df;
+    s.payload.assign(ipLen - (v4 ? 20 : 40) - 20, 0x5a);
+    for (size_t i = 0; i < s.payload.size(); ++i) s.payload[i] = static_cast<uint8_t>(i);
+    return s;
+  }
+};
+
+TEST_F(PathMtuTest, Ipv4TooBigIsAnsweredWithFragmentationNeeded) {
+  // Fits exactly (1380 + 20 = 1400): forwarded, which also caches the next hop.
+  auto fits = run(sized(true, 1380));
+  ASSERT_EQ(fits.action, XDP_TX);
+  EXPECT_EQ(outerDestination(fits.output), ip("10.99.0.40"));
+  for (bool df : {true, false}) {
+    const auto in = build(sized(true, 1381, df));
+    auto r = dp->testRun(in, net.ifindex);
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->action, XDP_TX) << "df " << df;
+    const auto& o = r->output;
+    ASSERT_EQ(o.size(), 14u + 20 + 8 + 68) << describe(o);
+    EXPECT_TRUE(std::equal(o.begin(), o.begin() + 6, in.begin() + 6)) << "back to the sender";
+    EXPECT_TRUE(std::equal(o.begin() + 6, o.begin() + 12, in.begin()));
+    EXPECT_EQ(be16(o, 12), 0x0800);
+    EXPECT_EQ(o[14], 0x45);
+    EXPECT_EQ(be16(o, 16), 96) << "total length";
+    EXPECT_EQ(o[14 + 9], 1) << "ICMP";
+    EXPECT_EQ(inetChecksum(&o[14], 20), 0) << "IPv4 header checksum";
+    EXPECT_EQ(IpAddr::v4(&o[14 + 12]), ip("198.51.100.10")) << "from the VIP";
+    EXPECT_EQ(IpAddr::v4(&o[14 + 16]), ip("203.0.113.9")) << "to the client";
+    EXPECT_EQ(o[34], 3);
+    EXPECT_EQ(o[35], 4);
+    EXPECT_EQ(be16(o, 38), 0);
+    EXPECT_EQ(be16(o, 40), 1380) << "route MTU - 20";
+    EXPECT_EQ(inetChecksum(&o[34], 8 + 68), 0) << "ICMP checksum";
+    EXPECT_TRUE(std::equal(o.begin() + 42, o.end(), in.begin() + 14)) << "the quote";
+  }
+  EXPECT_EQ(reason(LB_R_TOO_BIG), 2u);
+  EXPECT_EQ(reason(LB_R_TX), 1u);
+  // Larger than the ingress interface's MTU (1500): an aggregate.
+  auto gso = run(sized(true, 2000));
+  EXPECT_EQ(gso.action, XDP_DROP);
+  EXPECT_EQ(reason(LB_R_DROP_GSO), 1u);
+}
+
+TEST_F(PathMtuTest, Ipv6TooBigIsAnsweredWithPacketTooBig) {
+  auto fits = run(sized(false, 1360));
+  ASSERT_EQ(fits.action, XDP_TX);
+  const auto in = build(sized(false, 1361));
+  auto r = dp->testRun(in, net.ifindex);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->action, XDP_TX);
+  const auto& o = r->output;
+  ASSERT_EQ(o.size(), 14u + 40 + 8 + 256) << describe(o);
+  EXPECT_TRUE(std::equal(o.begin(), o.begin() + 6, in.begin() + 6)) << "back to the sender";
+  EXPECT_EQ(be16(o, 12), 0x86dd);
+  EXPECT_EQ(o[14] >> 4, 6);
+  EXPECT_EQ(be16(o, 18), 8 + 256) << "payload length";
+  EXPECT_EQ(o[20], 58);
+  EXPECT_EQ(IpAddr::v6(&o[14 + 8]), ip("2001:db8:1::10")) << "from the VIP";
+  EXPECT_EQ(IpAddr::v6(&o[14 + 24]), ip("2001:db8:9::9")) << "to the client";
+  EXPECT_EQ(o[54], 2);
+  EXPECT_EQ(o[55], 0);
+  EXPECT_EQ(be32(o, 58), 1360u) << "route MTU - 40";
+  std::vector<uint8_t> ph(o.begin() + 22, o.begin() + 54);
+  const size_t len = o.size() - 54;
+  ph.insert(ph.end(),
+            {0, 0, static_cast<uint8_t>(len >> 8), static_cast<uint8_t>(len), 0, 0, 0, 58});
+  ph.insert(ph.end(), o.begin() + 54, o.end());
+  EXPECT_EQ(inetChecksum(ph.data(), ph.size()), 0) << "ICMPv6 checksum";
+  EXPECT_TRUE(std::equal(o.begin() + 62, o.end(), in.begin() + 14)) << "the quote";
+  EXPECT_EQ(reason(LB_R_TOO_BIG), 1u);
+}
+
+TEST_F(PathMtuTest, TooBigAnswersAreRateLimitedPerCpu) {
+  const auto cpus = twoAllowedCpus();
+  ASSERT_FALSE(cpus.empty());
+  ASSERT_TRUE(pinTo(cpus[0]));
+  datapath::GlobalConfig g{kSeed, ip("10.99.0.1"), ip("fd00:99::1")};
+  g.icmpRate = 1;  // one a second, bursts of LB_RATE_BURST
+  ASSERT_TRUE(dp->setConfig(g));
+  constexpr int kSent = LB_RATE_BURST + 20;
+  for (int i = 0; i < kSent; ++i) run(sized(true, 1400));
+  const uint64_t sent = reason(LB_R_TOO_BIG), unsent = reason(LB_R_DROP_TOO_BIG_UNSENT);
+  EXPECT_EQ(sent + unsent, uint64_t{kSent});
+  EXPECT_GE(sent, uint64_t{LB_RATE_BURST} - 1);
+  EXPECT_LE(sent, uint64_t{LB_RATE_BURST} + 1);
+  g.icmpRate = 0;  // never
+  ASSERT_TRUE(dp->setConfig(g));
+  EXPECT_EQ(run(sized(false, 1400)).action, XDP_DROP);
+  EXPECT_EQ(reason(LB_R_DROP_TOO_BIG_UNSENT), unsent + 1);
+}
+
+// Echo replies only for IPv4 headers without options and unicast sources
+// that can be answered, within a per-CPU token bucket (docs/design.md,
+// "Echo").
+TEST_F(BalancerTest, EchoRequestsWithOptionsOrBadSourcesOrOverTheRateAreDropped) {
+  vip("198.51.100.10", 80, 1);
+  vip("2001:db8:1::10", 80, 2);
+  auto echo = [](const char* src, const char* dst) {
+    PacketSpec s;
+    s.src = ip(src);
+    s.dst = ip(dst);
+    s.proto = s.dst.isV4() ? 1 : 58;
+    s.rawL4 = {static_cast<uint8_t>(s.dst.isV4() ? 8 : 128), 0, 0, 0, 0, 1, 0, 1};
+    return s;
+  };
+  auto options = echo("203.0.113.9", "198.51.100.10");
+  options.ipOptions = {0x83, 7, 4, 192, 0, 2, 1, 0};  // loose source route, padded
+  std::vector<PacketSpec> refused = {options};
+  for (const char* src :
+       {"0.0.0.1", "127.0.0.1", "224.0.0.1", "255.255.255.255", "240.0.0.1", "198.51.100.10"})
+    refused.push_back(echo(src, "198.51.100.10"));
+  for (const char* src : {"::", "::1", "ff02::1", "2001:db8:1::10"})
+    refused.push_back(echo(src, "2001:db8:1::10"));
+  for (const auto& s : refused) {
+    const auto in = build(s);
+    auto r = dp->testRun(in, net.ifindex);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->action, XDP_DROP) << describe(in);
+    EXPECT_EQ(r->output, in);
+  }
+  EXPECT_EQ(reason(LB_R_DROP_ECHO_REFUSED), refused.size());
+  EXPECT_EQ(run(echo("203.0.113.9", "198.51.100.10")).action, XDP_TX);
+  datapath::GlobalConfig g{kSeed, ip("10.99.0.1"), ip("fd00:99::1")};
+  g.echoRate = 0;
+  ASSERT_TRUE(dp->setConfig(g));
+  EXPECT_EQ(run(echo("203.0.113.9", "198.51.100.10")).action, XDP_DROP);
+  EXPECT_EQ(run(echo("2001:db8:9::9", "2001:db8:1::10")).action, XDP_DROP);
+  EXPECT_EQ(reason(LB_R_DROP_ECHO_LIMITED), 2u);
+  EXPECT_EQ(reason(LB_R_ECHO_REPLY), 1u);
+}
 
 class DecapTest : public BalancerTest {};
 

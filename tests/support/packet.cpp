@@ -53,7 +53,7 @@ std::vector<uint8_t> build(const PacketSpec& s) {
     p.push_back(static_cast<uint8_t>(0x40 | s.ihlOverride.value_or(static_cast<uint8_t>(hl / 4))));
     p.push_back(s.tos);
     put16(p, s.ipLengthOverride.value_or(static_cast<uint16_t>(hl + l4.size())));
-    put16(p, 0x1234);
+    put16(p, s.ipId);
     put16(p, static_cast<uint16_t>((s.df ? 0x4000 : 0) | (s.mf ? 0x2000 : 0) | s.fragOffset));
     p.push_back(64);
     p.push_back(s.proto);

@@ -24,6 +24,7 @@ struct PacketSpec {
   std::vector<uint8_t> payload = std::vector<uint8_t>(16, 0xab);
   uint8_t tos = 0;
   bool df = false, mf = false;
+  uint16_t ipId = 0x1234;                    // IPv4 identification
   uint16_t fragOffset = 0;                   // in 8-byte units; > 0: no L4 header is written
   std::vector<uint8_t> ipOptions;            // IPv4, multiple of 4 bytes
   std::optional<uint16_t> ipLengthOverride;  // IPv4 tot_len or IPv6 payload_len

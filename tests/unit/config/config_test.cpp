@@ -57,6 +57,8 @@ address = "10.0.0.1"
   EXPECT_EQ(c.daemon.hashSeed, 1u);
   EXPECT_EQ(c.daemon.flowTableSize, 1048576u);
   EXPECT_EQ(c.daemon.flowInsertLimit, 125000u);
+  EXPECT_EQ(c.daemon.icmpRate, 1000u);
+  EXPECT_EQ(c.daemon.echoRate, 1000u);
   EXPECT_EQ(c.metrics.listen, "127.0.0.1:9450");
   ASSERT_EQ(c.vips.size(), 1u);
   const Vip& v = c.vips[0];
@@ -138,6 +140,9 @@ TEST(Config, ErrorClassesNameLineColumnKeyAndProblem) {
        "5:19 daemon.flow_table_size: 10 is outside 1024..268435456"},
       {std::string(kBase) + "flow_insert_limit = -1\n",
        "5:21 daemon.flow_insert_limit: -1 is outside 0..100000000"},
+      {std::string(kBase) + "icmp_rate = 2000000\n",
+       "5:13 daemon.icmp_rate: 2000000 is outside 0..1000000"},
+      {std::string(kBase) + "echo_rate = -5\n", "5:13 daemon.echo_rate: -5 is outside 0..1000000"},
       {"[daemon]\ninterfaces = [\"no-such-if0\"]\n",
        "2:15 daemon.interfaces[0]: no interface named 'no-such-if0' on this host"},
       {"[daemon]\ntunnel_source_v4 = \"2001:db8::1\"\ninterfaces = [\"lo\"]\n",

@@ -180,12 +180,28 @@ TEST(Telemetry, ExportsEveryMetricOfTheMetricsIssue) {
     actionOf[it->second.labels.at("reason")] = it->second.labels.at("action");
   EXPECT_EQ(actionOf.size(), static_cast<size_t>(LB_REASON_MAX));
   // The action is what the datapath does for the reason (XDP_PASS, _TX, ...).
-  const std::map<std::string, std::string> want = {
-      {"not_ip", "pass"},     {"not_vip", "pass"},      {"other_proto", "pass"},
-      {"no_neigh", "pass"},   {"no_txport", "pass"},    {"malformed", "drop"},
-      {"no_backend", "drop"}, {"fragment", "drop"},     {"fib", "drop"},
-      {"encap", "drop"},      {"no_tunnel", "drop"},    {"internal", "drop"},
-      {"tx", "tx"},           {"redirect", "redirect"}, {"echo_reply", "tx"}};
+  const std::map<std::string, std::string> want = {{"not_ip", "pass"},
+                                                   {"not_vip", "pass"},
+                                                   {"other_proto", "pass"},
+                                                   {"no_neigh", "drop"},
+                                                   {"no_txport", "drop"},
+                                                   {"malformed", "drop"},
+                                                   {"no_backend", "drop"},
+                                                   {"fragment", "drop"},
+                                                   {"fib", "drop"},
+                                                   {"encap", "drop"},
+                                                   {"no_tunnel", "drop"},
+                                                   {"internal", "drop"},
+                                                   {"tx", "tx"},
+                                                   {"redirect", "redirect"},
+                                                   {"echo_reply", "tx"},
+                                                   {"vip_unhandled", "drop"},
+                                                   {"too_big", "tx"},
+                                                   {"too_big_unsent", "drop"},
+                                                   {"echo_refused", "drop"},
+                                                   {"echo_limited", "drop"},
+                                                   {"too_long", "drop"},
+                                                   {"gso", "drop"}};
   EXPECT_EQ(actionOf, want);
 }
 
