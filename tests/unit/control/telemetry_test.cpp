@@ -119,6 +119,7 @@ std::string renderDaemonMetrics() {
   t.probe("web", "2001:db8::2", false, "refused", 100us);
   t.transition("web", "10.0.0.1", "up");
   t.transition("web", "2001:db8::2", "down");
+  t.localTrouble("web");
   return exposition.render();
 }
 
