@@ -24,6 +24,11 @@
 #   - `systemctl stop` leaves the datapath attached and forwarding; `xdplb
 #     detach` removes it; `dpkg -r` stops the daemon and keeps the conffile.
 # As root nothing skips: a container that cannot boot fails the test.
+# NOT YET IN THE SUITE (not named test_*.sh, so ctest does not run it): its
+# forwarding check counts frames on the client veth and sees 4 of 50 although
+# the daemon handled all 50 (50 flow-table inserts), so it stops there and
+# the checks after it have not run yet. Run it by hand:
+#   XDPLB_DEB=path/to/xdplb_*.deb bash tests/e2e/systemd_container.sh
 # Needs the Debian mirror the first time (mmdebstrap) and whenever the
 # package's Depends change (the cache is keyed by them).
 source "$(dirname "$0")/lib.sh"
