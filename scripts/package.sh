@@ -57,4 +57,8 @@ lintian --fail-on error --display-info "$out/$changes" || {
   echo "package: lintian reports errors" >&2
   exit 1
 }
-ls -1 "$out"/*.deb "$out"/*.ddeb 2>/dev/null
+# The packages built (Debian 12's debhelper names the -dbgsym one .deb).
+for f in "$out"/*.deb "$out"/*.ddeb; do
+  [[ -e $f ]] && echo "$f"
+done
+exit 0
