@@ -40,7 +40,7 @@ eval "$(scripts/testbed_ecmp.sh env $NAME)"
 route() { in_ns "$TB_RT" ip route show "$TB_VIP4/32"; }
 hops() { route | grep -o 'via 10\.78\.0\.2[0-9]' | sort -u | wc -l; }
 hops_are() { [[ $(hops) == "$1" ]]; }
-metric() { in_ns "$TB_PREFIX-lb$1" curl -sf http://127.0.0.1:9450/metrics | awk -v k="$2" '$1 == k { print $2 + 0 }'; }
+metric() { in_ns "$TB_PREFIX-lb$1" curl -sf http://127.0.0.1:9450/metrics | awk -v k="$2" '$1 == k { printf "%.0f\n", $2 }'; }
 
 step "xdplb run on each balancer ([announce] table = 4350, delay = 3s)"
 sed -n '/\[announce\]/,/^delay/p' <(scripts/testbed_ecmp.sh config $NAME 1)
