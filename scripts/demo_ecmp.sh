@@ -64,7 +64,9 @@ for i in $(seq 1 30); do
   in_ns "$TB_CL" timeout 120 python3 scripts/e2e_client.py hold "$TB_VIP4" 80 100 "$WORK/hold$i" &
   echo $! >"$WORK/hold$i.pid"
 done
-sleep 2
+answering() { for i in $(seq 1 30); do [[ -s $WORK/hold$i ]] || return 1; done; }
+wait_for 60 answering
+sleep 1
 
 step "xdplb maintenance on (balancer 1)"
 in_ns "$TB_PREFIX-lb1" "$XDPLB_BIN" maintenance on --url 127.0.0.1:9450
@@ -83,6 +85,11 @@ sleep 1
 step "the 30 connections"
 for i in $(seq 1 30); do touch "$WORK/hold$i.stop"; done
 bad=0
-for i in $(seq 1 30); do wait "$(cat "$WORK/hold$i.pid")" || bad=$((bad + 1)); done
+for i in $(seq 1 30); do
+  if ! wait "$(cat "$WORK/hold$i.pid")"; then
+    bad=$((bad + 1))
+    echo "  connection $i: $(sort "$WORK/hold$i" | uniq -c | tr '\n' ' ')"
+  fi
+done
 echo "$(cat "$WORK"/hold? "$WORK"/hold?? | wc -l) answers; $bad of 30 connections broke or changed backend"
 ((bad == 0)) && echo "no connection lost through a balancer's maintenance"
