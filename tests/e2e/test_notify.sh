@@ -196,6 +196,15 @@ wait_until 5 bash -c "tail -n +$((before + 1)) '$MSGS' | grep -q 'READY=1.*last 
 config '"eth0"' 4 >"$CONFIG"
 in_ns $NS "$XDPLB_BIN" reload --pid "$DAEMON_PID" --config "$CONFIG" >/dev/null
 
+# ---- maintenance shows in STATUS= ------------------------------------------
+before=$(wc -l <"$MSGS")
+in_ns $NS "$XDPLB_BIN" maintenance on --url $LISTEN >/dev/null
+wait_until 5 bash -c "tail -n +$((before + 1)) '$MSGS' | grep -q 'STATUS=.*MAINTENANCE'"
+before=$(wc -l <"$MSGS")
+in_ns $NS "$XDPLB_BIN" maintenance off --url $LISTEN >/dev/null
+wait_until 5 bash -c "tail -n +$((before + 1)) '$MSGS' | grep 'STATUS=' | grep -vq MAINTENANCE"
+echo "ok: maintenance on/off: STATUS= says MAINTENANCE, then no longer"
+
 # ---- a config path that is not a regular file is refused, not waited on --
 rm "$CONFIG"
 mkfifo "$CONFIG"
