@@ -19,8 +19,8 @@
 #include "lb/common/caps.h"
 #include "lb/common/sd_notify.h"
 #include "lb/config/config.h"
-#include "lb/control/config_watch.h"
 #include "lb/control/announce.h"
+#include "lb/control/config_watch.h"
 #include "lb/control/lookup.h"
 #include "lb/control/reconciler.h"
 #include "lb/control/reload.h"
@@ -29,8 +29,8 @@
 #include "lb/datapath/bpf_datapath.h"
 #include "lb/datapath/probe_encap.h"
 #include "lb/health/checker.h"
-#include "lb/metrics/exposition.h"
 #include "lb/health/probe_slots.h"
+#include "lb/metrics/exposition.h"
 #include "lb/metrics/http_server.h"
 
 namespace xdplb::control {
@@ -104,10 +104,10 @@ class ProbeCounters : public prometheus::Collectable {
     auto c = pe_.readCounters();
     if (!c) return out;
     static const char* const names[] = LB_PROBE_REASON_NAMES;
-    auto& f = out.emplace_back(metrics::family(
-        "xdplb_probe_packets_total",
-        "Packets seen by tc_probe_encap (tunnel-mode health probes), by reason",
-        prometheus::MetricType::Counter, c->size()));
+    auto& f = out.emplace_back(
+        metrics::family("xdplb_probe_packets_total",
+                        "Packets seen by tc_probe_encap (tunnel-mode health probes), by reason",
+                        prometheus::MetricType::Counter, c->size()));
     for (size_t i = 0; i < c->size(); ++i)
       metrics::add(f, {{"reason", names[i]}}, static_cast<double>((*c)[i].packets));
     return out;
@@ -312,8 +312,8 @@ class Daemon {
     spec.port = vip.health.port ? vip.health.port : vip.port;
     spec.path = vip.health.path;
     spec.host = !vip.health.host.empty() ? vip.health.host
-                : b.address.isV6()           ? "[" + b.address.toString() + "]"
-                                             : b.address.toString();
+                : b.address.isV6()       ? "[" + b.address.toString() + "]"
+                                         : b.address.toString();
     spec.expect = vip.health.expect;
     spec.interval = vip.health.interval;
     spec.timeout = vip.health.timeout;
@@ -777,10 +777,10 @@ class Daemon {
   asio::io_context io_;
   asio::signal_set signals_{io_};
   asio::steady_timer gcTimer_{io_};
-  std::thread gcThread_;  // the flow-table scan of a garbage collection
+  std::thread gcThread_;                // the flow-table scan of a garbage collection
   asio::steady_timer deferTimer_{io_};  // flushDeferredSoon
   bool deferArmed_ = false;
-  std::unique_ptr<ConfigWatch> watch_;  // syncWatch
+  std::unique_ptr<ConfigWatch> watch_;     // syncWatch
   asio::steady_timer convergeTimer_{io_};  // convergeSoon
   bool convergeArmed_ = false;
   std::chrono::milliseconds convergeDelay_{100};

@@ -224,16 +224,14 @@ class Telemetry::StateCollector : public prometheus::Collectable {
       for (const auto& v : s->vips) metrics::add(f, {{"vip", v.name}}, g.value(v));
     }
     // Announcements (docs/design.md "Announcing VIPs"): of the snapshot, not of one VIP.
-    auto& announced = out.emplace_back(
-        metrics::family("xdplb_vip_announced",
-                        "1 while the route of the VIP's address is in the [announce] table",
-                        MetricType::Gauge, s->vips.size()));
+    auto& announced = out.emplace_back(metrics::family(
+        "xdplb_vip_announced", "1 while the route of the VIP's address is in the [announce] table",
+        MetricType::Gauge, s->vips.size()));
     for (const auto& v : s->vips)
       metrics::add(announced, {{"vip", v.name}}, s->announced.contains(v.key.addr) ? 1 : 0);
-    auto& maintenance = out.emplace_back(
-        metrics::family("xdplb_maintenance",
-                        "1 while the balancer is in maintenance (announces nothing)",
-                        MetricType::Gauge, 1));
+    auto& maintenance = out.emplace_back(metrics::family(
+        "xdplb_maintenance", "1 while the balancer is in maintenance (announces nothing)",
+        MetricType::Gauge, 1));
     metrics::add(maintenance, {}, s->maintenance ? 1 : 0);
     auto& converged = out.emplace_back(metrics::family(
         "xdplb_config_converged",
