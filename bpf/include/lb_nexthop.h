@@ -7,10 +7,10 @@
  * cache hit costs one per-CPU array lookup and a clock read.
  *
  * Returns the BPF_FIB_LKUP_RET_* of the (cached) lookup; on SUCCESS *out
- * points at the cache entry, whose mtu is the route's MTU: the caller checks every packet against it
- * (docs/design.md, "Path MTU"); a too-big packet never fails the lookup
- * itself (it used to be counted as fib). Only SUCCESS results are cached: a missing neighbour is
- * asked again on the next packet (the packet itself is dropped, no_neigh).
+ * points at the cache entry, whose mtu is the route's MTU: the caller checks every packet against
+ * it (docs/design.md, "Path MTU"); a too-big packet never fails the lookup itself (it used to be
+ * counted as fib). Only SUCCESS results are cached: a missing neighbour is asked again on the next
+ * packet (the packet itself is dropped, no_neigh).
  */
 #ifndef XDPLB_BPF_LB_NEXTHOP_H
 #define XDPLB_BPF_LB_NEXTHOP_H

@@ -371,7 +371,8 @@ TEST(Config, HealthCheckModeDefaultsToTunnel) {
   r = parse(std::string(kBase) + vip + "[vip.health_check]\nmode = \"direct\"\n");
   ASSERT_TRUE(r) << r.error()[0].toString();
   EXPECT_EQ(r->vips[0].health.mode, CheckMode::Direct);
-  const std::string err = oneError(std::string(kBase) + vip + "[vip.health_check]\nmode = \"nat\"\n");
+  const std::string err =
+      oneError(std::string(kBase) + vip + "[vip.health_check]\nmode = \"nat\"\n");
   EXPECT_NE(err.find("vip[0].health_check.mode"), std::string::npos) << err;
   EXPECT_NE(err.find("tunnel"), std::string::npos) << err;
 }
