@@ -11,6 +11,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   iproute2 iputils-ping curl ethtool procps psmisc
   prometheus systemd python3
+  # The CLI (CLI11), capability handling (libcap-ng), URL encoding (libcurl).
+  libcli11-dev libcap-ng-dev libcurl4-openssl-dev
   # The .deb (cpack): dpkg-shlibdeps computes Depends, `file` finds the ELF files.
   dpkg-dev file
 )

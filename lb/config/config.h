@@ -84,10 +84,22 @@ struct Metrics {
   std::string listen = "127.0.0.1:9450";
 };
 
+// The control API (/api/v1/*): a UNIX socket, and a TCP listener only when
+// the operator configures one (docs/design.md, "Admin API").
+struct Admin {
+  std::string socket = "/run/xdplb/admin.sock";
+  std::string group;   // empty: the daemon's own group owns the socket
+  std::string listen;  // empty: no TCP admin listener
+};
+
+// sizeof(sockaddr_un::sun_path): a socket path must be shorter.
+inline constexpr size_t kMaxSocketPath = 108;
+
 struct Config {
   std::string path;
   Daemon daemon;
   Metrics metrics;
+  Admin admin;
   Health health;
   std::vector<Vip> vips;
 };
@@ -109,7 +121,7 @@ std::optional<std::chrono::milliseconds> parseDuration(std::string_view text);
 std::string summary(const Config& cfg);
 
 // The keys each table of the file accepts, by table: "" (the top level),
-// "daemon", "metrics", "health", "vip", "vip.health_check", "vip.backend".
+// "daemon", "metrics", "admin", "health", "vip", "vip.health_check", "vip.backend".
 // Anything else is an "unknown key" error; the README's configuration
 // reference documents exactly these (a unit test holds the two together).
 const std::map<std::string, std::vector<std::string>>& knownKeys();

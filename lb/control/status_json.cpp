@@ -17,7 +17,6 @@ std::string statusJson(const StatusSnapshot& s, const datapath::CounterSnapshot*
   root["last_reload_unix"] = info.lastReloadUnix;
   root["attached"] = info.attached;
   root["attach_mode"] = info.attachMode;
-  root["hash_seed"] = s.hashSeed;
   if (counters)
     root["flow_table"] = {{"size", counters->flows.capacity},
                           {"inserts", counters->flows.inserts},
@@ -65,6 +64,16 @@ std::string statusJson(const StatusSnapshot& s, const datapath::CounterSnapshot*
   }
   root["vips"] = std::move(vips);
   return root.dump(2) + "\n";
+}
+
+std::string reloadStatusJson(const ReloadStatus& r) {
+  return nlohmann::json{{"generation", r.generation},
+                        {"result", r.result},
+                        {"errors", r.errors},
+                        {"config", r.config},
+                        {"finished_unix", r.finishedUnix}}
+             .dump() +
+         "\n";
 }
 
 std::string statusTable(const std::string& text) {
