@@ -77,7 +77,7 @@ step "an excerpt of /metrics"
 in_ns "$TB_LB" curl -s http://127.0.0.1:9450/metrics |
   grep -E '^xdplb_(vip_packets_total|vip_new_flows_total|backend_packets_total|backend_up|ring_generation|packets_total\{action="(tx|pass)",reason="(tx|not_vip)"\})' | sed 's/^/  /'
 step "lookup: the backend a new flow from 10.77.0.2:40000 reaches"
-in_ns "$TB_LB" "$XDPLB_BIN" lookup web 10.77.0.2 40000 | sed 's/^/  /'
+in_ns "$TB_LB" "$XDPLB_BIN" lookup --socket /run/xdplb-demo/admin.sock web 10.77.0.2 40000 | sed 's/^/  /'
 step "ping $TB_VIP4 from the client: the balancer itself answers for the VIP"
 in_ns "$TB_CL" ping -c 2 -i 0.2 -W 1 "$TB_VIP4" | sed -n '2,3p' | sed 's/^/  /' || true
 step "done: the demo ran for $((SECONDS - DEMO_START)) s after the build"

@@ -69,15 +69,15 @@ wait_for 60 answering
 sleep 1
 
 step "xdplb maintenance on (balancer 1)"
-in_ns "$TB_PREFIX-lb1" "$XDPLB_BIN" maintenance on --url 127.0.0.1:9450
+in_ns "$TB_PREFIX-lb1" "$XDPLB_BIN" maintenance on --socket "$TB_RUN/lb1.sock"
 t0=$SECONDS
 wait_for 10 hops_are 2
 echo "balancer 1 left the router after $((SECONDS - t0)) s:"; route
-in_ns "$TB_PREFIX-lb1" "$XDPLB_BIN" status --url 127.0.0.1:9450 | head -3
+in_ns "$TB_PREFIX-lb1" "$XDPLB_BIN" status --socket "$TB_RUN/lb1.sock" | head -3
 sleep 3
 
 step "xdplb maintenance off: back after the 3 s delay"
-in_ns "$TB_PREFIX-lb1" "$XDPLB_BIN" maintenance off --url 127.0.0.1:9450
+in_ns "$TB_PREFIX-lb1" "$XDPLB_BIN" maintenance off --socket "$TB_RUN/lb1.sock"
 wait_for 15 hops_are 3
 route
 sleep 1

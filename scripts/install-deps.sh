@@ -19,6 +19,8 @@ PACKAGES=(
   dpkg-dev debhelper lintian devscripts file
   # tests/e2e/systemd_container.sh: a Debian 12 root booted with systemd-nspawn.
   mmdebstrap systemd-container
+  # The CLI (CLI11), capability handling (libcap-ng), URL encoding (libcurl).
+  libcli11-dev libcap-ng-dev libcurl4-openssl-dev
 )
 
 if [[ $(id -u) -ne 0 ]]; then

@@ -185,6 +185,9 @@ tunnel_source_v4 = "10.78.0.2$n"
 
 [metrics]
 listen = "127.0.0.1:9450"
+
+[admin]
+socket = "$RUN/lb$n.sock"
 TOML
   if [[ $announce == 1 ]]; then
     printf '\n[announce]\ntable = %s\ndelay = "%s"\n' $TABLE "${XDPLB_ECMP_DELAY:-3s}"

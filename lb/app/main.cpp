@@ -1,10 +1,13 @@
-// xdplb: one binary, subcommands run, check, reload, status, lookup, detach, decap.
+// xdplb: one binary, subcommands run, check, reload, status, lookup, detach,
+// decap, version; the command line is parsed by CLI11 (every subcommand has
+// --help, errors name the option).
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <csignal>
 #include <cstring>
@@ -31,72 +34,6 @@ using namespace xdplb;
 
 constexpr const char* kDefaultConfig = "/etc/xdplb/xdplb.toml";
 
-const char* kUsage = R"(usage: xdplb COMMAND [ARGS]
-
-  run [--config FILE] [--no-watch] [--log-level LEVEL]
-        The daemon (default config /etc/xdplb/xdplb.toml). SIGHUP or a change
-        to the file reloads it; SIGTERM stops it and leaves the datapath
-        forwarding (fail static).
-  check [--no-interface-check] FILE
-        Validate FILE: exit 0 with a summary, or 1 with every error.
-  reload --pid PID [--config FILE] [--url HOST:PORT] [--timeout SECONDS]
-        Send SIGHUP to the daemon PID and wait until it has applied (exit 0)
-        or refused (exit 1, with the errors) the file: the unit's ExecReload.
-  status [--json] [--config FILE | --url HOST:PORT]
-        VIPs, backends, health and ring generations from the running daemon.
-  lookup [--config FILE | --url HOST:PORT] VIP [SRC_IP SRC_PORT [DST_PORT]]
-        The backend a new flow reaches. With --config: computed offline with
-        every backend of weight > 0 up; otherwise the running daemon answers,
-        and also names the flow table's backend for that 5-tuple, if any.
-        Without a flow: one "SRC_IP SRC_PORT [DST_PORT]" per line on stdin.
-  maintenance on|off [--config FILE | --url HOST:PORT]
-        Withdraw every announced VIP route while forwarding the flows still
-        sent here (on), or announce again after [announce] delay (off).
-  detach [--config FILE]
-        Remove xdp_balancer from the configured interfaces, its pinned maps
-        and its announced routes.
-  decap attach IFACE [ADDR...] [--mode native|generic|auto]
-        Backend side: decapsulate 4in4/6in6/4in6 packets to ADDR (default: the
-        addresses of IFACE) arriving on IFACE. With no address at all it is a
-        pass-through program.
-  decap detach IFACE
-  version
-
-LEVEL: trace, debug, info, warn, error (default info).
-)";
-
-int usage(const std::string& problem = {}) {
-  if (!problem.empty()) std::cerr << "xdplb: " << problem << "\n\n";
-  std::cerr << kUsage;
-  return 2;
-}
-
-// Pops "--name VALUE" or "--name=VALUE" from args.
-std::optional<std::string> takeOption(std::vector<std::string>& args, const std::string& name) {
-  for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == name && i + 1 < args.size()) {
-      std::string v = args[i + 1];
-      args.erase(args.begin() + i, args.begin() + i + 2);
-      return v;
-    }
-    if (args[i].starts_with(name + "=")) {
-      std::string v = args[i].substr(name.size() + 1);
-      args.erase(args.begin() + i);
-      return v;
-    }
-  }
-  return std::nullopt;
-}
-
-bool takeFlag(std::vector<std::string>& args, const std::string& name) {
-  for (size_t i = 0; i < args.size(); ++i)
-    if (args[i] == name) {
-      args.erase(args.begin() + i);
-      return true;
-    }
-  return false;
-}
-
 std::optional<config::Config> loadOrReport(const std::string& path, bool checkInterfaces) {
   auto loaded = config::loadFile(path, {.checkInterfaces = checkInterfaces});
   if (!loaded) {
@@ -107,160 +44,193 @@ std::optional<config::Config> loadOrReport(const std::string& path, bool checkIn
   return std::move(*loaded);
 }
 
-// Where the running daemon listens: --url, else [metrics] listen of --config
-// (or of the default config when it exists), else the default address.
-std::string daemonAddress(std::vector<std::string>& args) {
-  if (auto url = takeOption(args, "--url")) {
-    std::string u = *url;
-    if (u.starts_with("http://")) u = u.substr(7);
-    if (auto slash = u.find('/'); slash != std::string::npos) u.resize(slash);
-    return u;
-  }
-  std::string path = takeOption(args, "--config").value_or(kDefaultConfig);
-  if (std::filesystem::exists(path))
-    if (auto loaded = config::loadFile(path, {.checkInterfaces = false}))
-      return loaded->metrics.listen;
-  return "127.0.0.1:9450";
+// ---- how a command reaches the running daemon ------------------------------
+//
+// Every command that talks to the daemon (status, reload, the daemon form of
+// lookup, and any new one such as maintenance) adds these options with
+// addDaemonTarget and resolves them with resolveTarget: --socket PATH (the
+// admin socket), --url HOST:PORT (only an explicitly configured [admin]
+// listen: the metrics port serves no /api/v1), or the [admin] socket of the
+// config file (--config when the command takes one, else the default file
+// when it exists), else the default socket.
+struct DaemonTarget {
+  std::string socket, url, config;
+  bool takesConfig = false;
+};
+
+void addDaemonTarget(CLI::App* cmd, DaemonTarget& t, bool takesConfig) {
+  auto* socket =
+      cmd->add_option("--socket", t.socket, "The daemon's admin socket")->type_name("PATH");
+  auto* url = cmd->add_option("--url", t.url,
+                              "The daemon's TCP admin listener ([admin] listen), instead of "
+                              "the socket; never the metrics port")
+                  ->type_name("HOST:PORT");
+  socket->excludes(url);
+  t.takesConfig = takesConfig;
+  if (takesConfig)
+    cmd->add_option("--config", t.config,
+                    "Config file; the admin socket is read from it (default " +
+                        std::string(kDefaultConfig) + ")")
+        ->type_name("FILE");
 }
 
-int cmdCheck(std::vector<std::string> args) {
-  const bool noIfaces = takeFlag(args, "--no-interface-check");
-  if (args.size() != 1) return usage("check needs exactly one FILE");
-  auto cfg = loadOrReport(args[0], !noIfaces);
+Result<app::AdminEndpoint> resolveTarget(const DaemonTarget& t) {
+  if (!t.url.empty()) {
+    std::string u = t.url;
+    if (u.starts_with("http://")) u = u.substr(7);
+    if (auto slash = u.find('/'); slash != std::string::npos) u.resize(slash);
+    return app::AdminEndpoint{.tcp = u};
+  }
+  if (!t.socket.empty()) return app::AdminEndpoint{.socket = t.socket};
+  const std::string path = t.config.empty() ? kDefaultConfig : t.config;
+  if (!t.config.empty() || std::filesystem::exists(path)) {
+    auto loaded = config::loadFile(path, {.checkInterfaces = false});
+    if (!loaded) {
+      std::string first = loaded.error().empty() ? "" : ": " + loaded.error().front().toString();
+      return makeError(path + " does not load (" + std::to_string(loaded.error().size()) +
+                       " error(s))" + first + "; give --socket PATH");
+    }
+    return app::AdminEndpoint{.socket = loaded->admin.socket};
+  }
+  return app::AdminEndpoint{.socket = config::Admin{}.socket};
+}
+
+// A reply that is not 200: the daemon's error, and a hint when the endpoint
+// is not an admin API at all (the metrics port answers 404 to /api/v1/*).
+std::string describeFailure(const app::AdminEndpoint& ep, const app::HttpReply& r) {
+  std::string msg = "the daemon at " + ep.toString() + " answered " + std::to_string(r.status);
+  auto j = nlohmann::json::parse(r.body, nullptr, false);
+  if (!j.is_discarded() && j.is_object() && j.contains("error"))
+    msg += ": " + j.value("error", "");
+  else if (!r.body.empty())
+    msg += ": " + r.body.substr(0, r.body.find('\n'));
+  if (r.status == 404 && !ep.tcp.empty())
+    msg += " (is " + ep.tcp + " the [admin] listen address? the metrics port serves no /api/v1)";
+  return msg;
+}
+
+int cmdCheck(const std::string& file, bool noIfaces) {
+  auto cfg = loadOrReport(file, !noIfaces);
   if (!cfg) return 1;
   for (const auto& w : cfg->warnings) std::cerr << "warning: " << w.toString() << "\n";
-  std::cout << args[0] << ": OK: " << config::summary(*cfg) << "\n";
+  std::cout << file << ": OK: " << config::summary(*cfg) << "\n";
   return 0;
 }
 
-int cmdStatus(std::vector<std::string> args) {
-  const bool json = takeFlag(args, "--json");
-  const std::string address = daemonAddress(args);
-  if (!args.empty()) return usage("status: unexpected argument " + args[0]);
-  app::HttpClient client(address);
+int cmdStatus(const DaemonTarget& target, bool json) {
+  auto ep = resolveTarget(target);
+  if (!ep) {
+    std::cerr << "xdplb status: " << ep.error().message() << "\n";
+    return 1;
+  }
+  app::HttpClient client(*ep);
   auto reply = client.get("/api/v1/status");
   if (!reply) {
     std::cerr << "xdplb status: " << reply.error().message() << "\n";
     return 1;
   }
   if (reply->status != 200) {
-    std::cerr << "xdplb status: the daemon answered " << reply->status << ": " << reply->body;
+    std::cerr << "xdplb status: " << describeFailure(*ep, *reply) << "\n";
     return 1;
   }
   std::cout << (json ? reply->body : control::statusTable(reply->body));
   return 0;
 }
 
-// xdplb_config_reloads_total by result, from the daemon's /metrics.
-struct ReloadCounts {
-  double success = -1;
-  double failure = -1;
+// GET /api/v1/reload: the daemon's last reload verdict, a few hundred bytes
+// whatever the size of the balancer (docs/design.md, "Reload status").
+struct ReloadState {
+  uint64_t generation = 0;
+  std::string result;
+  std::vector<std::string> errors;
 };
 
-Result<ReloadCounts> reloadCounts(app::HttpClient& client) {
-  auto reply = client.get("/metrics");
+Result<ReloadState> reloadState(app::HttpClient& client, const app::AdminEndpoint& ep) {
+  auto reply = client.get("/api/v1/reload");
   if (!reply) return std::unexpected(reply.error());
-  if (reply->status != 200) return makeError("/metrics answered " + std::to_string(reply->status));
-  ReloadCounts c;
-  std::istringstream in(reply->body);
-  for (std::string line; std::getline(in, line);) {
-    constexpr std::string_view kSuccess = "xdplb_config_reloads_total{result=\"success\"} ";
-    constexpr std::string_view kFailure = "xdplb_config_reloads_total{result=\"failure\"} ";
-    if (line.starts_with(kSuccess))
-      c.success = std::strtod(line.c_str() + kSuccess.size(), nullptr);
-    if (line.starts_with(kFailure))
-      c.failure = std::strtod(line.c_str() + kFailure.size(), nullptr);
-  }
-  if (c.success < 0 || c.failure < 0)
-    return makeError("/metrics has no xdplb_config_reloads_total");
-  return c;
-}
-
-// xdplb_config_converged from the daemon's /metrics: 1, 0, or -1 when unreadable.
-int configConverged(app::HttpClient& client) {
-  auto reply = client.get("/metrics");
-  if (!reply || reply->status != 200) return -1;
-  std::istringstream in(reply->body);
-  constexpr std::string_view kConverged = "xdplb_config_converged ";
-  for (std::string line; std::getline(in, line);)
-    if (line.starts_with(kConverged))
-      return std::strtod(line.c_str() + kConverged.size(), nullptr) == 1 ? 1 : 0;
-  return -1;
+  if (reply->status != 200) return makeError(describeFailure(ep, *reply));
+  auto j = nlohmann::json::parse(reply->body, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("generation"))
+    return makeError("the answer of " + ep.toString() + " is not a reload status");
+  ReloadState s;
+  s.generation = j.value("generation", uint64_t{0});
+  s.result = j.value("result", "");
+  if (j.contains("errors") && j["errors"].is_array())
+    for (const auto& e : j["errors"])
+      if (e.is_string()) s.errors.push_back(e.get<std::string>());
+  return s;
 }
 
 // systemd 252 has no Type=notify-reload, and with `ExecReload=kill -HUP` it
 // calls the reload done when kill exits, before the daemon has read the file.
-// This waits for the daemon's own verdict (its reload counters move) so that
-// `systemctl reload xdplb` returns after the new config is live, and fails
-// when the file was refused.
-int cmdReload(std::vector<std::string> args) {
-  const auto pidArg = takeOption(args, "--pid");
-  const auto url = takeOption(args, "--url");
-  const std::string path = takeOption(args, "--config").value_or(kDefaultConfig);
-  const auto timeoutArg = takeOption(args, "--timeout");
-  if (!args.empty()) return usage("reload: unexpected argument " + args[0]);
-  if (!pidArg) return usage("reload needs --pid PID (under systemd: $MAINPID)");
-  char* end = nullptr;
-  const long pid = std::strtol(pidArg->c_str(), &end, 10);
-  if (pidArg->empty() || *end || pid <= 1) return usage("reload: --pid must be the daemon's pid");
-  const long timeoutSec = timeoutArg ? std::strtol(timeoutArg->c_str(), nullptr, 10) : 60;
-  if (timeoutSec <= 0) return usage("reload: --timeout must be a positive number of seconds");
-
+// This waits for the daemon's own verdict (its reload generation moves) so
+// that `systemctl reload xdplb` returns after the new config is live, and
+// fails when the file was refused.
+int cmdReload(const DaemonTarget& target, long pid, long timeoutSec) {
+  const std::string path = target.config.empty() ? kDefaultConfig : target.config;
+  auto signal = [&]() -> bool {
+    if (::kill(static_cast<pid_t>(pid), SIGHUP) == 0) return true;
+    std::cerr << "xdplb reload: cannot signal pid " << pid << ": " << std::strerror(errno) << "\n";
+    return false;
+  };
   // The daemon's reload reads the file with the same loader: when it does not
   // load here, the daemon will refuse it too. Signal anyway, so the daemon's
-  // refusal shows in its log, metrics and STATUS=, then report the errors.
+  // refusal shows in its log, status and STATUS=, then report the errors.
   auto loaded = config::loadFile(path);
   if (!loaded) {
-    if (::kill(static_cast<pid_t>(pid), SIGHUP) != 0) {
-      std::cerr << "xdplb reload: cannot signal pid " << pid << ": " << std::strerror(errno)
-                << "\n";
-      return 1;
-    }
+    if (!signal()) return 1;
     for (const auto& e : loaded.error()) std::cerr << e.toString() << "\n";
     std::cerr << "xdplb reload: " << path << ": " << loaded.error().size()
               << " error(s): refused; the running configuration stays in force\n";
     return 1;
   }
-  // metrics.listen takes effect on restart only: --url when the file's value
+  // admin.socket takes effect on restart only: --socket when the file's value
   // has changed since the daemon started.
-  std::string address = loaded->metrics.listen;
-  if (url) {
-    address = *url;
-    if (address.starts_with("http://")) address = address.substr(7);
-  }
-  app::HttpClient client(address);
-  auto before = reloadCounts(client);
-  if (!before) {
-    std::cerr << "xdplb reload: cannot read the daemon's reload counters at " << address << ": "
-              << before.error().message() << " (a changed metrics.listen needs --url)\n";
-    return 1;
-  }
-  if (::kill(static_cast<pid_t>(pid), SIGHUP) != 0) {
-    std::cerr << "xdplb reload: cannot signal pid " << pid << ": " << std::strerror(errno) << "\n";
-    return 1;
+  app::AdminEndpoint ep{.socket = loaded->admin.socket};
+  if (!target.socket.empty() || !target.url.empty()) {
+    DaemonTarget explicitTarget = target;
+    explicitTarget.config.clear();
+    ep = *resolveTarget(explicitTarget);
   }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeoutSec);
+  // Each request is bounded by the time left, at most 10 s.
+  auto client = [&] {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    return app::HttpClient(ep, {.timeout = std::clamp(left, std::chrono::milliseconds(100),
+                                                      std::chrono::milliseconds(10000)),
+                                .maxBodyBytes = 1 << 20});
+  };
+  auto c = client();
+  auto before = reloadState(c, ep);
+  if (!before) {
+    std::cerr << "xdplb reload: cannot read the daemon's reload status at " << ep.toString() << ": "
+              << before.error().message() << " (a changed admin.socket needs --socket)\n";
+    return 1;
+  }
+  if (!signal()) return 1;
   while (std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    auto now = reloadCounts(client);
-    if (!now) continue;  // a slow scrape is no verdict; the deadline bounds the wait
-    if (now->success > before->success) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    auto poll = client();
+    auto now = reloadState(poll, ep);
+    if (!now) continue;  // a busy daemon is no verdict; the deadline bounds the wait
+    if (now->generation <= before->generation) continue;
+    if (now->result == "success") {
       std::cout << path << ": reloaded: " << config::summary(*loaded) << "\n";
       return 0;
     }
-    if (now->failure > before->failure) {
-      // Refused or rolled back, the running configuration is live; only a
-      // rollback that failed too leaves the datapath mixed (xdplb_config_converged 0).
-      const auto converged = configConverged(client);
-      std::cerr << "xdplb reload: the daemon could not apply " << path << " (see its log); "
-                << (converged == 0   ? "its rollback failed too: the datapath holds parts of "
-                                       "both configurations and the daemon keeps retrying"
-                    : converged == 1 ? "the running configuration stays in force"
-                                     : "whether the running configuration is wholly live is "
-                                       "unknown (no xdplb_config_converged)")
-                << "\n";
-      return 1;
-    }
+    for (const auto& e : now->errors) std::cerr << e << "\n";
+    if (now->result == "refused")
+      std::cerr << "xdplb reload: the daemon refused " << path
+                << "; the running configuration stays in force\n";
+    else if (now->result == "rolled_back")
+      std::cerr << "xdplb reload: the daemon could not apply " << path
+                << " and rolled the datapath back; the running configuration stays in force\n";
+    else
+      std::cerr << "xdplb reload: the daemon could not apply " << path
+                << ", and rolling back failed too: the datapath holds parts of both "
+                   "configurations and the daemon keeps retrying (`xdplb status` shows it)\n";
+    return 1;
   }
   std::cerr << "xdplb reload: no verdict from pid " << pid << " within " << timeoutSec << " s\n";
   return 1;
@@ -301,22 +271,26 @@ std::optional<control::FlowQuery> parseFlow(const std::vector<std::string>& f, s
   return q;
 }
 
-int cmdLookup(std::vector<std::string> args) {
-  auto configPath = takeOption(args, "--config");
-  std::optional<std::string> address;
+int cmdLookup(const DaemonTarget& target, const std::string& offlineConfig,
+              const std::vector<std::string>& words) {
   std::optional<config::Config> cfg;
-  if (configPath) {
-    cfg = loadOrReport(*configPath, false);
+  std::optional<app::AdminEndpoint> ep;
+  if (!offlineConfig.empty()) {
+    cfg = loadOrReport(offlineConfig, false);
     if (!cfg) return 1;
   } else {
-    address = daemonAddress(args);
+    auto r = resolveTarget(target);
+    if (!r) {
+      std::cerr << "xdplb lookup: " << r.error().message() << "\n";
+      return 1;
+    }
+    ep = *r;
   }
-  if (args.empty()) return usage("lookup needs a VIP");
-  const std::string vip = args[0];
+  const std::string vip = words[0];
   std::optional<control::OfflineLookup> offline;
   if (cfg) offline.emplace(*cfg);
   std::optional<app::HttpClient> client;
-  if (address) client.emplace(*address);
+  if (ep) client.emplace(*ep);
 
   // The daemon's answer names the flow table's entry for the flow too (an
   // established connection of that 5-tuple); single lookups print it.
@@ -327,22 +301,32 @@ int cmdLookup(std::vector<std::string> args) {
       if (!r) return std::unexpected(r.error());
       return *r ? (*r)->toString() : std::string("-");
     }
-    std::string target = "/api/v1/lookup?vip=" + vip + "&src=" + q.src.toString() +
+    std::string target = "/api/v1/lookup?vip=" + app::queryEscape(vip) +
+                         "&src=" + app::queryEscape(q.src.toString()) +
                          "&sport=" + std::to_string(q.srcPort);
     if (q.dstPort) target += "&dport=" + std::to_string(*q.dstPort);
     auto reply = client->get(target);
     if (!reply) return std::unexpected(reply.error());
     auto j = nlohmann::json::parse(reply->body, nullptr, false);
+    if (reply->status != 200) {
+      if (!j.is_discarded() && j.is_object() && j.contains("error") && reply->status != 404)
+        return makeError(j.value("error", ""));
+      if (!j.is_discarded() && j.is_object() && j.contains("error"))
+        return makeError(j.value("error", ""));
+      return makeError(describeFailure(*ep, *reply));
+    }
     if (j.is_discarded()) return makeError("bad answer from the daemon: " + reply->body);
-    if (reply->status != 200) return makeError(j.value("error", reply->body));
     flowTable = j.value("flow_table", "");
     return j.value("found", false) ? j.value("backend", "-") : std::string("-");
   };
 
-  if (args.size() > 1) {
+  if (words.size() > 1) {
     std::string err;
-    auto q = parseFlow({args.begin() + 1, args.end()}, err);
-    if (!q) return usage("lookup: " + err);
+    auto q = parseFlow({words.begin() + 1, words.end()}, err);
+    if (!q) {
+      std::cerr << "xdplb lookup: " << err << "\n";
+      return 2;
+    }
     auto r = one(*q);
     if (!r) {
       std::cerr << "xdplb lookup: " << r.error().message() << "\n";
@@ -388,8 +372,7 @@ int cmdLookup(std::vector<std::string> args) {
   return 0;
 }
 
-int cmdDetach(std::vector<std::string> args) {
-  const std::string path = takeOption(args, "--config").value_or(kDefaultConfig);
+int cmdDetach(const std::string& path) {
   auto cfg = loadOrReport(path, false);
   if (!cfg) return 1;
   auto r = datapath::BpfDatapath::detachAll(cfg->daemon.pinPath, cfg->daemon.interfaces);
@@ -421,20 +404,21 @@ int cmdDetach(std::vector<std::string> args) {
 
 // `xdplb maintenance on|off`: asks the running daemon (docs/design.md
 // "Announcing VIPs").
-int cmdMaintenance(std::vector<std::string> args) {
-  const std::string address = daemonAddress(args);
-  if (args.size() != 1 || (args[0] != "on" && args[0] != "off"))
-    return usage("maintenance needs on or off");
-  app::HttpClient client(address);
-  auto reply = client.get("/api/v1/maintenance?set=" + args[0]);
+int cmdMaintenance(const DaemonTarget& target, const std::string& state) {
+  auto ep = resolveTarget(target);
+  if (!ep) {
+    std::cerr << "xdplb maintenance: " << ep.error().message() << "\n";
+    return 1;
+  }
+  app::HttpClient client(*ep);
+  auto reply = client.get("/api/v1/maintenance?set=" + state);
   if (!reply) {
     std::cerr << "xdplb maintenance: " << reply.error().message() << "\n";
     return 1;
   }
   auto j = nlohmann::json::parse(reply->body, nullptr, false);
-  if (reply->status != 200 || j.is_discarded()) {
-    std::cerr << "xdplb maintenance: the daemon answered " << reply->status << ": "
-              << (j.is_discarded() ? reply->body : j.value("error", reply->body)) << "\n";
+  if (reply->status != 200 || j.is_discarded() || !j.is_object()) {
+    std::cerr << "xdplb maintenance: " << describeFailure(*ep, *reply) << "\n";
     return 1;
   }
   std::cout << "maintenance " << (j.value("maintenance", false) ? "on" : "off");
@@ -464,39 +448,36 @@ std::vector<IpAddr> interfaceAddresses(const std::string& iface) {
   return out;
 }
 
-int cmdDecap(std::vector<std::string> args) {
-  if (args.empty()) return usage("decap needs attach or detach");
-  const std::string verb = args[0];
-  args.erase(args.begin());
-  const std::string modeName = takeOption(args, "--mode").value_or("native");
-  datapath::XdpMode mode = datapath::XdpMode::Native;
-  if (modeName == "generic")
-    mode = datapath::XdpMode::Generic;
-  else if (modeName == "auto")
-    mode = datapath::XdpMode::Auto;
-  else if (modeName != "native")
-    return usage("--mode must be native, generic or auto");
-  if (args.empty()) return usage("decap " + verb + " needs an interface");
-  const std::string iface = args[0];
+datapath::XdpMode decapMode(const std::string& name) {
+  if (name == "generic") return datapath::XdpMode::Generic;
+  if (name == "auto") return datapath::XdpMode::Auto;
+  return datapath::XdpMode::Native;
+}
+
+int cmdDecapDetach(const std::string& iface) {
   if (if_nametoindex(iface.c_str()) == 0) {
     std::cerr << "xdplb decap: no interface named '" << iface << "'\n";
     return 1;
   }
-  if (verb == "detach") {
-    auto r = datapath::Decap::detach(iface);
-    if (!r) {
-      std::cerr << "xdplb decap detach: " << r.error().message() << "\n";
-      return 1;
-    }
-    return 0;
+  auto r = datapath::Decap::detach(iface);
+  if (!r) {
+    std::cerr << "xdplb decap detach: " << r.error().message() << "\n";
+    return 1;
   }
-  if (verb != "attach") return usage("decap needs attach or detach");
+  return 0;
+}
+
+int cmdDecapAttach(const std::string& iface, const std::vector<std::string>& addrArgs,
+                   datapath::XdpMode mode, bool passThrough) {
+  if (if_nametoindex(iface.c_str()) == 0) {
+    std::cerr << "xdplb decap: no interface named '" << iface << "'\n";
+    return 1;
+  }
   std::vector<IpAddr> addrs;
-  const bool passThrough = takeFlag(args, "--pass-through");
-  for (size_t i = 1; i < args.size(); ++i) {
-    auto a = IpAddr::parse(args[i]);
+  for (const auto& s : addrArgs) {
+    auto a = IpAddr::parse(s);
     if (!a) {
-      std::cerr << "xdplb decap: '" << args[i] << "' is not an IP address\n";
+      std::cerr << "xdplb decap: '" << s << "' is not an IP address\n";
       return 1;
     }
     addrs.push_back(*a);
@@ -526,37 +507,157 @@ int cmdDecap(std::vector<std::string> args) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
-  if (args.empty() || args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-    std::cout << kUsage;
-    return args.empty() ? 2 : 0;
+  CLI::App app{"xdplb: a layer-4 load balancer on XDP (see README.md)", "xdplb"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("xdplb ") + XDPLB_VERSION);
+  // Options of the top level are also accepted after the subcommand.
+  app.fallthrough();
+  std::string level = "info";
+  app.add_option("--log-level", level, "trace, debug, info, warn, error, off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
+      ->capture_default_str();
+  std::function<int()> action;
+
+  auto* run = app.add_subcommand(
+      "run",
+      "The daemon. SIGHUP reloads the file; SIGTERM stops it and leaves the datapath "
+      "forwarding (fail static).");
+  control::DaemonOptions runOpts;
+  runOpts.configPath = kDefaultConfig;
+  bool noWatch = false;
+  run->add_option("--config", runOpts.configPath, "Config file")
+      ->type_name("FILE")
+      ->capture_default_str();
+  run->add_flag("--no-watch", noWatch, "Do not reload when the file changes");
+  run->callback([&] {
+    runOpts.watchConfig = !noWatch;
+    action = [&] { return control::runDaemon(runOpts); };
+  });
+
+  auto* check =
+      app.add_subcommand("check", "Validate FILE: exit 0 with a summary, 1 with every error");
+  std::string checkFile;
+  bool noIfaces = false;
+  check->add_option("FILE", checkFile, "Config file")->required();
+  check->add_flag("--no-interface-check", noIfaces,
+                  "Do not require the interfaces to exist on this host");
+  check->callback([&] { action = [&] { return cmdCheck(checkFile, noIfaces); }; });
+
+  auto* reload = app.add_subcommand(
+      "reload",
+      "Send SIGHUP to the daemon PID and wait until it has applied (exit 0) or refused (exit 1, "
+      "with the errors) the file: the unit's ExecReload");
+  DaemonTarget reloadTarget;
+  long pid = 0, timeoutSec = 60;
+  reload->add_option("--pid", pid, "The daemon's pid (under systemd: $MAINPID)")
+      ->required()
+      ->check(CLI::Range(2L, static_cast<long>(INT32_MAX)));
+  addDaemonTarget(reload, reloadTarget, true);
+  reload->add_option("--timeout", timeoutSec, "Seconds to wait for the verdict")
+      ->check(CLI::Range(1L, 86400L))
+      ->capture_default_str();
+  reload->callback([&] { action = [&] { return cmdReload(reloadTarget, pid, timeoutSec); }; });
+
+  auto* status = app.add_subcommand(
+      "status", "VIPs, backends, health and ring generations from the running daemon");
+  DaemonTarget statusTarget;
+  bool json = false;
+  status->add_flag("--json", json, "The daemon's JSON document as it is");
+  addDaemonTarget(status, statusTarget, true);
+  status->callback([&] { action = [&] { return cmdStatus(statusTarget, json); }; });
+
+  auto* lookup = app.add_subcommand(
+      "lookup",
+      "The backend a new flow reaches. With --config: computed offline with every backend of "
+      "weight > 0 up; otherwise the running daemon answers, and also names the flow table's "
+      "backend for that 5-tuple, if any. Without a flow: one \"SRC_IP SRC_PORT [DST_PORT]\" per "
+      "line on stdin.");
+  DaemonTarget lookupTarget;
+  std::string offlineConfig;
+  std::vector<std::string> lookupWords;
+  addDaemonTarget(lookup, lookupTarget, false);
+  auto* offlineOpt = lookup
+                         ->add_option("--config", offlineConfig,
+                                      "Compute offline from this file instead of asking the daemon")
+                         ->type_name("FILE");
+  offlineOpt->excludes("--socket")->excludes("--url");
+  lookup
+      ->add_option("VIP SRC_IP SRC_PORT DST_PORT", lookupWords,
+                   "A VIP (name or address), then optionally a flow")
+      ->required()
+      ->expected(1, 4);
+  lookup->callback(
+      [&] { action = [&] { return cmdLookup(lookupTarget, offlineConfig, lookupWords); }; });
+
+  auto* detach = app.add_subcommand("detach",
+                                    "Remove xdp_balancer from the configured interfaces, its "
+                                    "pinned maps and its announced routes");
+  std::string detachConfig = kDefaultConfig;
+  detach->add_option("--config", detachConfig, "Config file")
+      ->type_name("FILE")
+      ->capture_default_str();
+  detach->callback([&] { action = [&] { return cmdDetach(detachConfig); }; });
+
+  auto* maint = app.add_subcommand(
+      "maintenance",
+      "Withdraw every announced VIP route while forwarding the flows still sent here (on), or "
+      "announce again after [announce] delay (off)");
+  DaemonTarget maintTarget;
+  std::string maintState;
+  maint->add_option("STATE", maintState, "on or off")
+      ->required()
+      ->check(CLI::IsMember({"on", "off"}));
+  addDaemonTarget(maint, maintTarget, true);
+  maint->callback([&] { action = [&] { return cmdMaintenance(maintTarget, maintState); }; });
+
+  auto* decap = app.add_subcommand("decap", "Backend side: the xdp_decap program");
+  decap->require_subcommand(1);
+  auto* decapAttach = decap->add_subcommand(
+      "attach",
+      "Decapsulate 4in4/6in6/4in6 packets to ADDR (default: the addresses of IFACE) arriving on "
+      "IFACE; with no address at all (--pass-through) it is a pass-through program");
+  std::string decapIface, modeName = "native";
+  std::vector<std::string> decapAddrs;
+  bool passThrough = false;
+  decapAttach->add_option("IFACE", decapIface, "Interface")->required();
+  decapAttach->add_option("ADDR", decapAddrs, "Addresses to decapsulate for");
+  decapAttach->add_option("--mode", modeName, "XDP attach mode")
+      ->check(CLI::IsMember({"native", "generic", "auto"}))
+      ->capture_default_str();
+  decapAttach->add_flag("--pass-through", passThrough, "Decapsulate nothing");
+  decapAttach->callback([&] {
+    action = [&] {
+      return cmdDecapAttach(decapIface, decapAddrs, decapMode(modeName), passThrough);
+    };
+  });
+  auto* decapDetach = decap->add_subcommand("detach", "Remove xdp_decap from IFACE");
+  decapDetach->add_option("IFACE", decapIface, "Interface")->required();
+  decapDetach->callback([&] { action = [&] { return cmdDecapDetach(decapIface); }; });
+
+  auto* version = app.add_subcommand("version", "Print the version");
+  version->callback([&] {
+    action = [] {
+      std::cout << "xdplb " << XDPLB_VERSION << "\n";
+      return 0;
+    };
+  });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // Usage errors exit 2 (as getopt-style tools do), naming the option.
+    std::cerr << "xdplb: " << e.what() << "\nRun 'xdplb --help' or 'xdplb COMMAND --help'.\n";
+    return 2;
   }
-  const std::string cmd = args[0];
-  args.erase(args.begin());
-  const std::string level = takeOption(args, "--log-level").value_or("info");
   const auto lvl = spdlog::level::from_str(level);
-  if (lvl == spdlog::level::off && level != "off") return usage("unknown --log-level " + level);
   spdlog::set_level(lvl);
   // Under systemd: journal priorities, the journal adds the time (lb/common/journal.h).
   xdplb::setLogFormat();
-
-  if (cmd == "run") {
-    control::DaemonOptions o;
-    o.configPath = takeOption(args, "--config").value_or(kDefaultConfig);
-    o.watchConfig = !takeFlag(args, "--no-watch");
-    if (!args.empty()) return usage("run: unexpected argument " + args[0]);
-    return control::runDaemon(o);
-  }
-  if (cmd == "check") return cmdCheck(args);
-  if (cmd == "reload") return cmdReload(args);
-  if (cmd == "status") return cmdStatus(args);
-  if (cmd == "lookup") return cmdLookup(args);
-  if (cmd == "detach") return cmdDetach(args);
-  if (cmd == "maintenance") return cmdMaintenance(args);
-  if (cmd == "decap") return cmdDecap(args);
-  if (cmd == "version" || cmd == "--version") {
-    std::cout << "xdplb " << XDPLB_VERSION << "\n";
-    return 0;
-  }
-  return usage("unknown command '" + cmd + "'");
+  return action ? action() : 2;
 }

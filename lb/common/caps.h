@@ -1,17 +1,27 @@
-// Whether this process holds a capability in its effective set.
+// The process's capabilities, through libcap-ng: whether one is held, and
+// dropping all but a few once start-up is done (docs/design.md, "Least
+// privilege").
 #pragma once
 
 #include <linux/capability.h>
-#include <sys/syscall.h>
-#include <unistd.h>
+
+#include <initializer_list>
+#include <string>
+
+#include "lb/common/result.h"
 
 namespace xdplb {
 
-inline bool haveCapability(int cap) {
-  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
-  __user_cap_data_struct data[2]{};
-  if (syscall(SYS_capget, &hdr, data) != 0) return false;
-  return (data[cap / 32].effective & (1u << (cap % 32))) != 0;
-}
+// Whether this process holds a capability (CAP_*) in its effective set.
+bool haveCapability(int cap);
+
+// Keeps exactly `keep` in the effective and permitted sets (where held) and
+// clears the inheritable and ambient sets; the bounding set is left as it is
+// (changing it needs CAP_SETPCAP). What is dropped cannot come back: the
+// daemon never executes another program.
+[[nodiscard]] Result<> keepOnlyCapabilities(std::initializer_list<int> keep);
+
+// The effective set as names: "cap_bpf, cap_net_admin" ("none" when empty).
+std::string effectiveCapabilities();
 
 }  // namespace xdplb

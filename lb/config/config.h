@@ -103,11 +103,23 @@ struct Announce {
   std::chrono::milliseconds delay{5000};
 };
 
+// The control API (/api/v1/*): a UNIX socket, and a TCP listener only when
+// the operator configures one (docs/design.md, "Admin API").
+struct Admin {
+  std::string socket = "/run/xdplb/admin.sock";
+  std::string group;   // empty: the daemon's own group owns the socket
+  std::string listen;  // empty: no TCP admin listener
+};
+
+// sizeof(sockaddr_un::sun_path): a socket path must be shorter.
+inline constexpr size_t kMaxSocketPath = 108;
+
 struct Config {
   std::string path;
   Daemon daemon;
   Metrics metrics;
   Announce announce;
+  Admin admin;
   Health health;
   std::vector<Vip> vips;
   // Not errors, but worth an operator's attention (printed by `xdplb check`,
@@ -137,7 +149,7 @@ std::optional<std::chrono::milliseconds> parseDuration(std::string_view text);
 std::string summary(const Config& cfg);
 
 // The keys each table of the file accepts, by table: "" (the top level),
-// "daemon", "metrics", "health", "announce", "vip", "vip.health_check", "vip.backend".
+// "daemon", "metrics", "admin", "health", "announce", "vip", "vip.health_check", "vip.backend".
 // Anything else is an "unknown key" error; the README's configuration
 // reference documents exactly these (a unit test holds the two together).
 const std::map<std::string, std::vector<std::string>>& knownKeys();

@@ -20,12 +20,13 @@ namespace xdplb::config {
 
 const std::map<std::string, std::vector<std::string>>& knownKeys() {
   static const std::map<std::string, std::vector<std::string>> keys = {
-      {"", {"daemon", "metrics", "health", "announce", "vip"}},
+      {"", {"daemon", "metrics", "admin", "health", "announce", "vip"}},
       {"daemon",
        {"interfaces", "xdp_mode", "pin_path", "hash_seed", "flow_table_size", "flow_insert_limit",
         "tunnel_source_v4", "tunnel_source_v6", "max_vips", "max_backends", "watch", "icmp_rate",
         "echo_rate"}},
       {"metrics", {"listen"}},
+      {"admin", {"socket", "group", "listen"}},
       {"health", {"source_v4", "source_v6"}},
       {"announce", {"table", "delay"}},
       {"vip",
@@ -115,6 +116,7 @@ class Parser {
           cfg.metrics.listen = *v;
       }
     }
+    if (auto* a = table(root, "admin", "admin", false)) admin(*a, cfg.admin);
     if (auto* h = table(root, "health", "health", false)) {
       checkKeys(*h, "health", "health");
       cfg.health.sourceV4 = address(*h, "source_v4", "health.source_v4", IpAddr::Family::V4);
@@ -141,6 +143,36 @@ class Parser {
   }
 
  private:
+  // [admin]: the control API's UNIX socket (docs/design.md, "Admin API").
+  void admin(const toml::table& t, Admin& out) {
+    checkKeys(t, "admin", "admin");
+    if (auto v = str(t, "socket", "admin.socket")) {
+      if (v->empty() || v->front() != '/')
+        error(t.get("socket"), "admin.socket", "'" + *v + "' is not an absolute path");
+      else if (v->size() >= kMaxSocketPath)
+        error(t.get("socket"), "admin.socket",
+              "'" + *v + "' is longer than a UNIX socket path may be (" +
+                  std::to_string(kMaxSocketPath - 1) + " bytes)");
+      else
+        out.socket = *v;
+    }
+    if (auto v = str(t, "group", "admin.group")) {
+      if (v->empty())
+        error(t.get("group"), "admin.group", "must name a group");
+      else
+        out.group = *v;
+    }
+    if (auto v = str(t, "listen", "admin.listen")) {
+      std::string host;
+      uint16_t port = 0;
+      if (!splitHostPort(*v, host, port) || !IpAddr::parse(host))
+        error(t.get("listen"), "admin.listen",
+              "'" + *v + "' is not IP:port (an IPv6 address in brackets: \"[::1]:9451\")");
+      else
+        out.listen = *v;
+    }
+  }
+
   Location at(const toml::node* n) const {
     if (!n) return {file_, 0, 0};
     return {file_, n->source().begin.line, n->source().begin.column};

@@ -1,5 +1,6 @@
 #include "lb/control/daemon.h"
 
+#include <grp.h>
 #include <linux/capability.h>
 #include <spdlog/spdlog.h>
 #include <sys/syscall.h>
@@ -90,6 +91,11 @@ bool sameSpec(const health::CheckSpec& a, const health::CheckSpec& b) {
          a.mark == b.mark && a.localError == b.localError;
 }
 
+// /healthz calls the loop stalled when it has not ticked for kLivenessLimit;
+// the watchdog (WatchdogSec=) is the hard limit, this one is for monitoring.
+constexpr auto kTickInterval = 1s;
+constexpr auto kLivenessLimit = 10s;
+
 double unixNow() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
@@ -179,7 +185,11 @@ class Daemon {
     }
     publish();
     telemetry_->configReload(true);
-    lastReload_ = unixNow();
+    {
+      std::lock_guard lock(reloadMutex_);
+      reloadStatus_ = {0, "success", {}, options_.configPath, unixNow()};
+    }
+    tick();
 
     startProbeEncap();
     checker_ = std::make_unique<health::HealthChecker>(
@@ -191,6 +201,7 @@ class Daemon {
       return 1;
     }
 
+    dropCapabilities();
     startSignals();
     syncWatch();
     startGarbageCollection();
@@ -223,6 +234,11 @@ class Daemon {
       return 1;
     }
 
+    // Shutdown order (docs/design.md, "HTTP endpoints"): the admin API first
+    // (no control request is half-served while the loop is gone), the
+    // metrics listener last, then the daemon's state goes.
+    if (adminTcp_) adminTcp_->stop();
+    if (adminSocket_) adminSocket_->stop();
     if (http_) http_->stop();
     spdlog::info(
         "stopped; xdp_balancer stays attached and its maps pinned under {} (fail static); "
@@ -436,6 +452,7 @@ class Daemon {
             what);
       telemetry_->configReload(false);
       publish();
+      recordReload(next.error().rolledBack ? "rolled_back" : "not_converged", {what});
       reloadNote_ = (next.error().rolledBack ? "; last reload failed to apply (rolled back): "
                                              : "; last reload failed to apply, NOT converged: ") +
                     what;
@@ -448,6 +465,11 @@ class Daemon {
       spdlog::error("reload refused: {} error(s) in {}; the running configuration stays in force",
                     next.error().configErrors.size(), options_.configPath);
       telemetry_->configReload(false);
+      {
+        std::vector<std::string> errors;
+        for (const auto& e : next.error().configErrors) errors.push_back(e.toString());
+        recordReload("refused", std::move(errors));
+      }
       reloadNote_ = fmt::format("; last reload refused ({} error(s) in {})",
                                 next.error().configErrors.size(), options_.configPath);
       notifier_.ready(statusLine());
@@ -461,7 +483,7 @@ class Daemon {
     reconfigureAnnounce(previous);
     publish();
     telemetry_->configReload(true);
-    lastReload_ = unixNow();
+    recordReload("success", {});
     reloadNote_.clear();
     spdlog::info("reload accepted: {}", statusLine());
     notifier_.ready(statusLine());
@@ -521,6 +543,7 @@ class Daemon {
     stopping_ = true;
     signals_.cancel();
     gcTimer_.cancel();
+    tickTimer_.cancel();
     deferTimer_.cancel();
     watch_.reset();
     announceTimer_.cancel();
@@ -581,42 +604,154 @@ class Daemon {
     });
   }
 
+  // Start-up is done: programs loaded and attached, maps created, the admin
+  // socket chowned. What later work needs (docs/design.md, "Least
+  // privilege"): CAP_BPF for every bpf() call (a VIP's new ring map after a
+  // reload, map updates, counters); CAP_NET_ADMIN for route announcements.
+  // Everything else goes (CAP_PERFMON, CAP_CHOWN, and for a root daemon the
+  // rest of the full set).
+  void dropCapabilities() {
+    if (auto r = keepOnlyCapabilities({CAP_BPF, CAP_NET_ADMIN}); !r)
+      spdlog::warn("dropping capabilities: {}; running with {}", r.error().message(),
+                   effectiveCapabilities());
+    else
+      spdlog::info("capabilities after start: {}", effectiveCapabilities());
+  }
+
   // ---- HTTP ----
+  // Two servers, each on a thread of its own (docs/design.md, "Admin API"):
+  // the metrics listener serves /metrics and /healthz only; the control API
+  // (/api/v1/*) is on the admin UNIX socket, and on a TCP listener only when
+  // [admin] listen asks for one. Nothing under /api/v1 answers on the
+  // metrics port.
   Result<> startHttp() {
-    std::map<std::string, metrics::Handler> routes;
-    routes["/metrics"] = [this](const metrics::HttpRequest&) {
+    std::map<std::string, metrics::Handler> scrape;
+    scrape["/metrics"] = [this](const metrics::HttpRequest& req) {
       metrics::HttpResponse r;
       r.contentType = "text/plain; version=0.0.4; charset=utf-8";
-      r.body = exposition_.render();
+      if (!req.head) r.body = exposition_.render();
       return r;
     };
-    routes["/healthz"] = [this](const metrics::HttpRequest&) {
-      metrics::HttpResponse r;
-      const bool ok = attached_ && snapshot() != nullptr;
-      r.status = ok ? 200 : 503;
-      r.body = ok ? "ok\n" : "not ready\n";
-      return r;
-    };
-    routes["/api/v1/status"] = [this](const metrics::HttpRequest&) {
+    scrape["/healthz"] = [this](const metrics::HttpRequest&) { return healthz(); };
+    auto server = metrics::HttpServer::start({.listen = cfg_.metrics.listen}, std::move(scrape));
+    if (!server) return std::unexpected(server.error());
+    http_ = std::move(*server);
+    spdlog::info("metrics on {}: /metrics /healthz", cfg_.metrics.listen);
+
+    auto admin = adminRoutes();
+    std::optional<gid_t> gid;
+    if (!cfg_.admin.group.empty()) {
+      auto g = groupId(cfg_.admin.group);
+      if (!g) return std::unexpected(g.error());
+      gid = *g;
+    }
+    if (auto dir = std::filesystem::path(cfg_.admin.socket).parent_path(); !dir.empty()) {
+      // Outside systemd (whose RuntimeDirectory= makes /run/xdplb) the
+      // directory may be missing.
+      std::error_code ec;
+      if (std::filesystem::create_directories(dir, ec))
+        std::filesystem::permissions(dir, std::filesystem::perms(0755), ec);
+    }
+    auto sock = metrics::HttpServer::start(
+        {.unixPath = cfg_.admin.socket, .unixMode = 0660, .unixGroup = gid}, admin);
+    if (!sock) return std::unexpected(sock.error());
+    adminSocket_ = std::move(*sock);
+    spdlog::info("admin API on {}: {}", cfg_.admin.socket, adminPaths(admin));
+    if (!cfg_.admin.listen.empty()) {
+      auto tcp = metrics::HttpServer::start({.listen = cfg_.admin.listen}, admin);
+      if (!tcp) return std::unexpected(tcp.error());
+      adminTcp_ = std::move(*tcp);
+      spdlog::warn(
+          "admin API also on TCP {} ([admin] listen): anyone who can connect there can "
+          "read the status and use lookups",
+          cfg_.admin.listen);
+    }
+    return {};
+  }
+
+  static std::string adminPaths(const std::map<std::string, metrics::Handler>& routes) {
+    std::string out;
+    for (const auto& [path, h] : routes) out += (out.empty() ? "" : " ") + path;
+    return out;
+  }
+
+  static Result<gid_t> groupId(const std::string& name) {
+    std::vector<char> buf(16384);
+    group g{};
+    group* found = nullptr;
+    const int rc = getgrnam_r(name.c_str(), &g, buf.data(), buf.size(), &found);
+    if (rc != 0) return errnoError(rc, "admin.group: look up group '" + name + "'");
+    if (!found) return makeError("admin.group: no group named '" + name + "' on this host");
+    return found->gr_gid;
+  }
+
+  std::map<std::string, metrics::Handler> adminRoutes() {
+    std::map<std::string, metrics::Handler> routes;
+    routes["/api/v1/status"] = [this](const metrics::HttpRequest& req) {
       metrics::HttpResponse r;
       r.contentType = "application/json";
+      if (req.head) return r;
       auto counters = dp_->readCounters();
-      r.body = statusJson(*snapshot(), counters ? &*counters : nullptr,
-                          {XDPLB_VERSION, options_.configPath, lastReload_.load(), attached_});
+      r.body =
+          statusJson(*snapshot(), counters ? &*counters : nullptr,
+                     {XDPLB_VERSION, options_.configPath, reloadStatus().finishedUnix, attached_});
       return r;
     };
     routes["/api/v1/lookup"] = [this](const metrics::HttpRequest& req) {
+      if (req.head) return metrics::HttpResponse{200, "application/json", ""};
       return lookupHandler(req);
     };
     routes["/api/v1/maintenance"] = [this](const metrics::HttpRequest& req) {
       return maintenanceHandler(req);
     };
-    auto server = metrics::HttpServer::start({.listen = cfg_.metrics.listen}, std::move(routes));
-    if (!server) return std::unexpected(server.error());
-    http_ = std::move(*server);
-    spdlog::info("HTTP on {}: /metrics /healthz /api/v1/status /api/v1/lookup /api/v1/maintenance",
-                 cfg_.metrics.listen);
-    return {};
+    routes["/api/v1/reload"] = [this](const metrics::HttpRequest& req) {
+      metrics::HttpResponse r;
+      r.contentType = "application/json";
+      if (!req.head) r.body = reloadStatusJson(reloadStatus());
+      return r;
+    };
+    return routes;
+  }
+
+  // /healthz: 200 while the datapath is attached and the main loop has
+  // ticked within kLivenessLimit; otherwise 503, saying which.
+  metrics::HttpResponse healthz() const {
+    metrics::HttpResponse r;
+    const auto age = std::chrono::steady_clock::now() -
+                     std::chrono::steady_clock::time_point(
+                         std::chrono::steady_clock::duration(lastTick_.load()));
+    const double ageSec = std::chrono::duration<double>(age).count();
+    const bool live = lastTick_.load() != 0 && age < kLivenessLimit;
+    const bool ok = attached_ && snapshot() != nullptr && live;
+    r.status = ok ? 200 : 503;
+    r.body =
+        fmt::format("{}: datapath {}, main loop last ticked {:.1f} s ago{}\n", ok ? "ok" : "not ok",
+                    attached_ ? "attached" : "not attached", ageSec, live ? "" : " (stalled)");
+    return r;
+  }
+
+  // The main loop's heartbeat for /healthz: a timer on io_, so a handler
+  // that blocks the loop stops it.
+  void tick() {
+    lastTick_ = std::chrono::steady_clock::now().time_since_epoch().count();
+    tickTimer_.expires_after(kTickInterval);
+    tickTimer_.async_wait([this](boost::system::error_code ec) {
+      if (!ec && !stopping_) tick();
+    });
+  }
+
+  ReloadStatus reloadStatus() const {
+    std::lock_guard lock(reloadMutex_);
+    return reloadStatus_;
+  }
+
+  void recordReload(const char* result, std::vector<std::string> errors) {
+    std::lock_guard lock(reloadMutex_);
+    ++reloadStatus_.generation;
+    reloadStatus_.result = result;
+    reloadStatus_.errors = std::move(errors);
+    reloadStatus_.config = options_.configPath;
+    reloadStatus_.finishedUnix = unixNow();
   }
 
   metrics::HttpResponse lookupHandler(const metrics::HttpRequest& req) {
@@ -717,6 +852,7 @@ class Daemon {
   metrics::HttpResponse maintenanceHandler(const metrics::HttpRequest& req) {
     metrics::HttpResponse r;
     r.contentType = "application/json";
+    if (req.head) return r;  // HEAD changes nothing
     std::optional<bool> want;
     if (auto it = req.params.find("set"); it != req.params.end()) {
       if (it->second != "on" && it->second != "off") {
@@ -799,13 +935,19 @@ class Daemon {
   };
   std::map<std::pair<std::string, IpAddr>, Check> checks_;
   std::map<health::CheckId, std::pair<std::string, IpAddr>> byId_;
-  std::unique_ptr<metrics::HttpServer> http_;
+  std::unique_ptr<metrics::HttpServer> http_;                       // [metrics] listen
+  std::unique_ptr<metrics::HttpServer> adminSocket_;                // [admin] socket
+  std::unique_ptr<metrics::HttpServer> adminTcp_;                   // [admin] listen, when set
   std::optional<std::chrono::steady_clock::time_point> startTime_;  // of announcing
   std::unique_ptr<NetlinkRouteSink> routeSink_;
   std::unique_ptr<Announcer> announcer_;
   asio::steady_timer announceTimer_{io_};
   bool maintenance_ = false;
   bool notifierReady_ = false;
+  asio::steady_timer tickTimer_{io_};
+  std::atomic<std::chrono::steady_clock::rep> lastTick_{0};
+  mutable std::mutex reloadMutex_;  // reloadStatus_ is read on the admin threads
+  ReloadStatus reloadStatus_;
   Notifier notifier_;
   std::unique_ptr<WatchdogPinger> pinger_;
   mutable std::mutex snapshotMutex_;
@@ -813,9 +955,6 @@ class Daemon {
   std::chrono::steady_clock::time_point lastPublish_{};
   std::atomic<bool> attached_{false};
   bool stopping_ = false;
-  // Written by reloads on the main loop, read by /api/v1/status on the HTTP
-  // thread (which reads the path from options_, fixed at start, not cfg_).
-  std::atomic<double> lastReload_{0};
   // Appended to STATUS= while the last reload was refused or failed, so
   // `systemctl status` shows that the file on disk is not what runs.
   std::string reloadNote_;

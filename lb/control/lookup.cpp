@@ -62,11 +62,12 @@ Result<std::optional<IpAddr>> lookupLive(const StatusSnapshot& s, datapath::Data
   auto r = resolveQuery(s, vipName, q);
   if (!r) return std::unexpected(r.error());
   const auto [vip, port] = *r;
-  auto ring = dp.readRing(vip->id);
-  if (!ring) return std::unexpected(ring.error());
-  if (!*ring) return std::optional<IpAddr>{};
-  return addressOf(*vip, ringPick((*ring)->slots, flowHash(q.src, q.srcPort, vip->key.addr, port,
-                                                           vip->key.proto, s.hashSeed)));
+  // One slot of the live ring, not a copy of it (docs/design.md, "Lookup").
+  auto id = dp.ringSlot(
+      vip->id, flowHash(q.src, q.srcPort, vip->key.addr, port, vip->key.proto, s.hashSeed));
+  if (!id) return std::unexpected(id.error());
+  if (!*id || **id == 0) return std::optional<IpAddr>{};
+  return addressOf(*vip, **id);
 }
 
 Result<std::optional<IpAddr>> lookupFlowEntry(const StatusSnapshot& s, datapath::Datapath& dp,

@@ -23,6 +23,9 @@ void keepRestartOnly(config::Config& next, const config::Config& running) {
   keep(next.daemon.maxVips, running.daemon.maxVips, "daemon.max_vips");
   keep(next.daemon.maxBackends, running.daemon.maxBackends, "daemon.max_backends");
   keep(next.metrics.listen, running.metrics.listen, "metrics.listen");
+  keep(next.admin.socket, running.admin.socket, "admin.socket");
+  keep(next.admin.group, running.admin.group, "admin.group");
+  keep(next.admin.listen, running.admin.listen, "admin.listen");
 }
 
 std::expected<config::Config, ReloadError> reloadConfig(const std::string& path,

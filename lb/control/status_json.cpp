@@ -16,7 +16,6 @@ std::string statusJson(const StatusSnapshot& s, const datapath::CounterSnapshot*
   root["config"] = info.configPath;
   root["last_reload_unix"] = info.lastReloadUnix;
   root["attached"] = info.attached;
-  root["hash_seed"] = s.hashSeed;
   root["maintenance"] = s.maintenance;
   root["announce_table"] = s.announceTable;
   root["converged"] = s.converged;
@@ -71,6 +70,16 @@ std::string statusJson(const StatusSnapshot& s, const datapath::CounterSnapshot*
   }
   root["vips"] = std::move(vips);
   return root.dump(2) + "\n";
+}
+
+std::string reloadStatusJson(const ReloadStatus& r) {
+  return nlohmann::json{{"generation", r.generation},
+                        {"result", r.result},
+                        {"errors", r.errors},
+                        {"config", r.config},
+                        {"finished_unix", r.finishedUnix}}
+             .dump() +
+         "\n";
 }
 
 std::string statusTable(const std::string& text) {

@@ -804,6 +804,7 @@ Result<BpfDatapath::VipRings*> BpfDatapath::vipRings(uint32_t vipId) {
     return errnoError(errno, "read map lb_ring_sel");
   VipRings& v = rings_[vipId];
   v.live = sel.active & 1;
+  v.foreignLive = sel.generation != 0;
   return &v;
 }
 
@@ -901,16 +902,14 @@ Result<> BpfDatapath::swapRings(std::span<const RingUpdate> updates) {
     // The live slot's buffer will be the target of the next swap: give it a
     // map of ours now, with the same ring, so that swap needs no lb_rings
     // update. An empty slot is filled before the flip, a live foreign map
-    // replaced after it.
+    // replaced after it. Which one it is comes from the selector (a
+    // generation is written with every ring and zeroed with its removal),
+    // not from a lookup in lb_rings: before kernel 6.8 each such lookup
+    // waits for an RCU grace period (docs/design.md, "Lookup").
     if ((*v)->buffer[(*v)->live].fd < 0) {
-      const uint32_t idx = LB_RING_INDEX(vipId, (*v)->live);
-      uint32_t innerId = 0;
-      const bool occupied = bpf_map_lookup_elem(ringsFd, &idx, &innerId) == 0;
-      if (!occupied && errno != ENOENT)
-        return dropAll(errnoError(errno, "read map lb_rings").error());
       auto b = createBuffer(ring);
       if (!b) return dropAll(b.error());
-      (occupied ? after : before).push_back({vipId, (*v)->live, *b});
+      ((*v)->foreignLive ? after : before).push_back({vipId, (*v)->live, *b});
     }
   }
 
@@ -974,6 +973,7 @@ Result<> BpfDatapath::swapRings(std::span<const RingUpdate> updates) {
     VipRings& v = rings_[updates[i].vipId];
     v.buffer[v.live].retiredAtFlip = flip;
     v.live = targets[i];
+    publish(updates[i].vipId, v.buffer[v.live]);
   }
   if (auto r = install(after); !r) return dropAll(r.error());
   return {};
@@ -998,12 +998,81 @@ Result<> BpfDatapath::removeRing(uint32_t vipId) {
       const uint32_t idx = LB_RING_INDEX(vipId, b);
       if (auto r = mapDelete(skel_->maps.lb_rings, &idx); !r) return r;
     }
+    unpublish(vipId);
     forgetRings(vipId);
+    // Generation 0 in the selector means "no ring" (readGeneration, and
+    // swapRings' test for a live foreign map): one array write, no wait.
+    const lb_ring_sel none{};
+    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.lb_ring_sel), &vipId, &none, BPF_ANY) != 0)
+      return errnoError(errno, "reset map lb_ring_sel");
   }
   std::vector<uint8_t> zeros(percpuStride(sizeof(lb_vip_stats)) * ncpus_, 0);
   if (bpf_map_update_elem(bpf_map__fd(skel_->maps.lb_vip_stats), &vipId, zeros.data(), BPF_ANY))
     return errnoError(errno, "reset map lb_vip_stats");
   return {};
+}
+
+BpfDatapath::PublishedRing::~PublishedRing() {
+  if (slots) munmap(const_cast<uint32_t*>(slots), bytes);
+}
+
+void BpfDatapath::publish(uint32_t vipId, const RingBuffer& live) {
+  auto p = std::make_shared<PublishedRing>();
+  void* m =
+      live.fd >= 0 ? mmap(nullptr, live.bytes, PROT_READ, MAP_SHARED, live.fd, 0) : MAP_FAILED;
+  if (m != MAP_FAILED) {
+    p->slots = static_cast<const uint32_t*>(m);
+    p->bytes = live.bytes;
+    p->capacity = live.capacity;
+  } else {
+    // Out of address space: lookups of the VIP fail until its next swap
+    // rather than answer from a ring that is no longer live.
+    p->unmapped = true;
+  }
+  std::lock_guard lock(publishedMutex_);
+  published_[vipId] = std::move(p);
+}
+
+// The VIP has no ring now: lookups answer "none".
+void BpfDatapath::unpublish(uint32_t vipId) {
+  auto none = std::make_shared<PublishedRing>();
+  std::lock_guard lock(publishedMutex_);
+  published_[vipId] = std::move(none);
+}
+
+Result<std::optional<uint32_t>> BpfDatapath::ringSlot(uint32_t vipId, uint32_t hash) {
+  std::shared_ptr<const PublishedRing> p;
+  bool known = false;
+  {
+    std::lock_guard lock(publishedMutex_);
+    if (auto it = published_.find(vipId); it != published_.end()) {
+      known = true;
+      p = it->second;
+    }
+  }
+  if (!known) {
+    // No ring of ours yet: either none at all (a new VIP before its first
+    // swap), or a previous daemon's ring this one has not replaced; the
+    // selector says which without touching lb_rings.
+    lb_ring_sel sel{};
+    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.lb_ring_sel), &vipId, &sel) != 0)
+      return errnoError(errno, "read map lb_ring_sel");
+    if (sel.generation == 0) return std::optional<uint32_t>{};
+    return makeError("VIP " + std::to_string(vipId) +
+                     ": its live ring is a previous daemon's, not readable until this daemon's "
+                     "first swap of it");
+  }
+  if (p->unmapped)
+    return makeError("VIP " + std::to_string(vipId) + ": its live ring could not be mapped");
+  if (!p->slots) return std::optional<uint32_t>{};
+  // One read of M, then one slot: the buffer is live, so nothing rewrites it
+  // (a swap writes the other buffer); M is checked against the mapping.
+  const uint32_t m = __atomic_load_n(&p->slots[LB_RING_SIZE_SLOT], __ATOMIC_ACQUIRE);
+  if (m == 0 || m > p->capacity - LB_RING_HEADER_SLOTS)
+    return makeError("ring of VIP " + std::to_string(vipId) +
+                     " is corrupt (M = " + std::to_string(m) + ")");
+  return std::optional<uint32_t>{
+      __atomic_load_n(&p->slots[LB_RING_HEADER_SLOTS + hash % m], __ATOMIC_RELAXED)};
 }
 
 // A live ring in a map this process did not create: opened by id, which
@@ -1065,12 +1134,10 @@ Result<std::optional<uint64_t>> BpfDatapath::readGeneration(uint32_t vipId) {
   lb_ring_sel sel{};
   if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.lb_ring_sel), &vipId, &sel) != 0)
     return errnoError(errno, "read map lb_ring_sel");
-  const uint32_t index = LB_RING_INDEX(vipId, sel.active & 1);
-  uint32_t innerId = 0;
-  if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.lb_rings), &index, &innerId) != 0) {
-    if (errno == ENOENT) return std::optional<uint64_t>{};
-    return errnoError(errno, "read map lb_rings");
-  }
+  // From the selector alone: generation 0 is "no ring" (removeRing zeroes
+  // it). No lb_rings lookup, so adopting N VIPs costs no grace period
+  // (before kernel 6.8 each lookup would wait for one).
+  if (sel.generation == 0) return std::optional<uint64_t>{};
   return std::optional<uint64_t>{sel.generation};
 }
 

@@ -71,6 +71,10 @@ class BpfDatapath : public Datapath {
   Result<> removeRing(uint32_t vipId) override;
   bool swapWouldWait(uint32_t vipId) override;
   Result<std::optional<Ring>> readRing(uint32_t vipId) override;
+  // From the live buffer's own read-only mapping, published at each flip:
+  // no lb_rings lookup (before 6.8 each waits for an RCU grace period), no
+  // copy, and not under ringsMutex_, which swaps hold while they wait.
+  Result<std::optional<uint32_t>> ringSlot(uint32_t vipId, uint32_t hash) override;
   Result<std::optional<uint32_t>> flowEntry(const lb_flow_key& key) override;
   Result<std::optional<uint64_t>> readGeneration(uint32_t vipId) override;
   Result<CounterSnapshot> readCounters() override;
@@ -121,15 +125,32 @@ class BpfDatapath : public Datapath {
   };
   struct VipRings {
     RingBuffer buffer[LB_RING_BUFFERS];
-    uint32_t live = 0;  // lb_ring_sel[vip] as this process last wrote or read it
+    uint32_t live = 0;         // lb_ring_sel[vip] as this process last wrote or read it
+    bool foreignLive = false;  // when first seen, the live slot held a ring (generation != 0)
   };
   Result<VipRings*> vipRings(uint32_t vipId);
   void forgetRings(uint32_t vipId);
   static void release(RingBuffer& b);
   Result<std::optional<Ring>> readForeignRing(uint32_t vipId, uint32_t index);
 
-  // Serialises ring operations: lookups from the HTTP thread read rings
-  // while the main thread swaps them.
+  // The live ring of each VIP whose buffer this process created, as lookups
+  // read it: a read-only mapping of its own, replaced after each flip under
+  // publishedMutex_ (held only to copy or swap the pointer); the mapping
+  // lives while a lookup holds it.
+  struct PublishedRing {
+    const uint32_t* slots = nullptr;
+    size_t bytes = 0;
+    uint32_t capacity = 0;
+    bool unmapped = false;  // mmap failed; slots == nullptr otherwise means "no ring"
+    ~PublishedRing();
+  };
+  void publish(uint32_t vipId, const RingBuffer& live);
+  void unpublish(uint32_t vipId);
+  std::mutex publishedMutex_;
+  std::map<uint32_t, std::shared_ptr<const PublishedRing>> published_;
+
+  // Serialises ring operations: swaps on the main thread, readRing for tests
+  // and benchmarks.
   std::mutex ringsMutex_;
   std::map<uint32_t, VipRings> rings_;
   std::unique_ptr<GracePeriods> gracePeriods_;

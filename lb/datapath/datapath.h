@@ -138,6 +138,17 @@ class Datapath {
   [[nodiscard]] virtual Result<> removeRing(uint32_t vipId) = 0;
   // The live ring of a VIP; nullopt when it has none.
   [[nodiscard]] virtual Result<std::optional<Ring>> readRing(uint32_t vipId) = 0;
+  // The backend id in slot hash % M of the VIP's live ring (0 = an empty
+  // slot), nullopt when it has no ring: what `xdplb lookup` needs, one slot,
+  // not a copy of the ring. This default reads the whole ring; the real
+  // datapath reads the one slot without waiting for swaps
+  // (docs/design.md, "Lookup").
+  [[nodiscard]] virtual Result<std::optional<uint32_t>> ringSlot(uint32_t vipId, uint32_t hash) {
+    auto ring = readRing(vipId);
+    if (!ring) return std::unexpected(ring.error());
+    if (!*ring || (*ring)->slots.empty()) return std::optional<uint32_t>{};
+    return std::optional<uint32_t>{(*ring)->slots[hash % (*ring)->slots.size()]};
+  }
   // The backend id of the flow table's whole entry for this key (built as
   // the datapath builds it: zero-filled, ports in network byte order),
   // nullopt when the table holds none: what the flow's next packet reaches

@@ -24,6 +24,8 @@ e2e_init() {
   "$TESTBED" up "$NAME" >"$WORK/testbed.log" 2>&1 || { cat "$WORK/testbed.log"; exit 1; }
   eval "$("$TESTBED" env "$NAME")"
   CONFIG=$WORK/xdplb.toml
+  # Each testbed's daemon has an admin socket of its own.
+  ADMIN_SOCK=$WORK/admin.sock
   write_config 100 100 200 >"$CONFIG"
   start_daemon
 }
@@ -56,6 +58,9 @@ tunnel_source_v6 = "fd00:77::1"
 
 [metrics]
 listen = "127.0.0.1:9450"
+
+[admin]
+socket = "$ADMIN_SOCK"
 
 [[vip]]
 name = "web"
@@ -125,7 +130,9 @@ wait_until() {
   return 1
 }
 
-status_json() { in_lb "$XDPLB_BIN" status --json --url 127.0.0.1:9450; }
+# The daemon's CLI against this testbed's admin socket.
+xdplb_admin() { in_lb "$XDPLB_BIN" "$1" --socket "$ADMIN_SOCK" "${@:2}"; }
+status_json() { xdplb_admin status --json; }
 
 # in_ring VIP BACKEND -> exit 0 when BACKEND is in VIP's ring
 in_ring() {

@@ -58,7 +58,9 @@ wait_until() {
   return 1
 }
 
-lb_status() { in_lb "$1" "$XDPLB_BIN" status --json --url 127.0.0.1:9450; }
+# lb_cli N COMMAND [ARGS]: the CLI against balancer N's admin socket.
+lb_cli() { local n=$1; shift; in_lb "$n" "$XDPLB_BIN" "$1" --socket "$TB_RUN/lb$n.sock" "${@:2}"; }
+lb_status() { lb_cli "$1" status --json; }
 lb_metrics() { in_lb "$1" curl -sf http://127.0.0.1:9450/metrics; }
 # lb_metric N 'NAME{LABELS}' -> the value (0 when absent)
 lb_metric() { lb_metrics "$1" | awk -v k="$2" '$1 == k { v = $2 } END { print (v == "" ? 0 : v) }'; }

@@ -36,7 +36,7 @@ wait_until 20 nexthops_are 3 || fail "the router's route has $(nexthops) next ho
 echo "after the delay, the router's ECMP route:"; in_rt ip route show "$TB_VIP4/32"
 for n in $TB_LBS; do
   [[ $(lb_metric "$n" 'xdplb_vip_announced{vip="web"}') == 1 ]] || fail "lb$n: xdplb_vip_announced is not 1"
-  in_lb "$n" "$XDPLB_BIN" status --url 127.0.0.1:9450 | grep -q "announced yes" || fail "lb$n: status does not say announced"
+  lb_cli "$n" status | grep -q "announced yes" || fail "lb$n: status does not say announced"
 done
 
 # (2) Spread over balancers and backends.
@@ -63,7 +63,7 @@ for _ in range(10000):
     print('10.%d.%d.%d %d' % (r.randrange(256), r.randrange(256), r.randrange(1, 255), r.randrange(1024, 65536)))
 " >"$WORK/flows"
 for n in $TB_LBS; do
-  in_lb "$n" "$XDPLB_BIN" lookup --url 127.0.0.1:9450 web <"$WORK/flows" >"$WORK/lookup$n"
+  lb_cli "$n" lookup web <"$WORK/flows" >"$WORK/lookup$n"
   [[ $(wc -l <"$WORK/lookup$n") == 10000 ]] || fail "lb$n answered $(wc -l <"$WORK/lookup$n") lookups"
 done
 cmp "$WORK/lookup1" "$WORK/lookup2" || fail "lb1 and lb2 disagree"
@@ -73,6 +73,6 @@ sort "$WORK/lookup1" | uniq -c
 digests=$(for n in $TB_LBS; do lb_metric "$n" 'xdplb_ring_digest{vip="web"}'; done | sort -u)
 echo "ring digests: $digests"
 [[ $(wc -l <<<"$digests") == 1 && $digests != 0 ]] || fail "ring digests differ or are 0: $digests"
-in_lb 1 "$XDPLB_BIN" status --url 127.0.0.1:9450 | grep -q "ring digest $digests" ||
+lb_cli 1 status | grep -q "ring digest $digests" ||
   fail "xdplb status does not print the digest"
 echo "PASS"

@@ -29,7 +29,7 @@ echo "balancer 1 carries held connections: $((p1b - p1)) packets in 1 s"
 
 nf_other=$(($(newflows 2) + $(newflows 3)))
 t0=$SECONDS
-in_lb 1 "$XDPLB_BIN" maintenance on --url 127.0.0.1:9450 | tee "$WORK/mnt.out"
+lb_cli 1 maintenance on | tee "$WORK/mnt.out"
 grep -q "maintenance on" "$WORK/mnt.out" || fail "xdplb maintenance on said: $(cat "$WORK/mnt.out")"
 lb_no_route 1 || fail "balancer 1 still holds its route in maintenance"
 wait_until 5 router_lacks 1 || fail "balancer 1's next hop is still on the router after 5 s"
@@ -39,7 +39,7 @@ nexthops_are 2 || fail "the router has $(nexthops) next hops, want 2"
 [[ $(lb_metric 1 'xdplb_vip_announced{vip="web"}') == 0 ]] || fail "xdplb_vip_announced is not 0"
 lb_status 1 | python3 -c "import json,sys; sys.exit(0 if json.load(sys.stdin)['maintenance'] else 1)" ||
   fail "status --json does not say maintenance"
-in_lb 1 "$XDPLB_BIN" status --url 127.0.0.1:9450 | grep -q "maintenance: ON" || fail "status does not say maintenance"
+lb_cli 1 status | grep -q "maintenance: ON" || fail "status does not say maintenance"
 sleep 1
 p1=$(packets 1); sleep 2; p1b=$(packets 1)
 echo "balancer 1 in maintenance: $((p1b - p1)) packets in 2 s"
@@ -58,7 +58,7 @@ sleep 4  # longer than the 3 s delay
 lb_no_route 1 || fail "a restarted daemon in maintenance announced"
 
 t0=$SECONDS
-in_lb 1 "$XDPLB_BIN" maintenance off --url 127.0.0.1:9450
+lb_cli 1 maintenance off
 wait_until 15 lb_has_route 1 || fail "no route after maintenance off"
 wait_until 10 nexthops_are 3 || fail "balancer 1 did not come back on the router"
 echo "balancer 1 back on the router $((SECONDS - t0)) s after maintenance off (delay 3 s)"

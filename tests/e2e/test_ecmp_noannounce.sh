@@ -9,7 +9,7 @@ tables() { in_lb 1 ip -N route show table all; in_lb 1 ip -N -6 route show table
 tables >"$WORK/before"
 start_lbs 1
 sleep 2
-out=$(in_lb 1 "$XDPLB_BIN" status --url 127.0.0.1:9450)
+out=$(lb_cli 1 status)
 grep -q "announce: off" <<<"$out" || fail "status does not say announce: off"
 [[ $(lb_metric 1 'xdplb_vip_announced{vip="web"}') == 0 ]] || fail "xdplb_vip_announced is not 0"
 "$TESTBED" stop-lb "$NAME" 1

@@ -83,6 +83,9 @@ max_backends = 16
 [metrics]
 listen = "$LISTEN"
 
+[admin]
+socket = "$ADMIN_SOCK"
+
 [[vip]]
 name = "web"
 address = "198.51.100.79"
@@ -94,6 +97,7 @@ TOML
   for ((i = 1; i <= $2; i++)); do printf '[[vip.backend]]\naddress = "10.79.0.%d"\n' $((10 + i)); done
 }
 CONFIG=$WORK/xdplb.toml
+ADMIN_SOCK=$WORK/admin.sock
 
 # run_daemon [PREFIX...]: the daemon in the namespace, messages to $SOCK.
 run_daemon() {
@@ -140,7 +144,7 @@ first=$(head -1 "$MSGS" | cut -d' ' -f2-)
   { echo "FAIL: first message is '$first'"; exit 1; }
 link_out=$(in_ns $NS ip -d link show eth0)
 grep -q "prog/xdp" <<<"$link_out" || { echo "FAIL: READY=1 but nothing attached to eth0"; exit 1; }
-backend=$(in_ns $NS "$XDPLB_BIN" lookup --url $LISTEN web 203.0.113.7 40000)
+backend=$(in_ns $NS "$XDPLB_BIN" lookup --socket "$ADMIN_SOCK" web 203.0.113.7 40000)
 [[ $backend == 10.79.0.1[123] ]] || { echo "FAIL: READY=1 but the live ring answers '$backend'"; exit 1; }
 echo "ok: first message: $first; attached; live lookup -> $backend"
 wait_until 5 bash -c "[[ \$(grep -c WATCHDOG=1 '$MSGS') -ge 3 ]]"
@@ -181,7 +185,7 @@ echo "ok: refused reload: $(tail -1 <<<"$refused")"
 config '"eth0"' 5 >"$CONFIG"
 out=$(in_ns $NS "$XDPLB_BIN" reload --pid "$DAEMON_PID" --config "$CONFIG") || { echo "FAIL: reload: $out"; exit 1; }
 # No waiting: the new backend is in the ring when the command returns.
-n=$(in_ns $NS "$XDPLB_BIN" status --json --url $LISTEN | python3 -c '
+n=$(in_ns $NS "$XDPLB_BIN" status --json --socket "$ADMIN_SOCK" | python3 -c '
 import json, sys
 print(sum(b["in_ring"] for v in json.load(sys.stdin)["vips"] for b in v["backends"]))')
 [[ $n == 5 ]] || { echo "FAIL: xdplb reload returned with $n backends in the ring, want 5"; exit 1; }
@@ -198,10 +202,10 @@ in_ns $NS "$XDPLB_BIN" reload --pid "$DAEMON_PID" --config "$CONFIG" >/dev/null
 
 # ---- maintenance shows in STATUS= ------------------------------------------
 before=$(wc -l <"$MSGS")
-in_ns $NS "$XDPLB_BIN" maintenance on --url $LISTEN >/dev/null
+in_ns $NS "$XDPLB_BIN" maintenance on --socket "$ADMIN_SOCK" >/dev/null
 wait_until 5 bash -c "tail -n +$((before + 1)) '$MSGS' | grep -q 'STATUS=.*MAINTENANCE'"
 before=$(wc -l <"$MSGS")
-in_ns $NS "$XDPLB_BIN" maintenance off --url $LISTEN >/dev/null
+in_ns $NS "$XDPLB_BIN" maintenance off --socket "$ADMIN_SOCK" >/dev/null
 wait_until 5 bash -c "tail -n +$((before + 1)) '$MSGS' | grep 'STATUS=' | grep -vq MAINTENANCE"
 echo "ok: maintenance on/off: STATUS= says MAINTENANCE, then no longer"
 

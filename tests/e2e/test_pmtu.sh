@@ -38,7 +38,7 @@ grep -qx 'xdplb_vip_icmp_too_big_total{vip="web"} 1' <<<"$metrics" ||
   { echo "FAIL: xdplb_vip_icmp_too_big_total{vip=\"web\"} is not 1:"; grep icmp <<<"$metrics"; exit 1; }
 echo "xdplb_vip_icmp_too_big_total{vip=\"web\"} 1"
 # `xdplb lookup` of that 5-tuple names the flow table's entry: its backend.
-out=$(in_lb "$XDPLB_BIN" lookup --url 127.0.0.1:9450 web 10.77.0.2 "$lport")
+out=$(xdplb_admin lookup web 10.77.0.2 "$lport")
 echo "xdplb lookup web 10.77.0.2 $lport:"
 echo "$out"
 grep -q "^flow table: ${addr[$backend]} " <<<"$out" ||

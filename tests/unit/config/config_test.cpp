@@ -198,6 +198,15 @@ TEST(Config, ErrorClassesNameLineColumnKeyAndProblem) {
        "13:11 vip[1].address: duplicate VIP 198.51.100.10:80/tcp (also vip[0])"},
       {"[daemon]\ninterfaces = [\"lo\"\n", "2:20 : TOML syntax: encountered end-of-file"},
       {"[metrics]\nlisten = \"127.0.0.1:1\"\n", "1:1 daemon: missing required table [daemon]"},
+      {std::string(kBase) + "[admin]\nsocket = \"admin.sock\"\n",
+       "6:10 admin.socket: 'admin.sock' is not an absolute path"},
+      {std::string(kBase) + "[admin]\nsocket = \"/" + std::string(120, 'a') + "\"\n",
+       "6:10 admin.socket: '/" + std::string(120, 'a') +
+           "' is longer than a UNIX socket path may be (107 bytes)"},
+      {std::string(kBase) + "[admin]\nlisten = \"9451\"\n",
+       "6:10 admin.listen: '9451' is not IP:port (an IPv6 address in brackets: \"[::1]:9451\")"},
+      {std::string(kBase) + "[admin]\nsockets = \"/x\"\n",
+       "6:11 admin.sockets: unknown key 'sockets' (did you mean 'socket'?)"},
   };
   for (const auto& c : cases) {
     const std::string got = oneError(c.text);

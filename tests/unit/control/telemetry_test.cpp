@@ -229,7 +229,7 @@ TEST(Telemetry, LabelValuesAreEscapedInEveryFamily) {
 
 TEST(Telemetry, ReadmeListsExactlyTheExportedMetrics) {
   const std::string readme = readFile(std::string(XDPLB_SOURCE_DIR) + "/README.md");
-  const auto from = readme.find("## HTTP endpoint and metrics");
+  const auto from = readme.find("## HTTP endpoints and metrics");
   ASSERT_NE(from, std::string::npos);
   const auto to = readme.find("\n## ", from + 1);
   const std::string section = readme.substr(from, to - from);

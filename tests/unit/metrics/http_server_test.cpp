@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/asio.hpp>
 #include <thread>
@@ -81,6 +83,185 @@ TEST_F(HttpServerTest, RoutesQueryAndErrors) {
   EXPECT_NE(exchange("GET /boom HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").find(" 500 "),
             std::string::npos);
   EXPECT_NE(exchange("NONSENSE\r\n\r\n").find(" 400 "), std::string::npos);
+}
+
+// HEAD is decided before routing: its answer has no body, whatever the route
+// says, and the next request on the same keep-alive connection (here one that
+// errors) gets a whole, framed answer.
+TEST_F(HttpServerTest, HeadThenAnErrorKeepsTheConnectionFramed) {
+  tcp::socket s = connect();
+  asio::write(s, asio::buffer(std::string("HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+                                          "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+                                          "GET /hello?name=z HTTP/1.1\r\nHost: x\r\n"
+                                          "Connection: close\r\n\r\n")));
+  std::string out;
+  boost::system::error_code ec;
+  char buf[4096];
+  while (!ec) out.append(buf, s.read_some(asio::buffer(buf), ec));
+  // Three answers, in order; the HEAD one without "hello ?" in it.
+  const auto first = out.find("HTTP/1.1 200");
+  const auto second = out.find("HTTP/1.1 404");
+  const auto third = out.find("HTTP/1.1 200", first + 1);
+  ASSERT_NE(first, std::string::npos) << out;
+  ASSERT_NE(second, std::string::npos) << out;
+  ASSERT_NE(third, std::string::npos) << out;
+  EXPECT_LT(first, second);
+  EXPECT_LT(second, third);
+  EXPECT_EQ(out.substr(first, second - first).find("hello"), std::string::npos) << out;
+  EXPECT_NE(out.find("not found", second), std::string::npos) << out;
+  EXPECT_NE(out.find("hello z", third), std::string::npos) << out;
+}
+
+TEST(HttpServer, HeadNeverRendersTheBody) {
+  int rendered = 0;
+  auto server =
+      HttpServer::start({.listen = "127.0.0.1:0"}, {{"/metrics", [&](const HttpRequest& r) {
+                                                       HttpResponse out;
+                                                       if (!r.head) {
+                                                         ++rendered;
+                                                         out.body = std::string(1000, 'm');
+                                                       }
+                                                       return out;
+                                                     }}});
+  ASSERT_TRUE(server) << server.error().message();
+  asio::io_context io;
+  tcp::socket s(io);
+  s.connect({asio::ip::make_address("127.0.0.1"), (*server)->port()});
+  asio::write(s, asio::buffer(std::string("HEAD /metrics HTTP/1.1\r\nHost: x\r\n"
+                                          "Connection: close\r\n\r\n")));
+  std::string out;
+  boost::system::error_code ec;
+  char buf[4096];
+  while (!ec) out.append(buf, s.read_some(asio::buffer(buf), ec));
+  EXPECT_NE(out.find("HTTP/1.1 200"), std::string::npos) << out;
+  EXPECT_EQ(out.find("mmm"), std::string::npos) << out;
+  EXPECT_EQ(rendered, 0);
+}
+
+// One peer that holds its limit of connections does not keep another out.
+TEST(HttpServer, PerPeerLimitKeepsOthersIn) {
+  auto server = HttpServer::start({.listen = "127.0.0.1:0",
+                                   .maxConnections = 64,
+                                   .maxConnectionsPerPeer = 4,
+                                   .readTimeout = std::chrono::milliseconds(3000)},
+                                  {{"/hello", [](const HttpRequest&) {
+                                      return HttpResponse{200, "text/plain", "hi"};
+                                    }}});
+  ASSERT_TRUE(server) << server.error().message();
+  asio::io_context io;
+  const tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), (*server)->port());
+  auto get = [&](const char* from) {
+    tcp::socket s(io);
+    s.open(tcp::v4());
+    s.bind({asio::ip::make_address(from), 0});
+    s.connect(ep);
+    boost::system::error_code ec;
+    asio::write(s,
+                asio::buffer(std::string("GET /hello HTTP/1.1\r\nHost: x\r\n"
+                                         "Connection: close\r\n\r\n")),
+                ec);
+    std::string out;
+    char buf[512];
+    while (!ec) out.append(buf, s.read_some(asio::buffer(buf), ec));
+    return out;
+  };
+  std::vector<tcp::socket> greedy;
+  for (int i = 0; i < 4; ++i) {
+    greedy.emplace_back(io);
+    greedy.back().open(tcp::v4());
+    greedy.back().bind({asio::ip::make_address("127.0.0.1"), 0});
+    greedy.back().connect(ep);
+  }
+  std::this_thread::sleep_for(100ms);  // the server has accepted them
+  EXPECT_EQ(get("127.0.0.1").find(" 200 "), std::string::npos) << "the greedy peer got a 5th";
+  EXPECT_NE(get("127.0.0.2").find(" 200 "), std::string::npos) << "another peer was kept out";
+  greedy.clear();
+  std::string again;
+  for (int i = 0; i < 50 && again.find(" 200 ") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(20ms);
+    again = get("127.0.0.1");
+  }
+  EXPECT_NE(again.find(" 200 "), std::string::npos) << "the peer's count was not released";
+}
+
+TEST(HttpServer, UnixSocketModeStaleFileAndInUse) {
+  char tmpl[] = "/tmp/xdplb-http-test.XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string path = std::string(tmpl) + "/admin.sock";
+  // A stale socket file (its server gone) is replaced.
+  {
+    asio::io_context io;
+    asio::local::stream_protocol::acceptor stale(io, asio::local::stream_protocol::endpoint(path));
+  }
+  HttpServerOptions o;
+  o.unixPath = path;
+  std::map<std::string, Handler> routes{{"/api/v1/x", [](const HttpRequest&) {
+                                           return HttpResponse{200, "text/plain", "admin"};
+                                         }}};
+  auto server = HttpServer::start(o, routes);
+  ASSERT_TRUE(server) << server.error().message();
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  EXPECT_EQ(st.st_mode & 0777, 0660u);
+  EXPECT_EQ((*server)->port(), 0);
+  // A second server on the same path is refused, naming it.
+  auto second = HttpServer::start(o, routes);
+  ASSERT_FALSE(second);
+  EXPECT_NE(second.error().message().find("in use"), std::string::npos) << second.error().message();
+  asio::io_context io;
+  asio::local::stream_protocol::socket s(io);
+  s.connect(asio::local::stream_protocol::endpoint(path));
+  asio::write(s, asio::buffer(std::string("GET /api/v1/x HTTP/1.1\r\nHost: x\r\n\r\n")));
+  std::string out;
+  char buf[512];
+  boost::system::error_code ec;
+  while (out.find("admin") == std::string::npos && !ec)
+    out.append(buf, s.read_some(asio::buffer(buf), ec));
+  EXPECT_NE(out.find("admin"), std::string::npos) << out;
+  // stop() closes the open keep-alive connection and removes the file.
+  (*server)->stop();
+  while (!ec) s.read_some(asio::buffer(buf), ec);
+  EXPECT_TRUE(ec == asio::error::eof || ec == asio::error::connection_reset) << ec.message();
+  EXPECT_NE(::stat(path.c_str(), &st), 0);
+  ::rmdir(tmpl);
+}
+
+// Accept errors back off on a timer whose delay doubles (every error alike;
+// EMFILE is the one a test can cause): a persistent error costs a handful of
+// retries, not a spin, and service resumes once it passes.
+TEST(HttpServer, AcceptErrorsBackOffAndServiceResumes) {
+  auto server =
+      HttpServer::start({.listen = "127.0.0.1:0"}, {{"/hello", [](const HttpRequest&) {
+                                                       return HttpResponse{200, "text/plain", "hi"};
+                                                     }}});
+  ASSERT_TRUE(server) << server.error().message();
+  asio::io_context io;
+  const tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), (*server)->port());
+  // The client's socket is opened first (with the io_context's own
+  // descriptors); then the rest are used up, so the server's accept fails.
+  tcp::socket s(io);
+  s.open(tcp::v4());
+  std::vector<int> hog;
+  for (int fd; (fd = ::dup(0)) >= 0;) hog.push_back(fd);
+  // The connection completes in the kernel; the server cannot accept it yet.
+  s.connect(ep);
+  std::this_thread::sleep_for(100ms);
+  EXPECT_GT((*server)->acceptErrors(), 0u);
+  const uint64_t errorsSoFar = (*server)->acceptErrors();
+  std::this_thread::sleep_for(200ms);
+  // Backed off (10, 20, 40, 80 ms...), not spinning: a handful, not thousands.
+  EXPECT_LT((*server)->acceptErrors() - errorsSoFar, 10u);
+  for (int fd : hog) ::close(fd);
+  boost::system::error_code ec;
+  asio::write(s,
+              asio::buffer(std::string("GET /hello HTTP/1.1\r\nHost: x\r\n"
+                                       "Connection: close\r\n\r\n")),
+              ec);
+  std::string out;
+  char buf[512];
+  while (!ec) out.append(buf, s.read_some(asio::buffer(buf), ec));
+  EXPECT_NE(out.find(" 200 "), std::string::npos) << out;
 }
 
 TEST_F(HttpServerTest, IdleConnectionIsClosedByTheReadTimeout) {
@@ -231,7 +412,7 @@ TEST(HttpServer, SplitHostPort) {
   EXPECT_EQ(h, "::1");
   EXPECT_FALSE(splitHostPort("::1", h, p));
   EXPECT_FALSE(splitHostPort("host:", h, p));
-  EXPECT_EQ(percentDecode("a%2Fb+c"), "a/b c");
+  EXPECT_EQ(percentDecode("a%2Fb+c%20d"), "a/b+c d");
 }
 
 }  // namespace
