@@ -61,7 +61,8 @@ struct {
 	__type(value, __u32);
 } bench_pool SEC(".maps");
 
-static __always_inline int bench_restore_input(struct xdp_md *ctx, struct bench_input *in)
+static __always_inline int bench_restore_input(struct xdp_md *ctx, struct bench_input *in,
+					       const int live)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -74,7 +75,7 @@ static __always_inline int bench_restore_input(struct xdp_md *ctx, struct bench_
 	if (data + 14 > data_end)
 		return -1;
 	__builtin_memcpy(data, in->eth, 14);
-	if (in->vary == 2) {
+	if (live) {
 		__u32 n = in->counter++, idx, syn = 0;
 		__u64 x = in->rng;
 		__u16 *sport = data + (in->sport_off & 0xff);
@@ -116,33 +117,41 @@ static __always_inline int bench_restore_input(struct xdp_md *ctx, struct bench_
 	return 0;
 }
 
-SEC("xdp")
-int bench_balancer(struct xdp_md *ctx)
-{
-	__u32 zero = 0;
-	struct bench_input *in = bpf_map_lookup_elem(&bench_input, &zero);
+/* The live-flow cases run their own copies (bench_live, bench_live_restore):
+ * the drawing code, inlined into the other cases' programs, would change
+ * their code and their figures. */
+#define BENCH_PROGS(balance, restore, live)                                                        \
+	SEC("xdp")                                                                                 \
+	int balance(struct xdp_md *ctx)                                                            \
+	{                                                                                          \
+		__u32 zero = 0;                                                                    \
+		struct bench_input *in = bpf_map_lookup_elem(&bench_input, &zero);                 \
+                                                                                                   \
+		if (!in || bench_restore_input(ctx, in, live))                                     \
+			return XDP_ABORTED;                                                        \
+		return lb_balance(ctx);                                                            \
+	}                                                                                          \
+                                                                                                   \
+	SEC("xdp")                                                                                 \
+	int restore(struct xdp_md *ctx)                                                            \
+	{                                                                                          \
+		__u32 zero = 0;                                                                    \
+		struct bench_input *in = bpf_map_lookup_elem(&bench_input, &zero);                 \
+                                                                                                   \
+		if (!in || bench_restore_input(ctx, in, live))                                     \
+			return XDP_ABORTED;                                                        \
+		/* Grow the front as an encapsulation would, so the next                           \
+		 * iteration's restore has the same work to undo as in the                         \
+		 * balancer's program. */                                                          \
+		if (in->shift == 20 && bpf_xdp_adjust_head(ctx, -20))                              \
+			return XDP_ABORTED;                                                        \
+		if (in->shift == 40 && bpf_xdp_adjust_head(ctx, -40))                              \
+			return XDP_ABORTED;                                                        \
+		return XDP_TX;                                                                     \
+	}
 
-	if (!in || bench_restore_input(ctx, in))
-		return XDP_ABORTED;
-	return lb_balance(ctx);
-}
-
-SEC("xdp")
-int bench_restore(struct xdp_md *ctx)
-{
-	__u32 zero = 0;
-	struct bench_input *in = bpf_map_lookup_elem(&bench_input, &zero);
-
-	if (!in || bench_restore_input(ctx, in))
-		return XDP_ABORTED;
-	/* Grow the front as an encapsulation would, so the next iteration's
-	 * restore has the same work to undo as in bench_balancer. */
-	if (in->shift == 20 && bpf_xdp_adjust_head(ctx, -20))
-		return XDP_ABORTED;
-	if (in->shift == 40 && bpf_xdp_adjust_head(ctx, -40))
-		return XDP_ABORTED;
-	return XDP_TX;
-}
+BENCH_PROGS(bench_balancer, bench_restore, 0)
+BENCH_PROGS(bench_live, bench_live_restore, 1)
 
 SEC("xdp")
 int bench_floor(struct xdp_md *ctx) { return XDP_TX; }

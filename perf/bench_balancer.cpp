@@ -261,6 +261,8 @@ int main(int argc, char** argv) {
   const int floorFd = bpf_program__fd(w->progs.bench_floor);
   const int restoreFd = bpf_program__fd(w->progs.bench_restore);
   const int benchFd = bpf_program__fd(w->progs.bench_balancer);
+  const int liveFd = bpf_program__fd(w->progs.bench_live);
+  const int liveRestoreFd = bpf_program__fd(w->progs.bench_live_restore);
   auto pkt0 = build(cases[0].spec);
   const double floor = measure(floorFd, pkt0, net->ifindex).ns;
 
@@ -317,7 +319,7 @@ int main(int argc, char** argv) {
       const uint32_t fill =
           c.pool > flowCapacity / 2 ? static_cast<uint32_t>(flowCapacity * 3) : c.pool;
       if (bpf_map_update_elem(inputFd, &zero, &in, BPF_ANY) != 0 ||
-          !runOnce(benchFd, pkt, net->ifindex, fill))
+          !runOnce(liveFd, pkt, net->ifindex, fill))
         return die("inserting the live flows");
       std::vector<uint32_t> idx;
       dp->forEachFlow([&](const lb_flow_entry& e) {
@@ -340,7 +342,7 @@ int main(int argc, char** argv) {
     global.flowInsertLimit = c.flood ? 1 : 0;
     if (!dp->setConfig(global)) return die("setConfig");
     auto before = dp->readCounters();
-    const Measured run = measure(benchFd, pkt, net->ifindex);
+    const Measured run = measure(c.pool ? liveFd : benchFd, pkt, net->ifindex);
     const double total = run.ns;
     auto after = dp->readCounters();
     global.flowInsertLimit = 0;
@@ -348,7 +350,7 @@ int main(int argc, char** argv) {
     BenchInput done{};
     if (bpf_map_lookup_elem(inputFd, &zero, &done) != 0) return die("bench_input");
     if (total < 0 || !before || !after) return die("test run failed");
-    const double restore = measure(restoreFd, pkt, net->ifindex).ns;
+    const double restore = measure(c.pool ? liveRestoreFd : restoreFd, pkt, net->ifindex).ns;
     const uint64_t expect = uint64_t{kRepeat} * kRuns;
     const uint64_t got = after->reasons[c.reason].packets - before->reasons[c.reason].packets;
     uint64_t newFlows = 0;
