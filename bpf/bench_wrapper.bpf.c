@@ -32,6 +32,17 @@ struct bench_input {
 	__u32 sport_off; /* offset of the L4 source port in the frame */
 	__u32 saddr_off; /* offset of the source address's last 2 bytes */
 	__u32 counter;	 /* iterations so far (written by the program) */
+	/* Live flows (vary == 2): the tuple of every iteration is one of
+	 * pool flows of bench_pool, chosen at random (fill: tuple indexes in
+	 * order, to insert them), and
+	 * one iteration in 65536 / syn_per_64k is instead a SYN of a tuple
+	 * never seen before (a busy edge's new flows). */
+	__u32 pool;
+	__u32 fill;
+	__u32 syn_per_64k;
+	__u32 flags_off; /* offset of the TCP flags byte */
+	__u64 rng;	 /* xorshift state */
+	__u64 syns;	 /* SYN iterations so far (written by the program) */
 };
 
 struct {
@@ -41,7 +52,17 @@ struct {
 	__type(value, struct bench_input);
 } bench_input SEC(".maps");
 
-static __always_inline int bench_restore_input(struct xdp_md *ctx, struct bench_input *in)
+/* The live flows' tuple indexes (vary == 2), written by bench_balancer from
+ * the flow table after the fill, so every drawn flow is in the table. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} bench_pool SEC(".maps");
+
+static __always_inline int bench_restore_input(struct xdp_md *ctx, struct bench_input *in,
+					       const int live)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -54,7 +75,36 @@ static __always_inline int bench_restore_input(struct xdp_md *ctx, struct bench_
 	if (data + 14 > data_end)
 		return -1;
 	__builtin_memcpy(data, in->eth, 14);
-	if (in->vary) {
+	if (live) {
+		__u32 n = in->counter++, idx, syn = 0;
+		__u64 x = in->rng;
+		__u16 *sport = data + (in->sport_off & 0xff);
+		__u16 *saddr = data + (in->saddr_off & 0xff);
+		__u8 *flags = data + (in->flags_off & 0xff);
+
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		in->rng = x;
+		if (in->fill) {
+			idx = n;
+		} else if (((__u32)x & 0xffff) < in->syn_per_64k) {
+			/* a fresh tuple: above every pool index */
+			idx = 0x80000000U | (__u32)in->syns++;
+			syn = 1;
+		} else {
+			__u32 k = (__u32)((x >> 32) % (in->pool ? in->pool : 1));
+			__u32 *v = bpf_map_lookup_elem(&bench_pool, &k);
+
+			idx = v ? *v : 0;
+		}
+		if ((void *)(sport + 1) > data_end || (void *)(saddr + 1) > data_end ||
+		    (void *)(flags + 1) > data_end)
+			return -1;
+		*sport = (__u16)idx;
+		*saddr = (__u16)(idx >> 16);
+		*flags = in->fill || syn ? 0x02 : 0x10; /* SYN or ACK */
+	} else if (in->vary) {
 		__u32 n = in->counter++;
 		__u16 *sport = data + (in->sport_off & 0xff);
 		__u16 *saddr = data + (in->saddr_off & 0xff);
@@ -67,33 +117,41 @@ static __always_inline int bench_restore_input(struct xdp_md *ctx, struct bench_
 	return 0;
 }
 
-SEC("xdp")
-int bench_balancer(struct xdp_md *ctx)
-{
-	__u32 zero = 0;
-	struct bench_input *in = bpf_map_lookup_elem(&bench_input, &zero);
+/* The live-flow cases run their own copies (bench_live, bench_live_restore):
+ * the drawing code, inlined into the other cases' programs, would change
+ * their code and their figures. */
+#define BENCH_PROGS(balance, restore, live)                                                        \
+	SEC("xdp")                                                                                 \
+	int balance(struct xdp_md *ctx)                                                            \
+	{                                                                                          \
+		__u32 zero = 0;                                                                    \
+		struct bench_input *in = bpf_map_lookup_elem(&bench_input, &zero);                 \
+                                                                                                   \
+		if (!in || bench_restore_input(ctx, in, live))                                     \
+			return XDP_ABORTED;                                                        \
+		return lb_balance(ctx);                                                            \
+	}                                                                                          \
+                                                                                                   \
+	SEC("xdp")                                                                                 \
+	int restore(struct xdp_md *ctx)                                                            \
+	{                                                                                          \
+		__u32 zero = 0;                                                                    \
+		struct bench_input *in = bpf_map_lookup_elem(&bench_input, &zero);                 \
+                                                                                                   \
+		if (!in || bench_restore_input(ctx, in, live))                                     \
+			return XDP_ABORTED;                                                        \
+		/* Grow the front as an encapsulation would, so the next                           \
+		 * iteration's restore has the same work to undo as in the                         \
+		 * balancer's program. */                                                          \
+		if (in->shift == 20 && bpf_xdp_adjust_head(ctx, -20))                              \
+			return XDP_ABORTED;                                                        \
+		if (in->shift == 40 && bpf_xdp_adjust_head(ctx, -40))                              \
+			return XDP_ABORTED;                                                        \
+		return XDP_TX;                                                                     \
+	}
 
-	if (!in || bench_restore_input(ctx, in))
-		return XDP_ABORTED;
-	return lb_balance(ctx);
-}
-
-SEC("xdp")
-int bench_restore(struct xdp_md *ctx)
-{
-	__u32 zero = 0;
-	struct bench_input *in = bpf_map_lookup_elem(&bench_input, &zero);
-
-	if (!in || bench_restore_input(ctx, in))
-		return XDP_ABORTED;
-	/* Grow the front as an encapsulation would, so the next iteration's
-	 * restore has the same work to undo as in bench_balancer. */
-	if (in->shift == 20 && bpf_xdp_adjust_head(ctx, -20))
-		return XDP_ABORTED;
-	if (in->shift == 40 && bpf_xdp_adjust_head(ctx, -40))
-		return XDP_ABORTED;
-	return XDP_TX;
-}
+BENCH_PROGS(bench_balancer, bench_restore, 0)
+BENCH_PROGS(bench_live, bench_live_restore, 1)
 
 SEC("xdp")
 int bench_floor(struct xdp_md *ctx) { return XDP_TX; }

@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,8 @@ struct BenchInput {
   uint8_t eth[14];
   uint8_t pad[2];
   uint32_t vary, sportOff, saddrOff, counter;
+  uint32_t pool, fill, synPer64k, flagsOff;
+  uint64_t rng, syns;
 };
 
 // The daemon's default flow_table_size (DESIGN.md), so inserts and their
@@ -185,8 +188,10 @@ int main(int argc, char** argv) {
   for (auto& s : shared)
     if (bpf_map__reuse_fd(s.map, dp->mapFd(s.name)) != 0)
       return die(std::string("reuse ") + s.name);
+  bpf_map__set_max_entries(w->maps.bench_pool, 1 << 20);
   if (bench_wrapper::load(w) != 0) return die("load bench_wrapper");
   const int inputFd = bpf_map__fd(w->maps.bench_input);
+  const int poolFd = bpf_map__fd(w->maps.bench_pool);
   // Entries the table holds: its sets times their ways.
   const uint64_t flowCapacity = uint64_t{dp->flowSets()} * LB_FLOW_WAYS;
 
@@ -198,6 +203,14 @@ int main(int argc, char** argv) {
     bool vary;     // ... for a 5-tuple never seen before (bench_input.vary)
     uint32_t shift;
     bool flood = false;  // measured with flow_insert_limit 1: no entry is written
+    // Live flows: every iteration an ACK of one of `pool` flows inserted
+    // first, drawn at random (a different flow, not one cached entry), and
+    // synPer64k / 65536 of the iterations a SYN of a new 5-tuple.
+    uint32_t pool = 0;
+    uint32_t synPer64k = 0;
+    // Share of the measured non-SYN iterations allowed to miss the table
+    // (flows the fill could not keep in a full set, then their churn).
+    double maxMiss = 0.01;
   };
   auto tcp = [](const char* src, const char* dst, uint8_t flags) {
     PacketSpec s;
@@ -229,11 +242,27 @@ int main(int argc, char** argv) {
       // table, each scans its set and takes the ring but writes nothing.
       {"SYN flood over flow_insert_limit (no insert)",
        tcp("203.0.113.9", "198.51.100.10", testing::kTcpSyn), LB_R_TX, true, true, 20, true},
+      // Cache-honest established flows: each packet a random one of N
+      // flows in the table, so its set is where N flows put it (10,000:
+      // 2.5 MiB of sets touched, mostly cache; 1,000,000: the whole 64 MiB
+      // table, DRAM and a TLB miss).
+      {"established, 10,000 live flows (random)",
+       tcp("203.0.113.9", "198.51.100.10", testing::kTcpAck), LB_R_TX, false, false, 20, false,
+       10000},
+      {"established, 1,000,000 live flows (random)",
+       tcp("203.0.113.9", "198.51.100.10", testing::kTcpAck), LB_R_TX, false, false, 20, false,
+       1000000},
+      // A busy edge: 1.5 % SYNs of new flows among ACKs of 100,000 live ones.
+      {"busy edge: 1.5% SYNs, 100,000 live flows",
+       tcp("203.0.113.9", "198.51.100.10", testing::kTcpAck), LB_R_TX, false, false, 20, false,
+       100000, 983},
   };
 
   const int floorFd = bpf_program__fd(w->progs.bench_floor);
   const int restoreFd = bpf_program__fd(w->progs.bench_restore);
   const int benchFd = bpf_program__fd(w->progs.bench_balancer);
+  const int liveFd = bpf_program__fd(w->progs.bench_live);
+  const int liveRestoreFd = bpf_program__fd(w->progs.bench_live_restore);
   auto pkt0 = build(cases[0].spec);
   const double floor = measure(floorFd, pkt0, net->ifindex).ns;
 
@@ -258,6 +287,15 @@ int main(int argc, char** argv) {
       in.saddrOff = 14 + 12 + 2;
       in.sportOff = 14 + 20;
     }
+    if (c.pool) {
+      in.vary = 2;
+      in.saddrOff = 14 + 12 + 2;
+      in.sportOff = 14 + 20;
+      in.flagsOff = 14 + 20 + 13;
+      in.pool = c.pool;
+      in.synPer64k = c.synPer64k;
+      in.rng = 0x9e3779b97f4a7c15ULL;
+    }
     const uint32_t zero = 0;
     if (bpf_map_update_elem(inputFd, &zero, &in, BPF_ANY) != 0) return die("bench_input");
     // Warm the flow table and the next-hop cache (established cases need the
@@ -271,11 +309,40 @@ int main(int argc, char** argv) {
     // also evicts the least recent flow.
     if (c.vary && !runOnce(benchFd, pkt, net->ifindex, static_cast<uint32_t>(flowCapacity)))
       return die("filling the flow table");
+    // Live flows: SYNs of new tuples in order (for 1,000,000, more than
+    // that, until the table is full), then `pool` of the entries the table
+    // holds, in random order, are the flows the ACKs are drawn from: every
+    // one is in the table.
+    size_t live = 0;
+    if (c.pool) {
+      in.fill = 1;
+      const uint32_t fill =
+          c.pool > flowCapacity / 2 ? static_cast<uint32_t>(flowCapacity * 3) : c.pool;
+      if (bpf_map_update_elem(inputFd, &zero, &in, BPF_ANY) != 0 ||
+          !runOnce(liveFd, pkt, net->ifindex, fill))
+        return die("inserting the live flows");
+      std::vector<uint32_t> idx;
+      dp->forEachFlow([&](const lb_flow_entry& e) {
+        uint16_t hi;
+        std::memcpy(&hi, e.key.src + 2, 2);
+        idx.push_back(static_cast<uint32_t>(e.key.sport) | uint32_t{hi} << 16);
+      });
+      live = idx.size();
+      std::mt19937 g(7);
+      std::shuffle(idx.begin(), idx.end(), g);
+      idx.resize(std::min<size_t>(idx.size(), c.pool));
+      for (uint32_t k = 0; k < idx.size(); ++k)
+        if (bpf_map_update_elem(poolFd, &k, &idx[k], BPF_ANY) != 0) return die("bench_pool");
+      in.pool = static_cast<uint32_t>(idx.size());
+      in.fill = 0;
+      in.counter = 0;
+      if (bpf_map_update_elem(inputFd, &zero, &in, BPF_ANY) != 0) return die("bench_input");
+    }
     datapath::GlobalConfig global{seed, ip("10.99.0.1"), ip("fd00:99::1")};
     global.flowInsertLimit = c.flood ? 1 : 0;
     if (!dp->setConfig(global)) return die("setConfig");
     auto before = dp->readCounters();
-    const Measured run = measure(benchFd, pkt, net->ifindex);
+    const Measured run = measure(c.pool ? liveFd : benchFd, pkt, net->ifindex);
     const double total = run.ns;
     auto after = dp->readCounters();
     global.flowInsertLimit = 0;
@@ -283,13 +350,22 @@ int main(int argc, char** argv) {
     BenchInput done{};
     if (bpf_map_lookup_elem(inputFd, &zero, &done) != 0) return die("bench_input");
     if (total < 0 || !before || !after) return die("test run failed");
-    const double restore = measure(restoreFd, pkt, net->ifindex).ns;
+    const double restore = measure(c.pool ? liveRestoreFd : restoreFd, pkt, net->ifindex).ns;
     const uint64_t expect = uint64_t{kRepeat} * kRuns;
     const uint64_t got = after->reasons[c.reason].packets - before->reasons[c.reason].packets;
     uint64_t newFlows = 0;
     for (size_t v = 1; v < after->vips.size(); ++v)
       newFlows += after->vips[v].newFlows - before->vips[v].newFlows;
     bool ok = got == expect && newFlows == (c.newFlow ? expect : 0);
+    // Live flows: every SYN took the ring, and the ACKs hit the table but
+    // for the share of flows the fill could not keep (maxMiss).
+    uint64_t misses = 0;
+    if (c.pool) {
+      misses = newFlows >= done.syns ? newFlows - done.syns : ~uint64_t{0};
+      ok = got == expect && done.counter == expect &&
+           misses <= static_cast<uint64_t>(c.maxMiss * static_cast<double>(expect - done.syns)) &&
+           (c.synPer64k == 0 || done.syns > 0);
+    }
     // Distinct 5-tuples: every measured iteration took a new tuple (the
     // wrapper's counter advanced once per iteration), and they land as
     // distinct entries: the table is full (a set may evict while others
@@ -328,6 +404,14 @@ int main(int argc, char** argv) {
           run.sameAction ? "" : " (not in every run)", outOk ? "as expected" : "wrong");
     else if (c.vary)
       std::printf("    (flow table now holds %zu entries)\n", flows);
+    else if (c.pool)
+      std::printf(
+          "    (%u of the %zu entries after the fill; %.2f%% SYNs, %.2f%% of ACKs missed)\n",
+          in.pool, live, 100.0 * static_cast<double>(done.syns) / static_cast<double>(expect),
+          100.0 * static_cast<double>(misses) / static_cast<double>(expect - done.syns));
+    if (!ok && c.pool)
+      std::printf("    SYNs %llu, misses %llu\n", static_cast<unsigned long long>(done.syns),
+                  static_cast<unsigned long long>(misses));
   }
   std::printf(
       "net ns = ns/pkt - restore + floor: the balancer's own cost including the test-run loop.\n");

@@ -49,12 +49,12 @@ static __always_inline int lb_match_vip(void *data, void *data_end, struct lb_pk
 	struct lb_vip_value *v0, *v;
 	int rc;
 
+	/* A VIP address has a port-0 entry for both TCP and UDP (an alias for
+	 * a protocol it has no VIP of), so a miss is a non-VIP address: one
+	 * lookup (docs/design.md, "Hot path"). */
 	v0 = lb_vip_lookup(p, p->key.proto, 0);
-	if (!v0) {
-		if (lb_vip_lookup(p, p->key.proto == IPPROTO_TCP ? IPPROTO_UDP : IPPROTO_TCP, 0))
-			return LB_R_DROP_VIP_UNHANDLED;
+	if (!v0)
 		return LB_R_PASS_NOT_VIP;
-	}
 	if (p->later_frag) {
 		struct lb_frag_key fk;
 		__u32 *ports;

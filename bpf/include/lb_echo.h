@@ -27,7 +27,8 @@
  * alias, of TCP or UDP). */
 static __always_inline int lb_is_vip_address(const struct lb_pkt *p)
 {
-	return lb_vip_lookup(p, IPPROTO_TCP, 0) || lb_vip_lookup(p, IPPROTO_UDP, 0);
+	/* Every VIP address has a TCP port-0 entry (lb_vips in lb_shared.h). */
+	return lb_vip_lookup(p, IPPROTO_TCP, 0) != 0;
 }
 
 static __always_inline void lb_swap_bytes(__u8 *a, __u8 *b, int n)

@@ -10,7 +10,7 @@
 
 #include <linux/types.h>
 
-#define LB_LAYOUT_VERSION 5
+#define LB_LAYOUT_VERSION 6
 
 #define LB_FAMILY_V4 4
 #define LB_FAMILY_V6 6
@@ -75,7 +75,7 @@ struct lb_ring_sel {
 /* ---- map sizes --------------------------------------------------------------
  * Sizes are set by the daemon at load time (bpf_map__set_max_entries) from its
  * configuration, never fixed here: memory grows with what is configured.
- *   lb_vips          2 * max_vips   (each VIP plus its address's port-0 entry)
+ *   lb_vips          3 * max_vips   (each VIP plus its address's two port-0 entries)
  *   lb_rings         2 * (max_vips + 1) (index = LB_RING_INDEX(VIP id, buffer))
  *   lb_ring_sel      max_vips + 1   (index = VIP id; 0 unused)
  *   lb_vip_stats     max_vips + 1
@@ -96,10 +96,12 @@ struct lb_ring_sel {
 /* An IPv4 address is stored in the first 4 bytes of addr[16], rest zero. */
 
 /* ---- lb_vips: HASH lb_vip_key -> lb_vip_value ------------------------------
- * Every VIP address+protocol has a port-0 entry. It is either a real
- * every-port VIP or, flagged LB_VIP_F_ALIAS, a marker that only says "this
- * address has VIPs of this protocol". The datapath looks up the port-0 entry
- * first, so a packet to a non-VIP address costs one lookup. The port-0 entry
+ * Every VIP address has a port-0 entry for TCP and one for UDP, whatever the
+ * protocols of its VIPs. Each is either a real every-port VIP or, flagged
+ * LB_VIP_F_ALIAS, a marker that only says "this address has VIPs" (of this
+ * protocol when it lists ports, else of the other one only). The datapath
+ * looks up the port-0 entry first, so a packet to a non-VIP address costs
+ * one lookup whatever its protocol (layout 6). The port-0 entry
  * also lists up to LB_VIP_INLINE_PORTS port VIPs of its address+protocol, so
  * a packet to one of them costs one lookup too; only an address with more
  * port VIPs than that (LB_VIP_F_MORE_PORTS) looks up the exact port next.

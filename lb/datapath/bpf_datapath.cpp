@@ -447,7 +447,7 @@ Result<std::unique_ptr<BpfDatapath>> BpfDatapath::open(const Options& options) {
   if (!dp->skel_) return errnoError(errno, "open xdp_balancer");
   balancer* s = dp->skel_;
   const uint32_t vips = options.maxVips + 1, backends = options.maxBackends + 1;
-  bpf_map__set_max_entries(s->maps.lb_vips, 2 * options.maxVips);
+  bpf_map__set_max_entries(s->maps.lb_vips, 3 * options.maxVips);
   bpf_map__set_max_entries(s->maps.lb_rings, LB_RING_BUFFERS * vips);
   bpf_map__set_max_entries(s->maps.lb_ring_sel, vips);
   bpf_map__set_max_entries(s->maps.lb_vip_stats, vips);
@@ -633,7 +633,15 @@ Result<> BpfDatapath::writeVipEntries(const IpAddr& addr, uint8_t proto) {
     }
   }
   const lb_vip_key key0 = vipKey(addr, 0, proto);
-  if (!port0 && portCount == 0) return mapDelete(skel_->maps.lb_vips, &key0);
+  if (!port0 && portCount == 0) {
+    // An address with VIPs of the other protocol only keeps an alias here:
+    // the datapath tells a non-VIP address by one miss (lb_shared.h, lb_vips).
+    const bool addressHasVips = std::any_of(vips_.begin(), vips_.end(),
+                                            [&](const auto& e) { return e.first.addr == addr; });
+    if (!addressHasVips) return mapDelete(skel_->maps.lb_vips, &key0);
+    v.flags = LB_VIP_F_ALIAS;
+    return mapUpdate(skel_->maps.lb_vips, &key0, &v);
+  }
   v.vip_id = port0;
   v.flags = (port0 ? 0 : LB_VIP_F_ALIAS) | (portCount ? LB_VIP_F_HAS_PORTS : 0) |
             (portCount > LB_VIP_INLINE_PORTS ? LB_VIP_F_MORE_PORTS : 0);
@@ -666,11 +674,18 @@ Result<> BpfDatapath::putVip(const VipKey& key, uint32_t vipId) {
       return r;
     }
   }
-  if (auto r = writeVipEntries(key.addr, key.proto); !r) {
+  if (auto r = writeAddressEntries(key.addr, key.proto); !r) {
     restore();
     return r;
   }
   return {};
+}
+
+// Both port-0 entries of addr, proto's first (each depends on the other
+// protocol's VIPs too: lb_shared.h, lb_vips).
+Result<> BpfDatapath::writeAddressEntries(const IpAddr& addr, uint8_t proto) {
+  if (auto r = writeVipEntries(addr, proto); !r) return r;
+  return writeVipEntries(addr, proto == IPPROTO_TCP ? IPPROTO_UDP : IPPROTO_TCP);
 }
 
 Result<> BpfDatapath::removeVip(const VipKey& key) {
@@ -683,7 +698,7 @@ Result<> BpfDatapath::removeVip(const VipKey& key) {
   vips_.erase(key);
   // The port-0 entry lists port VIPs itself: it stops naming this one
   // before its exact entry goes.
-  if (auto r = writeVipEntries(key.addr, key.proto); !r) {
+  if (auto r = writeAddressEntries(key.addr, key.proto); !r) {
     restore();
     return r;
   }
@@ -691,7 +706,7 @@ Result<> BpfDatapath::removeVip(const VipKey& key) {
     const lb_vip_key k = vipKey(key.addr, key.port, key.proto);
     if (auto r = mapDelete(skel_->maps.lb_vips, &k); !r) {
       restore();
-      (void)writeVipEntries(key.addr, key.proto);  // the port-0 entry names it again
+      (void)writeAddressEntries(key.addr, key.proto);  // the port-0 entry names it again
       return r;
     }
   }

@@ -101,6 +101,7 @@ class BpfDatapath : public Datapath {
  private:
   BpfDatapath() = default;
   Result<> writeVipEntries(const IpAddr& addr, uint8_t proto);
+  Result<> writeAddressEntries(const IpAddr& addr, uint8_t proto);
 
   balancer* skel_ = nullptr;
   Options options_;
