@@ -46,7 +46,7 @@ python3 - "$json" <<'PY' || fail "status JSON: $json"
 import json, sys
 s = json.loads(sys.argv[1])
 assert "hash_seed" not in s, "status publishes the hash seed"
-assert [v["name"] for v in s["vips"]] == ["web", "web6", "web46"], s["vips"]
+assert sorted(v["name"] for v in s["vips"]) == ["web", "web46", "web6"], s["vips"]
 PY
 echo "ok: xdplb status --socket: 3 VIPs, no hash_seed"
 reload_json=$(in_lb curl -sf --unix-socket "$ADMIN_SOCK" http://x/api/v1/reload)
