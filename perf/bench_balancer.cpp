@@ -13,7 +13,6 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
-#include <sched.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -25,6 +24,7 @@
 #include "bench_wrapper.skel.h"
 #include "lb/datapath/bpf_datapath.h"
 #include "lb/maglev/maglev.h"
+#include "perf/pin_cpu.h"
 #include "support/netns.h"
 #include "support/packet.h"
 
@@ -128,16 +128,9 @@ int main(int argc, char** argv) {
   }
   if (argc % 2 == 0)
     return die("usage: bench_balancer [--repeat N] [--flows N] [--case SUBSTRING]");
-  // Pin to the first CPU we are allowed on: a test run and the per-CPU maps
-  // it touches then stay on one core, and `taskset -c N` picks which.
-  cpu_set_t cpus;
-  CPU_ZERO(&cpus);
-  if (sched_getaffinity(0, sizeof cpus, &cpus) != 0) return die("sched_getaffinity");
-  int cpu = 0;
-  while (cpu < CPU_SETSIZE && !CPU_ISSET(cpu, &cpus)) ++cpu;
-  CPU_ZERO(&cpus);
-  CPU_SET(cpu, &cpus);
-  if (sched_setaffinity(0, sizeof cpus, &cpus) != 0) return die("sched_setaffinity");
+  const char* failed = nullptr;
+  const int cpu = xdplb::perf::pinToFirstAllowedCpu(&failed);
+  if (cpu < 0) return die(failed);
   auto net = testing::enterTestNet();
   if (!net) return die(net.error().message());
 
