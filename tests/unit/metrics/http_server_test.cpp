@@ -17,6 +17,16 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using namespace std::chrono_literals;
 
+// Everything the server sends until it closes; ec: an earlier error (e.g.
+// of the write) that means there is nothing to read.
+template <class Socket>
+std::string readToEnd(Socket& s, boost::system::error_code ec = {}) {
+  std::string out;
+  char buf[4096];
+  while (!ec) out.append(buf, s.read_some(asio::buffer(buf), ec));
+  return out;
+}
+
 class HttpServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -94,10 +104,7 @@ TEST_F(HttpServerTest, HeadThenAnErrorKeepsTheConnectionFramed) {
                                           "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
                                           "GET /hello?name=z HTTP/1.1\r\nHost: x\r\n"
                                           "Connection: close\r\n\r\n")));
-  std::string out;
-  boost::system::error_code ec;
-  char buf[4096];
-  while (!ec) out.append(buf, s.read_some(asio::buffer(buf), ec));
+  std::string out = readToEnd(s);
   // Three answers, in order; the HEAD one without "hello ?" in it.
   const auto first = out.find("HTTP/1.1 200");
   const auto second = out.find("HTTP/1.1 404");
@@ -129,10 +136,7 @@ TEST(HttpServer, HeadNeverRendersTheBody) {
   s.connect({asio::ip::make_address("127.0.0.1"), (*server)->port()});
   asio::write(s, asio::buffer(std::string("HEAD /metrics HTTP/1.1\r\nHost: x\r\n"
                                           "Connection: close\r\n\r\n")));
-  std::string out;
-  boost::system::error_code ec;
-  char buf[4096];
-  while (!ec) out.append(buf, s.read_some(asio::buffer(buf), ec));
+  std::string out = readToEnd(s);
   EXPECT_NE(out.find("HTTP/1.1 200"), std::string::npos) << out;
   EXPECT_EQ(out.find("mmm"), std::string::npos) << out;
   EXPECT_EQ(rendered, 0);
@@ -160,9 +164,7 @@ TEST(HttpServer, PerPeerLimitKeepsOthersIn) {
                 asio::buffer(std::string("GET /hello HTTP/1.1\r\nHost: x\r\n"
                                          "Connection: close\r\n\r\n")),
                 ec);
-    std::string out;
-    char buf[512];
-    while (!ec) out.append(buf, s.read_some(asio::buffer(buf), ec));
+    std::string out = readToEnd(s, ec);
     return out;
   };
   std::vector<tcp::socket> greedy;
@@ -258,9 +260,7 @@ TEST(HttpServer, AcceptErrorsBackOffAndServiceResumes) {
               asio::buffer(std::string("GET /hello HTTP/1.1\r\nHost: x\r\n"
                                        "Connection: close\r\n\r\n")),
               ec);
-  std::string out;
-  char buf[512];
-  while (!ec) out.append(buf, s.read_some(asio::buffer(buf), ec));
+  std::string out = readToEnd(s, ec);
   EXPECT_NE(out.find(" 200 "), std::string::npos) << out;
 }
 
@@ -366,10 +366,7 @@ TEST(HttpServer, SlowReadersOfBigResponsesAreBoundedAndCut) {
     s.connect(ep);
     asio::write(s, asio::buffer("GET " + std::string(path) +
                                 " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
-    std::string out;
-    boost::system::error_code ec;
-    char buf[4096];
-    while (!ec) out.append(buf, s.read_some(asio::buffer(buf), ec));
+    std::string out = readToEnd(s);
     return out.substr(0, out.find("\r\n"));
   };
   auto until = [&](const char* path, const std::string& status) {
