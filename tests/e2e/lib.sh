@@ -15,8 +15,9 @@ e2e_skip_unless_root() {
   fi
 }
 
-# e2e_init NAME: testbed up, config written to $WORK/xdplb.toml, daemon started.
-e2e_init() {
+# e2e_testbed NAME: testbed up, $WORK made (removed by the trap), $CONFIG
+# and $ADMIN_SOCK named; nothing written or started.
+e2e_testbed() {
   e2e_skip_unless_root
   NAME=$1
   WORK=$(mktemp -d "/tmp/xdplb-e2e-$NAME.XXXXXX")
@@ -26,6 +27,11 @@ e2e_init() {
   CONFIG=$WORK/xdplb.toml
   # Each testbed's daemon has an admin socket of its own.
   ADMIN_SOCK=$WORK/admin.sock
+}
+
+# e2e_init NAME: testbed up, config written to $WORK/xdplb.toml, daemon started.
+e2e_init() {
+  e2e_testbed "$1"
   write_config 100 100 200 >"$CONFIG"
   start_daemon
 }

@@ -4,14 +4,7 @@
 # on /metrics (tens of MB at this size), so it returns with the verdict in
 # seconds: exit 0 for a good file, 1 with the errors for a bad one.
 source "$(dirname "$0")/lib.sh"
-e2e_skip_unless_root
-NAME=rscale
-WORK=$(mktemp -d "/tmp/xdplb-e2e-$NAME.XXXXXX")
-trap e2e_cleanup EXIT
-"$TESTBED" up "$NAME" >"$WORK/testbed.log" 2>&1 || { cat "$WORK/testbed.log"; exit 1; }
-eval "$("$TESTBED" env "$NAME")"
-CONFIG=$WORK/xdplb.toml
-ADMIN_SOCK=$WORK/admin.sock
+e2e_testbed rscale
 fail() { echo "FAIL: $*"; exit 1; }
 
 # big_config WEIGHT: 1,000 VIPs (one address, ports 1000-1999), each with 100
