@@ -619,9 +619,14 @@ Result<> BpfDatapath::setConfig(const GlobalConfig& c) {
 // them cost one lookup; with more, the datapath looks up the exact port.
 Result<> BpfDatapath::writeVipEntries(const IpAddr& addr, uint8_t proto) {
   uint32_t port0 = 0, portCount = 0;
+  bool otherProto = false;  // the address has VIPs of the other protocol
   lb_vip_value v{};
   for (const auto& [k, id] : vips_) {
-    if (k.addr != addr || k.proto != proto) continue;
+    if (k.addr != addr) continue;
+    if (k.proto != proto) {
+      otherProto = true;
+      continue;
+    }
     if (k.port == 0) {
       port0 = id;
     } else {
@@ -633,15 +638,9 @@ Result<> BpfDatapath::writeVipEntries(const IpAddr& addr, uint8_t proto) {
     }
   }
   const lb_vip_key key0 = vipKey(addr, 0, proto);
-  if (!port0 && portCount == 0) {
-    // An address with VIPs of the other protocol only keeps an alias here:
-    // the datapath tells a non-VIP address by one miss (lb_shared.h, lb_vips).
-    const bool addressHasVips = std::any_of(vips_.begin(), vips_.end(),
-                                            [&](const auto& e) { return e.first.addr == addr; });
-    if (!addressHasVips) return mapDelete(skel_->maps.lb_vips, &key0);
-    v.flags = LB_VIP_F_ALIAS;
-    return mapUpdate(skel_->maps.lb_vips, &key0, &v);
-  }
+  // An address with VIPs of the other protocol only keeps an alias here:
+  // the datapath tells a non-VIP address by one miss (lb_shared.h, lb_vips).
+  if (!port0 && portCount == 0 && !otherProto) return mapDelete(skel_->maps.lb_vips, &key0);
   v.vip_id = port0;
   v.flags = (port0 ? 0 : LB_VIP_F_ALIAS) | (portCount ? LB_VIP_F_HAS_PORTS : 0) |
             (portCount > LB_VIP_INLINE_PORTS ? LB_VIP_F_MORE_PORTS : 0);
