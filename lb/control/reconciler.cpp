@@ -521,7 +521,7 @@ Result<> Reconciler::converge() {
 Result<> Reconciler::syncVip(Vip& vip, bool forceRing) {
   std::vector<PendingRing> pending;
   std::vector<datapath::RingUpdate> rings;
-  if (auto r = prepareVip(vip, false, pending, rings); !r) return r;
+  if (auto r = prepareVip(vip, forceRing, pending, rings); !r) return r;
   return swapAndFinish(pending, rings, {&vip});
 }
 
