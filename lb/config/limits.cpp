@@ -117,6 +117,18 @@ class Scanner {
             : "a non-ASCII character outside a string or comment (TOML allows them only there)"};
   }
 
+  // A backslash before a non-ASCII character in a basic string: no TOML
+  // escape starts so, and toml++ 3.3, testing whether it is whitespace before
+  // a line-ending backslash, reaches undefined behaviour on some (the fuzzer
+  // found U+FEFE). Records the error; false, so callers stop.
+  bool badEscape() {
+    err_ = ConfigError{{file_, line_, col_},
+                       "",
+                       "a backslash followed by a non-ASCII character in a string (not a TOML "
+                       "escape; write the character itself or \\uXXXX)"};
+    return false;
+  }
+
   // Records the error at the current place; false, so callers stop.
   bool tooDeep(const char* what) {
     err_ = ConfigError{{file_, line_, col_},
@@ -234,6 +246,7 @@ class Scanner {
     while (!eof() && peek() != '\n') {
       if (peek() == '\\') {
         advance();
+        if (nonAscii()) return badEscape();
         if (eof() || peek() == '\n') return false;
       } else if (peek() == '"') {
         advance();
@@ -263,6 +276,7 @@ class Scanner {
     while (!eof()) {
       if (q == '"' && peek() == '\\') {
         advance();
+        if (nonAscii()) return badEscape();
         if (!eof()) advance();
         continue;
       }

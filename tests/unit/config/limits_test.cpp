@@ -150,6 +150,36 @@ TEST(ConfigLimits, NonAsciiOutsideStringsIsRefused) {
             std::nullopt);
 }
 
+// A backslash before a non-ASCII character in a basic string is no TOML
+// escape, and toml++ 3.3 reaches undefined behaviour testing whether it is a
+// line-ending backslash's whitespace (the fuzzer's fourth input: U+FEFE
+// after a backslash inside an unclosed multi-line string). Refused first.
+TEST(ConfigLimits, BackslashBeforeNonAsciiIsRefused) {
+  struct Case {
+    std::string text;
+    uint32_t line, column;
+  } cases[] = {
+      {"s = \"\"\"x\"\nh = t\\\xef\xbb\xbe'\n", 2, 7},  // the fuzzer's input, shortened
+      {"s = \"\"\"a\\\xc2\xa0\n\"\"\"\n", 1, 10},
+      {"s = \"caf\\\xc3\xa9\"\n", 1, 10},
+  };
+  for (const auto& c : cases) {
+    auto r = parseString(c.text, "t.toml");
+    ASSERT_FALSE(r) << c.text;
+    ASSERT_EQ(r.error().size(), 1u) << c.text;
+    const auto& e = r.error()[0];
+    EXPECT_EQ(e.message,
+              "a backslash followed by a non-ASCII character in a string (not a TOML escape; "
+              "write the character itself or \\uXXXX)")
+        << c.text;
+    EXPECT_EQ(e.where.line, c.line) << c.text;
+    EXPECT_EQ(e.where.column, c.column) << c.text;
+  }
+  // Other escapes, and the character itself, are fine.
+  EXPECT_EQ(checkStructure("x = \"caf\xc3\xa9 \\u00e9 \\\\\"\ny = \"\"\"a \\\n  b\"\"\"\n", "t.toml"),
+            std::nullopt);
+}
+
 // The depth scan accepts every file of the shipped examples.
 TEST(ConfigLimits, ShippedConfigsPassTheScan) {
   for (const char* f : {"config/xdplb.toml", "config/demo.toml"}) {
