@@ -1,6 +1,8 @@
 #include "lb/control/daemon.h"
 
 #include <grp.h>
+#include <pthread.h>
+#include <signal.h>
 #include <linux/capability.h>
 #include <spdlog/spdlog.h>
 #include <sys/syscall.h>
@@ -137,6 +139,16 @@ class Daemon {
     // signal set until the loop runs, instead of killing the daemon with
     // their default action during start-up.
     for (int sig : {SIGHUP, SIGTERM, SIGINT}) signals_.add(sig);
+    // And blocked until the loop runs: a caught signal still interrupts a
+    // system call, and the verifier gives up loading xdp_balancer with
+    // EAGAIN when one is pending (a SIGHUP during start-up failed it). The
+    // threads started meanwhile (HTTP, garbage collection) keep them
+    // blocked, so the handler runs on this thread only.
+    sigset_t startupSignals;
+    sigemptyset(&startupSignals);
+    for (int sig : {SIGHUP, SIGTERM, SIGINT}) sigaddset(&startupSignals, sig);
+    sigset_t runMask;
+    pthread_sigmask(SIG_BLOCK, &startupSignals, &runMask);
     auto loaded = config::loadFile(options_.configPath);
     if (!loaded) {
       for (const auto& e : loaded.error()) spdlog::error("{}", e.toString());
@@ -218,6 +230,8 @@ class Daemon {
     notifierReady_ = true;
     spdlog::info("xdplb {} running: {}", XDPLB_VERSION, statusLine());
 
+    // Signals that came during start-up are handled now, by the loop.
+    pthread_sigmask(SIG_SETMASK, &runMask, nullptr);
     try {
       io_.run();
     } catch (const std::exception& e) {

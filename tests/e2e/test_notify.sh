@@ -10,7 +10,8 @@
 #   - a main loop wedged inside a reload (the config replaced by a FIFO that
 #     nobody writes: the reload blocks reading it) stops the WATCHDOG=1 pings,
 #     which resume once the reload completes;
-#   - SIGTERM: STOPPING=1 is the last message.
+#   - SIGTERM: STOPPING=1 is the last message;
+#   - SIGHUPs during start-up neither kill the daemon nor get lost.
 # Its own namespace (xt-notify-lb) and pin path, so it runs beside the others.
 source "$(dirname "$0")/lib.sh"
 e2e_skip_unless_root
@@ -247,5 +248,32 @@ sleep 0.2
 last=$(tail -1 "$MSGS" | cut -d' ' -f2-)
 [[ $last == STOPPING=1 ]] || { echo "FAIL: last message '$last'"; exit 1; }
 echo "ok: STOPPING=1 last; exit 0"
+# ---- SIGHUP during start-up waits for the loop, it does not kill ----------
+# From the daemon's first log line (the config is loaded: the signals are
+# installed before that) until READY=1, a SIGHUP every 5 ms: the start-up
+# work after it (program attach, HTTP listeners) takes far longer, so with
+# the signals installed late one of them would meet the default action.
+: >"$MSGS"; : >"$WORK/daemon.log"
+run_daemon
+wait_until 10 test -s "$WORK/daemon.log"
+sent=0
+for ((i = 0; i < 2000; i++)); do
+  grep -q READY=1 "$MSGS" && break
+  kill -HUP "$DAEMON_PID" 2>/dev/null || break
+  sent=$((sent + 1))
+  sleep 0.005
+done
+kill -0 "$DAEMON_PID" 2>/dev/null || { echo "FAIL: the daemon died of a SIGHUP during start-up ($sent sent)"; exit 1; }
+[[ $sent -ge 2 ]] || { echo "FAIL: only $sent SIGHUP sent before READY=1: the test did not reach start-up"; exit 1; }
+wait_until 10 grep -q READY=1 "$MSGS"
+# The SIGHUPs waited in the signal set: a reload follows READY=1.
+wait_until 10 grep -q RELOADING=1 "$MSGS"
+echo "ok: $sent SIGHUP during start-up: the daemon started and reloaded after READY=1"
+kill -TERM "$DAEMON_PID"
+rc=0
+wait "$DAEMON_PID" || rc=$?
+DAEMON_PID=
+[[ $rc -eq 0 ]] || { echo "FAIL: exit $rc after SIGTERM"; exit 1; }
+
 in_ns $NS "$XDPLB_BIN" detach --config "$CONFIG" >/dev/null
 echo PASS
