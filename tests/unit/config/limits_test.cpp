@@ -154,6 +154,10 @@ TEST(ConfigLimits, NonAsciiOutsideStringsIsRefused) {
 // escape, and toml++ 3.3 reaches undefined behaviour testing whether it is a
 // line-ending backslash's whitespace (the fuzzer's fourth input: U+FEFE
 // after a backslash inside an unclosed multi-line string). Refused first.
+uint32_t r0line(const std::expected<Config, std::vector<ConfigError>>& r) {
+  return r ? 0 : r.error()[0].where.line;
+}
+
 TEST(ConfigLimits, BackslashBeforeNonAsciiIsRefused) {
   struct Case {
     std::string text;
@@ -175,6 +179,18 @@ TEST(ConfigLimits, BackslashBeforeNonAsciiIsRefused) {
     EXPECT_EQ(e.where.line, c.line) << c.text;
     EXPECT_EQ(e.where.column, c.column) << c.text;
   }
+  // After a line-ending backslash toml++ skips whitespace and newlines with
+  // the same test (the fuzzer's fifth input: U+047C there).
+  for (const char* text : {"s = \"\"\"a \\\n\xd1\xbc\"\"\"\n", "s = \"\"\"a\\\\\\\n  \n\t\xc3\xa9\"\"\"\n"}) {
+    auto r = parseString(text, "t.toml");
+    ASSERT_FALSE(r) << text;
+    EXPECT_EQ(r.error()[0].message,
+              "a non-ASCII character first after a line-ending backslash in a multi-line string "
+              "(the TOML parser cannot read it safely there; start with an ASCII character or "
+              "write \\uXXXX)")
+        << text;
+  }
+  EXPECT_EQ(r0line(parseString("s = \"\"\"a \\\n\xd1\xbc\"\"\"\n", "t.toml")), 2u);
   // Other escapes, and the character itself, are fine.
   EXPECT_EQ(checkStructure("x = \"caf\xc3\xa9 \\u00e9 \\\\\"\ny = \"\"\"a \\\n  b\"\"\"\n", "t.toml"),
             std::nullopt);
