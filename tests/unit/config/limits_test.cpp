@@ -181,7 +181,8 @@ TEST(ConfigLimits, BackslashBeforeNonAsciiIsRefused) {
   }
   // After a line-ending backslash toml++ skips whitespace and newlines with
   // the same test (the fuzzer's fifth input: U+047C there).
-  for (const char* text : {"s = \"\"\"a \\\n\xd1\xbc\"\"\"\n", "s = \"\"\"a\\\\\\\n  \n\t\xc3\xa9\"\"\"\n"}) {
+  for (const char* text :
+       {"s = \"\"\"a \\\n\xd1\xbc\"\"\"\n", "s = \"\"\"a\\\\\\\n  \n\t\xc3\xa9\"\"\"\n"}) {
     auto r = parseString(text, "t.toml");
     ASSERT_FALSE(r) << text;
     EXPECT_EQ(r.error()[0].message,
@@ -192,8 +193,9 @@ TEST(ConfigLimits, BackslashBeforeNonAsciiIsRefused) {
   }
   EXPECT_EQ(r0line(parseString("s = \"\"\"a \\\n\xd1\xbc\"\"\"\n", "t.toml")), 2u);
   // Other escapes, and the character itself, are fine.
-  EXPECT_EQ(checkStructure("x = \"caf\xc3\xa9 \\u00e9 \\\\\"\ny = \"\"\"a \\\n  b\"\"\"\n", "t.toml"),
-            std::nullopt);
+  EXPECT_EQ(
+      checkStructure("x = \"caf\xc3\xa9 \\u00e9 \\\\\"\ny = \"\"\"a \\\n  b\"\"\"\n", "t.toml"),
+      std::nullopt);
 }
 
 // The depth scan accepts every file of the shipped examples.
