@@ -1,9 +1,9 @@
 #include "lb/control/daemon.h"
 
 #include <grp.h>
+#include <linux/capability.h>
 #include <pthread.h>
 #include <signal.h>
-#include <linux/capability.h>
 #include <spdlog/spdlog.h>
 #include <sys/syscall.h>
 #include <unistd.h>
