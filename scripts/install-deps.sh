@@ -17,7 +17,7 @@ PACKAGES=(
   # The Debian package (scripts/package.sh): dpkg-buildpackage, debhelper,
   # lintian, and hardening-check (devscripts) in tests/e2e/test_package.sh.
   dpkg-dev debhelper lintian devscripts file
-  # tests/e2e/systemd_container.sh: a Debian 12 root booted with systemd-nspawn.
+  # tests/e2e/test_systemd.sh: a Debian 12 root booted with systemd-nspawn.
   mmdebstrap systemd-container
   # The CLI (CLI11), capability handling (libcap-ng), URL encoding (libcurl).
   libcli11-dev libcap-ng-dev libcurl4-openssl-dev

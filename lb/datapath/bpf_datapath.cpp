@@ -46,6 +46,8 @@ int libbpfPrint(enum libbpf_print_level level, const char* fmt, va_list args) {
   vsnprintf(buf, sizeof buf, fmt, args);
   std::string line(buf);
   while (!line.empty() && line.back() == '\n') line.pop_back();
+  // Most libbpf messages name it already ("libbpf: Kernel error message").
+  if (line.starts_with("libbpf: ")) line.erase(0, 8);
   if (level == LIBBPF_WARN && line.find("unrecognized data section") == std::string::npos)
     spdlog::warn("libbpf: {}", line);
   else

@@ -9,8 +9,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <random>
+#include <thread>
+#include <vector>
 
 #include "lb/common/caps.h"
 #include "lb/config/config.h"
@@ -288,6 +292,54 @@ TEST_F(ControlTest, IncompatiblePinnedLayoutIsReplaced) {
       BpfDatapath::open({.pinPath = pin, .maxVips = 8, .maxBackends = 64, .flowTableSize = 262144});
   ASSERT_TRUE(d) << d.error().message();
   EXPECT_FALSE((*d)->adopted());
+}
+
+// Capabilities are per thread: the drop after start-up must reach the threads
+// already running (the HTTP servers', the grace-period thread), not only the
+// caller, and threads started later inherit it. In a child: the drop is for
+// good. Each exit code names the check that failed.
+TEST(Capabilities, KeepOnlyCapabilitiesDropsThemOnEveryThread) {
+  XDPLB_REQUIRE_CAP_BPF();
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    auto capEff = [](pid_t tid) {
+      std::ifstream in("/proc/self/task/" + std::to_string(tid) + "/status");
+      std::string line;
+      while (std::getline(in, line))
+        if (line.rfind("CapEff:", 0) == 0) return std::stoull(line.substr(7), nullptr, 16);
+      return ~0ULL;
+    };
+    const unsigned long long want = (1ULL << CAP_BPF) | (1ULL << CAP_NET_ADMIN);
+    std::atomic<bool> stop{false};
+    std::atomic<int> started{0};
+    std::vector<std::thread> threads;
+    std::vector<pid_t> tids(3);
+    for (int i = 0; i < 3; ++i)
+      threads.emplace_back([&, i] {
+        tids[i] = static_cast<pid_t>(syscall(SYS_gettid));
+        ++started;
+        while (!stop) usleep(1000);  // a thread busy elsewhere, as the HTTP ones are
+      });
+    while (started < 3) usleep(1000);
+    if ((capEff(tids[0]) & (1ULL << CAP_PERFMON)) == 0) _exit(10);  // nothing to drop
+    if (!keepOnlyCapabilities({CAP_BPF, CAP_NET_ADMIN})) _exit(11);
+    if (capEff(static_cast<pid_t>(syscall(SYS_gettid))) != want) _exit(12);
+    for (pid_t tid : tids)
+      if (capEff(tid) != want) _exit(13);
+    unsigned long long later = 0;
+    std::thread([&] { later = capEff(static_cast<pid_t>(syscall(SYS_gettid))); }).join();
+    if (later != want) _exit(14);
+    stop = true;
+    for (auto& t : threads) t.join();
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status)) << "status " << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0)
+      << "10: the test runs without CAP_PERFMON, 11: keepOnlyCapabilities failed, 12: the calling "
+         "thread, 13: a thread already running kept other capabilities, 14: a new thread";
 }
 
 }  // namespace

@@ -9,7 +9,7 @@
 # `xdplb check` validating the shipped config, an operator's edit surviving a
 # reinstall, the installed unit passing `systemd-analyze verify`, removal and
 # purge. What the maintainer scripts do under a real systemd is checked by
-# tests/e2e/systemd_container.sh (not yet in the suite).
+# tests/e2e/test_systemd.sh.
 # Needs no root (dpkg --root with --force-not-root); no network, no netns.
 set -euo pipefail
 ROOT=${XDPLB_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
