@@ -32,7 +32,7 @@ struct ConfigError {
 };
 
 enum class XdpMode { Native, Generic, Auto };
-enum class CheckType { Tcp, Http, None };
+enum class CheckType { Tcp, Http, Https, Dns, None };
 // Which path a check takes (docs/design.md "Health checks through the tunnel").
 enum class CheckMode { Tunnel, Direct };
 enum class AllDownPolicy { FailOpen, Drop };
@@ -44,6 +44,15 @@ struct HealthCheck {
   std::string path = "/";
   std::string host;  // the Host header of http checks; empty = the backend's address
   std::vector<uint16_t> expect{200};
+  // https: the TLS server name (empty: `host`, or none for an address) and
+  // the CA file the certificate must verify against (empty: not verified).
+  std::string sni;
+  std::string caFile;
+  // dns: the question, the rcodes that count as up, TCP instead of UDP.
+  std::string queryName;
+  uint16_t queryType = 1;  // A
+  std::vector<uint8_t> rcodes{0};
+  bool dnsOverTcp = false;
   std::chrono::milliseconds interval{2000}, timeout{1000};
   uint32_t rise = 2, fall = 3;
 };

@@ -2,8 +2,10 @@
 #include <net/if.h>
 #include <sys/stat.h>
 #include <toml++/toml.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -33,7 +35,8 @@ const std::map<std::string, std::vector<std::string>>& knownKeys() {
        {"name", "address", "port", "protocol", "ring_size", "min_up", "all_down", "health_check",
         "backend"}},
       {"vip.health_check",
-       {"type", "mode", "port", "path", "host", "expect", "interval", "timeout", "rise", "fall"}},
+       {"type", "mode", "port", "path", "host", "expect", "interval", "timeout", "rise", "fall",
+        "sni", "ca_file", "query_name", "query_type", "rcodes", "transport"}},
       {"vip.backend", {"address", "weight"}},
   };
   return keys;
@@ -85,6 +88,33 @@ std::optional<std::string> requestLineProblem(std::string_view s) {
   return std::nullopt;
 }
 
+// A name for a DNS question or a TLS server name: labels of 1..63 letters,
+// digits, '-' or '_' (service labels such as _sip._udp), 253 characters at
+// most without the final dot; "." is the root. Empty when fine.
+std::string dnsNameProblem(std::string_view s) {
+  if (s == ".") return "";
+  if (!s.empty() && s.back() == '.') s.remove_suffix(1);
+  if (s.empty()) return "empty";
+  if (s.size() > 253) return std::to_string(s.size()) + " characters, over 253";
+  size_t label = 0;
+  for (size_t i = 0; i <= s.size(); ++i) {
+    if (i == s.size() || s[i] == '.') {
+      if (label == 0) return "an empty label at byte " + std::to_string(i);
+      if (label > 63) return "a label of " + std::to_string(label) + " characters, over 63";
+      label = 0;
+      continue;
+    }
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (!std::isalnum(c) || c > 0x7f) {
+      if (c != '-' && c != '_')
+        return "'" + printable(s.substr(i, 1)) + "' at byte " + std::to_string(i) +
+               " (letters, digits, '-' and '_' only)";
+    }
+    ++label;
+  }
+  return "";
+}
+
 class Parser {
  public:
   Parser(std::string file, const LoadOptions& options)
@@ -133,6 +163,7 @@ class Parser {
       }
     }
     crossChecks(root, cfg);
+    cfg.warnings.insert(cfg.warnings.end(), warnings_.begin(), warnings_.end());
     if (!errors_.empty()) {
       std::stable_sort(errors_.begin(), errors_.end(), [](const auto& a, const auto& b) {
         return std::tie(a.where.line, a.where.column) < std::tie(b.where.line, b.where.column);
@@ -420,6 +451,15 @@ class Parser {
       else
         health(*hc->as_table(), path + ".health_check", v);
     }
+    if (v.protocol == IPPROTO_UDP &&
+        (v.health.type == CheckType::Tcp || v.health.type == CheckType::Http ||
+         v.health.type == CheckType::Https)) {
+      const toml::node* hc = t.get("health_check");
+      const toml::node* tn = hc && hc->is_table() ? hc->as_table()->get("type") : nullptr;
+      warn(tn ? tn : (hc ? hc : &t), path + ".health_check.type",
+           "a UDP VIP checked over TCP: up means its backends accept TCP on the check's port, "
+           "not that they answer UDP; for DNS use type = \"dns\"");
+    }
     if (v.health.port == 0) {
       v.health.port = v.port;
       if (v.port == 0 && v.health.type != CheckType::None)
@@ -470,10 +510,92 @@ class Parser {
 
   void health(const toml::table& h, const std::string& path, Vip& v) {
     checkKeys(h, "vip.health_check", path);
-    if (auto t = choice<CheckType>(
-            h, "type", path + ".type",
-            {{"tcp", CheckType::Tcp}, {"http", CheckType::Http}, {"none", CheckType::None}}))
+    if (auto t = choice<CheckType>(h, "type", path + ".type",
+                                   {{"tcp", CheckType::Tcp},
+                                    {"http", CheckType::Http},
+                                    {"https", CheckType::Https},
+                                    {"dns", CheckType::Dns},
+                                    {"none", CheckType::None}}))
       v.health.type = *t;
+    const CheckType type = v.health.type;
+    // Keys of one check type only: set under another they would do nothing.
+    auto onlyFor = [&](const char* key, std::initializer_list<CheckType> types, const char* names) {
+      const toml::node* n = h.get(key);
+      if (n && std::find(types.begin(), types.end(), type) == types.end())
+        warn(n, path + "." + key,
+             std::string("applies to type = ") + names + " checks only; ignored here");
+    };
+    onlyFor("path", {CheckType::Http, CheckType::Https}, "\"http\" or \"https\"");
+    onlyFor("host", {CheckType::Http, CheckType::Https}, "\"http\" or \"https\"");
+    onlyFor("expect", {CheckType::Http, CheckType::Https}, "\"http\" or \"https\"");
+    onlyFor("sni", {CheckType::Https}, "\"https\"");
+    onlyFor("ca_file", {CheckType::Https}, "\"https\"");
+    onlyFor("query_name", {CheckType::Dns}, "\"dns\"");
+    onlyFor("query_type", {CheckType::Dns}, "\"dns\"");
+    onlyFor("rcodes", {CheckType::Dns}, "\"dns\"");
+    onlyFor("transport", {CheckType::Dns}, "\"dns\"");
+    if (auto sni = str(h, "sni", path + ".sni")) {
+      std::string bad = dnsNameProblem(*sni);
+      if (bad.empty() && IpAddr::parse(*sni)) bad = "an address; TLS sends names only";
+      if (bad.empty() && *sni == ".") bad = "the root";
+      if (!bad.empty())
+        error(h.get("sni"), path + ".sni", "must be a DNS name (" + bad + ")");
+      else
+        v.health.sni = *sni;
+    }
+    if (auto ca = str(h, "ca_file", path + ".ca_file")) {
+      if (ca->empty() || ca->front() != '/')
+        error(h.get("ca_file"), path + ".ca_file", "must be an absolute path");
+      else if (options_.checkInterfaces && ::access(ca->c_str(), R_OK) != 0)
+        error(h.get("ca_file"), path + ".ca_file",
+              "cannot read " + *ca + ": " + std::strerror(errno));
+      else
+        v.health.caFile = *ca;
+    }
+    if (auto q = str(h, "query_name", path + ".query_name")) {
+      if (auto bad = dnsNameProblem(*q); !bad.empty())
+        error(h.get("query_name"), path + ".query_name", "must be a DNS name (" + bad + ")");
+      else
+        v.health.queryName = *q;
+    } else if (type == CheckType::Dns && !h.get("query_name")) {
+      error(&h, path + ".query_name",
+            "a dns check needs the name to ask for, e.g. query_name = \"example.com\"");
+    }
+    if (auto qt = choice<uint16_t>(h, "query_type", path + ".query_type",
+                                   {{"A", 1},
+                                    {"NS", 2},
+                                    {"CNAME", 5},
+                                    {"SOA", 6},
+                                    {"PTR", 12},
+                                    {"MX", 15},
+                                    {"TXT", 16},
+                                    {"AAAA", 28},
+                                    {"SRV", 33}}))
+      v.health.queryType = *qt;
+    if (const toml::node* r = h.get("rcodes")) {
+      const toml::array* a = r->as_array();
+      if (!a || a->empty()) {
+        error(r, path + ".rcodes", "must be a non-empty array of rcode names, e.g. [\"NOERROR\"]");
+      } else {
+        static const std::pair<const char*, uint8_t> names[] = {{"NOERROR", 0},  {"FORMERR", 1},
+                                                                {"SERVFAIL", 2}, {"NXDOMAIN", 3},
+                                                                {"NOTIMP", 4},   {"REFUSED", 5}};
+        v.health.rcodes.clear();
+        for (size_t i = 0; i < a->size(); ++i) {
+          const toml::node* c = a->get(i);
+          const auto name = c->value<std::string>();
+          const auto* hit = std::find_if(std::begin(names), std::end(names),
+                                         [&](const auto& n) { return name && *name == n.first; });
+          if (!name || hit == std::end(names))
+            error(c, path + ".rcodes[" + std::to_string(i) + "]",
+                  "must be one of NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED");
+          else
+            v.health.rcodes.push_back(hit->second);
+        }
+      }
+    }
+    if (auto t = choice<bool>(h, "transport", path + ".transport", {{"udp", false}, {"tcp", true}}))
+      v.health.dnsOverTcp = *t;
     if (auto m = choice<CheckMode>(h, "mode", path + ".mode",
                                    {{"tunnel", CheckMode::Tunnel}, {"direct", CheckMode::Direct}}))
       v.health.mode = *m;
@@ -597,6 +719,11 @@ class Parser {
   std::string file_;
   LoadOptions options_;
   std::vector<ConfigError> errors_;
+  std::vector<ConfigError> warnings_;
+
+  void warn(const toml::node* n, std::string path, std::string message) {
+    warnings_.push_back({at(n), std::move(path), std::move(message)});
+  }
 };
 
 }  // namespace

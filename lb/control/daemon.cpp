@@ -68,6 +68,10 @@ health::CheckType checkType(config::CheckType t) {
       return health::CheckType::Tcp;
     case config::CheckType::Http:
       return health::CheckType::Http;
+    case config::CheckType::Https:
+      return health::CheckType::Https;
+    case config::CheckType::Dns:
+      return health::CheckType::Dns;
     case config::CheckType::None:
       break;
   }
@@ -345,6 +349,18 @@ class Daemon {
                 : b.address.isV6()       ? "[" + b.address.toString() + "]"
                                          : b.address.toString();
     spec.expect = vip.health.expect;
+    // The server name: sni, else a host that is a name (not an address, no
+    // port); none otherwise (README, "Health checks").
+    spec.sni = vip.health.sni;
+    if (spec.sni.empty() && !vip.health.host.empty() &&
+        vip.health.host.find_first_of(":[]") == std::string::npos &&
+        !IpAddr::parse(vip.health.host))
+      spec.sni = vip.health.host;
+    spec.caFile = vip.health.caFile;
+    spec.queryName = vip.health.queryName;
+    spec.queryType = vip.health.queryType;
+    spec.rcodes = vip.health.rcodes;
+    spec.dnsOverTcp = vip.health.dnsOverTcp;
     spec.interval = vip.health.interval;
     spec.timeout = vip.health.timeout;
     spec.rise = vip.health.rise;
@@ -353,7 +369,9 @@ class Daemon {
     if (vip.health.mode == config::CheckMode::Tunnel) {
       // To the VIP, as a client connects, wrapped for this one backend.
       spec.address = vip.address;
-      spec.host = vip.address.isV6() ? "[" + vip.address.toString() + "]" : vip.address.toString();
+      if (vip.health.host.empty())
+        spec.host =
+            vip.address.isV6() ? "[" + vip.address.toString() + "]" : vip.address.toString();
       spec.source = vip.address.isV4() ? cfg_.health.sourceV4 : cfg_.health.sourceV6;
       if (!probeEncap_)
         spec.localError = "tunnel program not loaded: " + probeEncapError_;

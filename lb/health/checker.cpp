@@ -1,13 +1,21 @@
 #include "lb/health/checker.h"
 
+#include <arpa/nameser.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
+#include <resolv.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cerrno>
+#include <cstring>
+#include <map>
 #include <optional>
 #include <sstream>
 #include <utility>
@@ -16,7 +24,9 @@ namespace xdplb::health {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
+using udp = asio::ip::udp;
 
 Schedule::Clock::duration Schedule::nextDelay(std::chrono::milliseconds interval) {
   std::uniform_real_distribution<double> jitter(0.9, 1.1);
@@ -41,8 +51,9 @@ Schedule::Clock::duration Schedule::secondDelay(std::chrono::milliseconds interv
 // allocation and one timer-queue entry (bench_health: lb/health and Asio add
 // 5–8% of a core to the kernel's own cost at 10,000 TCP checks a second).
 struct HealthChecker::Probe {
-  Probe(asio::io_context& io, uint64_t gen) : socket(io), generation(gen) {}
+  Probe(asio::io_context& io, uint64_t gen) : socket(io), udpSocket(io), generation(gen) {}
   tcp::socket socket;
+  udp::socket udpSocket;  // dns over UDP
   uint64_t generation;
   Schedule::Clock::time_point start;
   // HTTP only. The parser stops after the header: the status is all a check
@@ -51,6 +62,56 @@ struct HealthChecker::Probe {
   std::shared_ptr<const std::string> request;
   beast::flat_buffer buffer;
   std::optional<http::response_parser<http::empty_body>> parser;
+  // https: TLS over `socket` (declared after it: destroyed first).
+  std::optional<ssl::stream<tcp::socket&>> tls;
+  // dns: the query as sent (its id is this probe's), then the reply.
+  std::vector<uint8_t> query, reply;
+  uint16_t dnsId = 0;
+};
+
+// One client context per CA file (none: no verification), made on first use
+// and made again when the file changes (a rotated CA needs no restart). A
+// context is the costly part of TLS set-up (the CA file parsed into a
+// store); a probe then costs its handshake.
+struct HealthChecker::TlsContexts {
+  struct Entry {
+    std::unique_ptr<ssl::context> ctx;
+    struct timespec mtime {};
+    off_t size = -1;
+  };
+  std::map<std::string, Entry> byFile;
+
+  ssl::context* get(const std::string& caFile, std::string& error) {
+    Entry& e = byFile[caFile];
+    struct stat st {};
+    if (!caFile.empty()) {
+      if (::stat(caFile.c_str(), &st) != 0) {
+        error = "ca_file " + caFile + ": " + std::strerror(errno);
+        e.ctx.reset();
+        return nullptr;
+      }
+      if (e.ctx && (st.st_mtim.tv_sec != e.mtime.tv_sec || st.st_mtim.tv_nsec != e.mtime.tv_nsec ||
+                    st.st_size != e.size))
+        e.ctx.reset();
+    }
+    if (e.ctx) return e.ctx.get();
+    auto ctx = std::make_unique<ssl::context>(ssl::context::tls_client);
+    boost::system::error_code ec;
+    if (!caFile.empty()) {
+      ctx->load_verify_file(caFile, ec);
+      if (ec) {
+        error = "ca_file " + caFile + ": " + ec.message();
+        return nullptr;
+      }
+      ctx->set_verify_mode(ssl::verify_peer, ec);
+    } else {
+      ctx->set_verify_mode(ssl::verify_none, ec);
+    }
+    e.ctx = std::move(ctx);
+    e.mtime = st.st_mtim;
+    e.size = st.st_size;
+    return e.ctx.get();
+  }
 };
 
 struct HealthChecker::Check {
@@ -65,7 +126,9 @@ struct HealthChecker::Check {
   bool removed = false;
   std::shared_ptr<Probe> inFlight;
   Schedule::Clock::time_point due, started;    // of the probe in flight
-  std::shared_ptr<const std::string> request;  // HTTP: built once per spec
+  std::shared_ptr<const std::string> request;  // HTTP(S): built once per spec
+  std::vector<uint8_t> query;                  // DNS: built once per spec (id 0)
+  std::string queryError;                      // why the name could not be encoded
 
   Check(asio::io_context& io, CheckId i, const CheckSpec& s)
       : id(i), spec(s), machine(s.rise, s.fall), timer(io), deadline(io) {
@@ -73,7 +136,8 @@ struct HealthChecker::Check {
   }
 
   void buildRequest() {
-    if (spec.type != CheckType::Http) return request.reset();
+    buildQuery();
+    if (spec.type != CheckType::Http && spec.type != CheckType::Https) return request.reset();
     http::request<http::empty_body> req{http::verb::get, spec.path, 11};
     std::string host = spec.host.empty() ? spec.address.toString() : spec.host;
     if (spec.host.empty() && spec.address.isV6()) host = "[" + host + "]";
@@ -84,7 +148,30 @@ struct HealthChecker::Check {
     out << req;
     request = std::make_shared<const std::string>(out.str());
   }
+
+  // The question through libresolv (RD set, as a stub resolver sends it);
+  // each probe copies it and writes its own id.
+  void buildQuery() {
+    query.clear();
+    queryError.clear();
+    if (spec.type != CheckType::Dns) return;
+    uint8_t buf[NS_PACKETSZ];
+    const int n = ::res_mkquery(ns_o_query, spec.queryName.c_str(), ns_c_in, spec.queryType,
+                                nullptr, 0, nullptr, buf, sizeof buf);
+    if (n < NS_HFIXEDSZ) {
+      queryError = "dns: cannot encode the name '" + spec.queryName + "'";
+      return;
+    }
+    query.assign(buf, buf + n);
+  }
 };
+
+std::string rcodeName(uint8_t rcode) {
+  static const char* const names[] = {"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN",
+                                      "NOTIMP",  "REFUSED", "YXDOMAIN", "YXRRSET",
+                                      "NXRRSET", "NOTAUTH", "NOTZONE"};
+  return rcode < std::size(names) ? names[rcode] : std::to_string(rcode);
+}
 
 namespace {
 
@@ -117,6 +204,13 @@ std::string reasonOf(const boost::system::error_code& ec) {
   if (ec == asio::error::network_unreachable || ec == asio::error::host_unreachable)
     return "unreachable";
   if (ec == http::error::header_limit) return "bad response: header too large";
+  if (ec == ssl::error::stream_truncated) return "reset";
+  if (ec.category() == asio::error::get_ssl_category()) {
+    // OpenSSL's reason alone ("certificate verify failed"), not its library.
+    std::string m = ec.message();
+    if (auto paren = m.find(" ("); paren != std::string::npos) m.erase(paren);
+    return "tls: " + m;
+  }
   if (ec.category() == make_error_code(http::error::bad_version).category()) return "bad response";
   return ec.message();
 }
@@ -148,7 +242,8 @@ void HealthChecker::update(CheckId id, const CheckSpec& spec) {
   if (it == checks_.end()) return;
   auto& c = it->second;
   const bool restart = spec.type != c->spec.type || spec.address != c->spec.address ||
-                       spec.port != c->spec.port || spec.mark != c->spec.mark;
+                       spec.port != c->spec.port || spec.mark != c->spec.mark ||
+                       spec.dnsOverTcp != c->spec.dnsOverTcp;
   c->spec = spec;
   c->machine.setThresholds(spec.rise, spec.fall);
   // A probe in flight keeps the request it was sent with (it holds it).
@@ -198,6 +293,7 @@ void HealthChecker::abandon(Check& c) {
   if (auto p = std::exchange(c.inFlight, nullptr)) {
     boost::system::error_code ignored;
     p->socket.close(ignored);
+    p->udpSocket.close(ignored);
   }
   c.deadline.cancel();
 }
@@ -230,17 +326,25 @@ void HealthChecker::probe(const std::shared_ptr<Check>& c) {
   auto p = std::make_shared<Probe>(io_, c->generation);
   p->start = Schedule::Clock::now();
   const tcp::endpoint ep = endpointOf(c->spec.address, c->spec.port);
+  const bool overUdp = c->spec.type == CheckType::Dns && !c->spec.dnsOverTcp;
   // Everything before connect() fails only for local reasons (descriptors,
   // memory, an address or mark this host refuses): local trouble.
   boost::system::error_code ec;
   std::string local = c->spec.localError;
+  if (local.empty() && !c->queryError.empty()) local = c->queryError;
   if (!local.empty())
     ec = boost::system::errc::make_error_code(boost::system::errc::operation_not_permitted);
-  if (!ec) p->socket.open(ep.protocol(), ec);
+  if (!ec) {
+    if (overUdp)
+      p->udpSocket.open(ep.address().is_v4() ? udp::v4() : udp::v6(), ec);
+    else
+      p->socket.open(ep.protocol(), ec);
+  }
   if (ec && local.empty()) local = "socket: " + ec.message();
+  const int fd = overUdp ? p->udpSocket.native_handle() : p->socket.native_handle();
   if (!ec && c->spec.mark) {
     const int mark = static_cast<int>(*c->spec.mark);
-    if (::setsockopt(p->socket.native_handle(), SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0) {
+    if (::setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0) {
       ec.assign(errno, boost::system::system_category());
       local = "socket mark: " + ec.message();
     }
@@ -250,9 +354,12 @@ void HealthChecker::probe(const std::shared_ptr<Check>& c) {
     // probe socket would hold an ephemeral port of its own, and 10,000 checks
     // from one source address would exhaust them.
     const int one = 1;
-    ::setsockopt(p->socket.native_handle(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-    p->socket.bind(endpointOf(*c->spec.source, 0), ec);
-    if (ec) local = "source " + c->spec.source->toString() + ": " + ec.message();
+    if (!overUdp) ::setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    const tcp::endpoint src = endpointOf(*c->spec.source, 0);
+    if (::bind(fd, src.data(), static_cast<socklen_t>(src.size())) != 0) {
+      ec.assign(errno, boost::system::system_category());
+      local = "source " + c->spec.source->toString() + ": " + ec.message();
+    }
   }
   c->inFlight = p;
   if (ec) {
@@ -264,33 +371,142 @@ void HealthChecker::probe(const std::shared_ptr<Check>& c) {
   c->deadline.async_wait([this, c, p](boost::system::error_code ec) {
     if (!ec) end(c, p, false, "timeout");
   });
+  if (c->spec.type == CheckType::Dns) {
+    p->query = c->query;
+    p->dnsId = static_cast<uint16_t>(schedule_.random());
+    p->query[0] = static_cast<uint8_t>(p->dnsId >> 8);
+    p->query[1] = static_cast<uint8_t>(p->dnsId);
+  }
+  if (overUdp) return probeDnsUdp(c, p);
   p->socket.async_connect(ep, [this, c, p](boost::system::error_code ec) {
     if (c->inFlight != p) return;
     // No ephemeral port left for this destination: local, too.
     if (ec == boost::system::errc::address_not_available)
       return end(c, p, false, "connect: " + ec.message(), true);
     if (ec) return end(c, p, false, reasonOf(ec));
-    if (c->spec.type == CheckType::Tcp) return end(c, p, true, "ok");
-    p->request = c->request;
-    p->parser.emplace();
-    // As for the answer to a HEAD request: the message ends with its
-    // header, whatever Content-Length says, so the body is never read.
-    p->parser->skip(true);
-    asio::async_write(p->socket, asio::buffer(*p->request),
-                      [this, c, p](boost::system::error_code ec, size_t) {
-                        if (c->inFlight != p) return;
-                        if (ec) return end(c, p, false, reasonOf(ec));
-                        http::async_read(p->socket, p->buffer, *p->parser,
-                                         [this, c, p](boost::system::error_code ec, size_t) {
-                                           if (c->inFlight != p) return;
-                                           if (ec) return end(c, p, false, reasonOf(ec));
-                                           const unsigned status = p->parser->get().result_int();
-                                           for (uint16_t want : c->spec.expect)
-                                             if (status == want) return end(c, p, true, "ok");
-                                           end(c, p, false, "status " + std::to_string(status));
-                                         });
-                      });
+    afterConnect(c, p);
   });
+}
+
+void HealthChecker::afterConnect(const std::shared_ptr<Check>& c, const std::shared_ptr<Probe>& p) {
+  switch (c->spec.type) {
+    case CheckType::Http:
+      return exchangeHttp(c, p, p->socket);
+    case CheckType::Https: {
+      if (!tls_) tls_ = std::make_unique<TlsContexts>();
+      std::string error;
+      ssl::context* ctx = tls_->get(c->spec.caFile, error);
+      // A CA file this host cannot read says nothing of the backend.
+      if (!ctx) return end(c, p, false, error, true);
+      p->tls.emplace(p->socket, *ctx);
+      SSL* native = p->tls->native_handle();
+      if (!c->spec.sni.empty()) SSL_set_tlsext_host_name(native, c->spec.sni.c_str());
+      if (!c->spec.caFile.empty() && !c->spec.sni.empty())
+        p->tls->set_verify_callback(ssl::host_name_verification(c->spec.sni));
+      p->tls->async_handshake(ssl::stream_base::client, [this, c, p](boost::system::error_code ec) {
+        if (c->inFlight != p) return;
+        if (ec) return end(c, p, false, reasonOf(ec));
+        exchangeHttp(c, p, *p->tls);
+      });
+      return;
+    }
+    case CheckType::Dns: {
+      // Over TCP: the message with its two-byte length (RFC 1035 4.2.2).
+      const size_t n = p->query.size();
+      p->query.insert(p->query.begin(), {static_cast<uint8_t>(n >> 8), static_cast<uint8_t>(n)});
+      asio::async_write(
+          p->socket, asio::buffer(p->query), [this, c, p](boost::system::error_code ec, size_t) {
+            if (c->inFlight != p) return;
+            if (ec) return end(c, p, false, reasonOf(ec));
+            p->reply.resize(2);
+            asio::async_read(p->socket, asio::buffer(p->reply),
+                             [this, c, p](boost::system::error_code ec, size_t) {
+                               if (c->inFlight != p) return;
+                               if (ec) return end(c, p, false, reasonOf(ec));
+                               const size_t len = (size_t{p->reply[0]} << 8) | p->reply[1];
+                               if (len < NS_HFIXEDSZ) return end(c, p, false, "bad response");
+                               p->reply.resize(len);
+                               asio::async_read(
+                                   p->socket, asio::buffer(p->reply),
+                                   [this, c, p](boost::system::error_code ec, size_t n) {
+                                     if (c->inFlight != p) return;
+                                     if (ec) return end(c, p, false, reasonOf(ec));
+                                     judgeDns(c, p, n);
+                                   });
+                             });
+          });
+      return;
+    }
+    default:
+      return end(c, p, true, "ok");
+  }
+}
+
+template <class Stream>
+void HealthChecker::exchangeHttp(const std::shared_ptr<Check>& c, const std::shared_ptr<Probe>& p,
+                                 Stream& stream) {
+  p->request = c->request;
+  p->parser.emplace();
+  // As for the answer to a HEAD request: the message ends with its
+  // header, whatever Content-Length says, so the body is never read.
+  p->parser->skip(true);
+  asio::async_write(stream, asio::buffer(*p->request),
+                    [this, c, p, &stream](boost::system::error_code ec, size_t) {
+                      if (c->inFlight != p) return;
+                      if (ec) return end(c, p, false, reasonOf(ec));
+                      http::async_read(stream, p->buffer, *p->parser,
+                                       [this, c, p](boost::system::error_code ec, size_t) {
+                                         if (c->inFlight != p) return;
+                                         if (ec) return end(c, p, false, reasonOf(ec));
+                                         const unsigned status = p->parser->get().result_int();
+                                         for (uint16_t want : c->spec.expect)
+                                           if (status == want) return end(c, p, true, "ok");
+                                         end(c, p, false, "status " + std::to_string(status));
+                                       });
+                    });
+}
+
+void HealthChecker::probeDnsUdp(const std::shared_ptr<Check>& c, const std::shared_ptr<Probe>& p) {
+  // Connected: an ICMP port unreachable comes back as "refused", and only
+  // datagrams from the server reach the socket.
+  boost::system::error_code ec;
+  p->udpSocket.connect(
+      udp::endpoint(endpointOf(c->spec.address, c->spec.port).address(), c->spec.port), ec);
+  if (ec == boost::system::errc::address_not_available)
+    return end(c, p, false, "connect: " + ec.message(), true);
+  if (ec) return end(c, p, false, reasonOf(ec));
+  p->udpSocket.async_send(asio::buffer(p->query),
+                          [this, c, p](boost::system::error_code ec, size_t) {
+                            if (c->inFlight != p) return;
+                            if (ec) return end(c, p, false, reasonOf(ec));
+                            p->reply.resize(NS_MAXMSG);
+                            readDnsUdp(c, p);
+                          });
+}
+
+void HealthChecker::readDnsUdp(const std::shared_ptr<Check>& c, const std::shared_ptr<Probe>& p) {
+  p->udpSocket.async_receive(asio::buffer(p->reply),
+                             [this, c, p](boost::system::error_code ec, size_t n) {
+                               if (c->inFlight != p) return;
+                               if (ec) return end(c, p, false, reasonOf(ec));
+                               // Another id is a stray or late reply: wait for ours.
+                               if (n >= 2 && ((p->reply[0] << 8) | p->reply[1]) != p->dnsId)
+                                 return readDnsUdp(c, p);
+                               judgeDns(c, p, n);
+                             });
+}
+
+void HealthChecker::judgeDns(const std::shared_ptr<Check>& c, const std::shared_ptr<Probe>& p,
+                             size_t n) {
+  ns_msg msg;
+  if (::ns_initparse(p->reply.data(), static_cast<int>(n), &msg) != 0)
+    return end(c, p, false, "bad response");
+  if (ns_msg_id(msg) != p->dnsId || ::ns_msg_getflag(msg, ns_f_qr) == 0)
+    return end(c, p, false, "bad response: not the answer to the query");
+  const auto rcode = static_cast<uint8_t>(::ns_msg_getflag(msg, ns_f_rcode));
+  for (uint8_t want : c->spec.rcodes)
+    if (rcode == want) return end(c, p, true, "ok");
+  end(c, p, false, "rcode " + rcodeName(rcode));
 }
 
 void HealthChecker::end(const std::shared_ptr<Check>& c, std::shared_ptr<Probe> p, bool ok,
@@ -308,6 +524,7 @@ void HealthChecker::end(const std::shared_ptr<Check>& c, std::shared_ptr<Probe> 
     p->socket.set_option(asio::socket_base::linger(true, 0), ignored);
   }
   p->socket.close(ignored);
+  p->udpSocket.close(ignored);
   if (local && !c->removed && p->generation == c->generation) {
     ++localErrors_;
     logLocal(*c, reason);

@@ -6,6 +6,10 @@
 //   tcp:  connect within the timeout.
 //   http: GET path with a Host header; the status must be in `expect`, judged
 //         from the response's header alone (the body is never read).
+//   https: the same over TLS (OpenSSL through Asio's SSL stream), with SNI
+//         and, when a CA file is given, the certificate verified against it.
+//   dns:  a query (UDP, or TCP with its length prefix) for a name and type;
+//         up when the reply (same id) carries an accepted rcode.
 //   none: Up at once, never probed.
 // Every probe ends at its timeout, however the server behaves.
 #pragma once
@@ -26,7 +30,7 @@
 
 namespace xdplb::health {
 
-enum class CheckType { Tcp, Http, None };
+enum class CheckType { Tcp, Http, Https, Dns, None };
 
 struct CheckSpec {
   CheckType type = CheckType::Tcp;
@@ -35,6 +39,18 @@ struct CheckSpec {
   std::string path = "/";
   std::string host;  // Host header; the address when empty
   std::vector<uint16_t> expect{200};
+  // https: the server name sent (SNI) and verified when caFile is set; none
+  // when empty. caFile: PEM certificates the chain must verify against; no
+  // verification when empty (the check then proves a TLS handshake and the
+  // status only).
+  std::string sni;
+  std::string caFile;
+  // dns: the question, the rcodes that count as up (0 = NOERROR), and TCP
+  // instead of UDP.
+  std::string queryName;
+  uint16_t queryType = 1;  // A
+  std::vector<uint8_t> rcodes{0};
+  bool dnsOverTcp = false;
   std::chrono::milliseconds interval{2000}, timeout{1000};
   uint32_t rise = 2, fall = 3;
   std::optional<IpAddr> source;  // probe source address
@@ -50,7 +66,8 @@ struct CheckSpec {
 struct ProbeResult {
   bool ok = false;
   // "ok", "refused", "timeout", "unreachable", "reset", "status 503",
-  // "bad response", or the system's message.
+  // "bad response", "tls: <OpenSSL's reason>", "rcode SERVFAIL", or the
+  // system's message.
   std::string reason;
   // Local trouble (out of file descriptors, the source address not
   // bindable, the socket mark refused): says nothing of the backend, so it
@@ -87,6 +104,8 @@ class Schedule {
   // ever, and no probe is overtaken by the next before its timeout.
   Clock::duration secondDelay(std::chrono::milliseconds interval,
                               std::chrono::milliseconds timeout);
+  // A random word (DNS query ids).
+  uint64_t random() { return rng_(); }
 
  private:
   std::mt19937_64 rng_;
@@ -113,8 +132,15 @@ class HealthChecker {
 
  private:
   struct Probe;
+  struct TlsContexts;
   void schedule(const std::shared_ptr<Check>& c, Schedule::Clock::time_point due);
   void probe(const std::shared_ptr<Check>& c);
+  void probeDnsUdp(const std::shared_ptr<Check>& c, const std::shared_ptr<Probe>& p);
+  void afterConnect(const std::shared_ptr<Check>& c, const std::shared_ptr<Probe>& p);
+  void readDnsUdp(const std::shared_ptr<Check>& c, const std::shared_ptr<Probe>& p);
+  void judgeDns(const std::shared_ptr<Check>& c, const std::shared_ptr<Probe>& p, size_t n);
+  template <class Stream>
+  void exchangeHttp(const std::shared_ptr<Check>& c, const std::shared_ptr<Probe>& p, Stream& s);
   void end(const std::shared_ptr<Check>& c, std::shared_ptr<Probe> p, bool ok, std::string reason,
            bool local = false);
   void logLocal(const Check& c, const std::string& reason);
@@ -129,6 +155,10 @@ class HealthChecker {
   uint64_t localErrors_ = 0;
   uint64_t localLogged_ = 0;  // localErrors_ when the last line was logged
   std::chrono::steady_clock::time_point lastLocalLog_{};
+  std::unique_ptr<TlsContexts> tls_;  // one OpenSSL context per CA file, made on first use
 };
+
+// DNS names for the rcodes and types the config accepts, and back.
+std::string rcodeName(uint8_t rcode);
 
 }  // namespace xdplb::health

@@ -386,5 +386,106 @@ TEST(Config, HealthCheckModeDefaultsToTunnel) {
   EXPECT_NE(err.find("tunnel"), std::string::npos) << err;
 }
 
+// The warnings about health checks (the default hash_seed warns too).
+std::string checkWarnings(const Config& c) {
+  std::string out;
+  for (const auto& w : c.warnings)
+    if (w.keyPath.find("health_check") != std::string::npos) out += w.toString();
+  return out;
+}
+
+TEST(Config, HttpsAndDnsChecks) {
+  const std::string vip =
+      "[[vip]]\nname = \"w\"\naddress = \"198.51.100.1\"\nport = 443\n"
+      "[[vip.backend]]\naddress = \"10.0.0.1\"\n";
+  auto r = parse(std::string(kBase) + vip +
+                 "[vip.health_check]\ntype = \"https\"\npath = \"/ready\"\nhost = "
+                 "\"www.example.com\"\nsni = \"tls.example.com\"\nca_file = \"/etc/hostname\"\n");
+  ASSERT_TRUE(r) << r.error()[0].toString();
+  EXPECT_EQ(r->vips[0].health.type, CheckType::Https);
+  EXPECT_EQ(r->vips[0].health.sni, "tls.example.com");
+  EXPECT_EQ(r->vips[0].health.caFile, "/etc/hostname");
+  EXPECT_EQ(r->vips[0].health.path, "/ready");
+  EXPECT_EQ(checkWarnings(*r), "");
+
+  const std::string dnsVip =
+      "[[vip]]\nname = \"d\"\naddress = \"198.51.100.1\"\nport = 53\nprotocol = \"udp\"\n"
+      "[[vip.backend]]\naddress = \"10.0.0.1\"\n";
+  r = parse(std::string(kBase) + dnsVip +
+            "[vip.health_check]\ntype = \"dns\"\nquery_name = \"_sip._udp.example.com.\"\n"
+            "query_type = \"SRV\"\nrcodes = [\"NOERROR\", \"NXDOMAIN\"]\ntransport = \"tcp\"\n");
+  ASSERT_TRUE(r) << r.error()[0].toString();
+  EXPECT_EQ(r->vips[0].health.type, CheckType::Dns);
+  EXPECT_EQ(r->vips[0].health.queryName, "_sip._udp.example.com.");
+  EXPECT_EQ(r->vips[0].health.queryType, 33);
+  EXPECT_EQ(r->vips[0].health.rcodes, (std::vector<uint8_t>{0, 3}));
+  EXPECT_TRUE(r->vips[0].health.dnsOverTcp);
+  EXPECT_EQ(checkWarnings(*r), "");
+  // Defaults: A, NOERROR, UDP.
+  r = parse(std::string(kBase) + dnsVip +
+            "[vip.health_check]\ntype = \"dns\"\nquery_name = \".\"\n");
+  ASSERT_TRUE(r) << r.error()[0].toString();
+  EXPECT_EQ(r->vips[0].health.queryType, 1);
+  EXPECT_EQ(r->vips[0].health.rcodes, (std::vector<uint8_t>{0}));
+  EXPECT_FALSE(r->vips[0].health.dnsOverTcp);
+
+  const std::string hc = "[vip.health_check]\n";
+  struct Case {
+    std::string text, want;
+  } cases[] = {
+      {dnsVip + hc + "type = \"dns\"\n",
+       "12:1 vip[0].health_check.query_name: a dns check needs the name to ask for, e.g. "
+       "query_name = \"example.com\""},
+      {dnsVip + hc + "type = \"dns\"\nquery_name = \"a..b\"\n",
+       "14:14 vip[0].health_check.query_name: must be a DNS name (an empty label at byte 2)"},
+      {dnsVip + hc + "type = \"dns\"\nquery_name = \"" + std::string(64, 'a') + ".com\"\n",
+       "14:14 vip[0].health_check.query_name: must be a DNS name (a label of 64 characters, "
+       "over 63)"},
+      {dnsVip + hc + "type = \"dns\"\nquery_name = \"a b\"\n",
+       "14:14 vip[0].health_check.query_name: must be a DNS name (' ' at byte 1 (letters, "
+       "digits, '-' and '_' only))"},
+      {dnsVip + hc + "type = \"dns\"\nquery_name = \"x\"\nquery_type = \"AXFR\"\n",
+       "15:14 vip[0].health_check.query_type: 'AXFR' is not one of A | NS | CNAME | SOA | PTR | "
+       "MX | TXT | AAAA | SRV"},
+      {dnsVip + hc + "type = \"dns\"\nquery_name = \"x\"\nrcodes = [\"NOERROR\", \"OK\"]\n",
+       "15:22 vip[0].health_check.rcodes[1]: must be one of NOERROR, FORMERR, SERVFAIL, "
+       "NXDOMAIN, NOTIMP, REFUSED"},
+      {dnsVip + hc + "type = \"dns\"\nquery_name = \"x\"\nrcodes = []\n",
+       "15:10 vip[0].health_check.rcodes: must be a non-empty array of rcode names, e.g. "
+       "[\"NOERROR\"]"},
+      {dnsVip + hc + "type = \"dns\"\nquery_name = \"x\"\ntransport = \"quic\"\n",
+       "15:13 vip[0].health_check.transport: 'quic' is not one of udp | tcp"},
+      {vip + hc + "type = \"https\"\nsni = \"10.0.0.1\"\n",
+       "13:7 vip[0].health_check.sni: must be a DNS name (an address; TLS sends names only)"},
+      {vip + hc + "type = \"https\"\nca_file = \"ca.pem\"\n",
+       "13:11 vip[0].health_check.ca_file: must be an absolute path"},
+      {vip + hc + "type = \"https\"\nca_file = \"/nonexistent/ca.pem\"\n",
+       "13:11 vip[0].health_check.ca_file: cannot read /nonexistent/ca.pem: No such file or "
+       "directory"},
+  };
+  for (const auto& c : cases) EXPECT_EQ(oneError(std::string(kBase) + c.text), c.want) << c.text;
+  // Not read when the file is checked for another host.
+  EXPECT_TRUE(parse(
+      std::string(kBase) + vip + hc + "type = \"https\"\nca_file = \"/nonexistent\"\n", false));
+}
+
+TEST(Config, KeysOfAnotherCheckTypeAndTcpChecksOfUdpVipsWarn) {
+  const std::string dnsVip =
+      "[[vip]]\nname = \"d\"\naddress = \"198.51.100.1\"\nport = 53\nprotocol = \"udp\"\n"
+      "[[vip.backend]]\naddress = \"10.0.0.1\"\n";
+  auto r = parse(std::string(kBase) + dnsVip +
+                 "[vip.health_check]\ntype = \"dns\"\nquery_name = \"x\"\npath = \"/\"\n");
+  ASSERT_TRUE(r) << r.error()[0].toString();
+  EXPECT_EQ(checkWarnings(*r),
+            "t.toml:15:8: vip[0].health_check.path: applies to type = \"http\" or \"https\" "
+            "checks only; ignored here");
+  r = parse(std::string(kBase) + dnsVip + "[vip.health_check]\ntype = \"tcp\"\n");
+  ASSERT_TRUE(r) << r.error()[0].toString();
+  EXPECT_EQ(checkWarnings(*r),
+            "t.toml:13:8: vip[0].health_check.type: a UDP VIP checked over TCP: up means its "
+            "backends accept TCP on the check's port, not that they answer UDP; for DNS use type "
+            "= \"dns\"");
+}
+
 }  // namespace
 }  // namespace xdplb::config
