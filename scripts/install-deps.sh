@@ -21,6 +21,9 @@ PACKAGES=(
   mmdebstrap systemd-container
   # The CLI (CLI11), capability handling (libcap-ng), URL encoding (libcurl).
   libcli11-dev libcap-ng-dev libcurl4-openssl-dev
+  # https health checks (OpenSSL); the servers of tests/e2e/test_health_types.sh
+  # (openssl s_server, dnsmasq).
+  libssl-dev openssl dnsmasq-base
 )
 
 if [[ $(id -u) -ne 0 ]]; then

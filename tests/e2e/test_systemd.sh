@@ -94,7 +94,7 @@ HOST_XDPLB=$WORK/pkg/usr/sbin/xdplb
 # (dpkg -i inside then needs no network). The cache is keyed by that list;
 # should the package come to depend on a library the list lacks, the root is
 # built again with it added.
-BASE="dbus,iproute2,libbpf1,libcap-ng0,libelf1,libfmt9,libprometheus-cpp-core1.0,libprometheus-cpp-pull1.0,libspdlog1.10,libtomlplusplus3,libxdp1,systemd,systemd-sysv"
+BASE="dbus,iproute2,libbpf1,libcap-ng0,libcurl4,libelf1,libfmt9,libprometheus-cpp-core1.0,libprometheus-cpp-pull1.0,libspdlog1.10,libspdlog1.10-fmt9,libssl3,libtomlplusplus3,libxdp1,systemd,systemd-sysv"
 deps=$(dpkg-deb -f "$DEB" Depends | sed 's/([^)]*)//g; s/|[^,]*//g; s/ //g' | tr ',' '\n' | sed '/^$/d')
 tar_for() { echo "$CACHE/bookworm-$(sha256sum <<<"$1" | cut -c1-16).tar"; }
 build_root() {  # build_root LIST TAR
