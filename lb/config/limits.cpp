@@ -179,8 +179,16 @@ class Scanner {
   }
 
   bool keySegment() {
-    if (peek() == '"') return basicString();
-    if (peek() == '\'') return literalString();
+    if (peek() == '"' || peek() == '\'') {
+      const char q = peek();
+      // A multi-line string is no key, but toml++ reads it whole before it
+      // says so (the fuzzer's sixth input): scanned as one, then refused.
+      if (peek(1) == q && peek(2) == q) {
+        multiLine(q);
+        return false;
+      }
+      return q == '"' ? basicString() : literalString();
+    }
     const size_t start = i_;
     while (!eof()) {
       const char c = peek();

@@ -166,6 +166,10 @@ TEST(ConfigLimits, BackslashBeforeNonAsciiIsRefused) {
       {"s = \"\"\"x\"\nh = t\\\xef\xbb\xbe'\n", 2, 7},  // the fuzzer's input, shortened
       {"s = \"\"\"a\\\xc2\xa0\n\"\"\"\n", 1, 10},
       {"s = \"caf\\\xc3\xa9\"\n", 1, 10},
+      // A multi-line string where a key belongs: toml++ reads it whole
+      // before refusing it as a key (the fuzzer's sixth input, shortened).
+      {"\"\"\"\"z\n#\\\xef\xb4\xbf\"\"\"\n", 2, 3},
+      {"[\"\"\"x\\\xc3\xa9\"\"\"]\n", 1, 7},
   };
   for (const auto& c : cases) {
     auto r = parseString(c.text, "t.toml");
