@@ -192,6 +192,11 @@ int tc_probe_encap(struct __sk_buff *skb)
 	}
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
 		return probe_exit(LB_P_ENCAP_NEIGH, len, bpf_redirect_neigh(fib.ifindex, 0, 0, 0));
+	/* A probe_size check on a path whose MTU leaves no room for the tunnel:
+	 * what would happen to a client's full-size packet, so the check fails
+	 * (docs/design.md "Full-size probes"). */
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+		return probe_exit(LB_P_DROP_TOO_BIG, len, TC_ACT_SHOT);
 	return probe_exit(LB_P_DROP_FIB, len, TC_ACT_SHOT);
 }
 

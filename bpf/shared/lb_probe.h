@@ -32,13 +32,14 @@ enum lb_probe_reason {
 	LB_P_DROP_UNSUPPORTED,	/* not TCP/UDP over IPv4/IPv6, or IPv6 inside IPv4 */
 	LB_P_DROP_GROW,		/* bpf_skb_adjust_room refused (too big for the MTU) */
 	LB_P_DROP_FIB,		/* no route to the backend */
+	LB_P_DROP_TOO_BIG,	/* wrapped, larger than the MTU of the route to the backend */
 	LB_PROBE_REASON_MAX,
 };
 
 #define LB_PROBE_REASON_NAMES                                                                      \
 	{                                                                                          \
 		"unmarked", "encap_tx", "encap_redirect", "encap_neigh", "no_target",              \
-		    "unsupported", "grow", "fib"                                                   \
+		    "unsupported", "grow", "fib", "too_big"                                        \
 	}
 
 /* lb_probe_stats: PERCPU_ARRAY[LB_PROBE_REASON_MAX] of lb_counter */

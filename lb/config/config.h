@@ -53,6 +53,7 @@ struct HealthCheck {
   uint16_t queryType = 1;  // A
   std::vector<uint8_t> rcodes{0};
   bool dnsOverTcp = false;
+  uint16_t probeSize = 0;  // http, https: the request as one packet of this size (0: off)
   std::chrono::milliseconds interval{2000}, timeout{1000};
   uint32_t rise = 2, fall = 3;
 };

@@ -36,7 +36,7 @@ const std::map<std::string, std::vector<std::string>>& knownKeys() {
         "backend"}},
       {"vip.health_check",
        {"type", "mode", "port", "path", "host", "expect", "interval", "timeout", "rise", "fall",
-        "sni", "ca_file", "query_name", "query_type", "rcodes", "transport"}},
+        "sni", "ca_file", "query_name", "query_type", "rcodes", "transport", "probe_size"}},
       {"vip.backend", {"address", "weight"}},
   };
   return keys;
@@ -529,6 +529,9 @@ class Parser {
     onlyFor("host", {CheckType::Http, CheckType::Https}, "\"http\" or \"https\"");
     onlyFor("expect", {CheckType::Http, CheckType::Https}, "\"http\" or \"https\"");
     onlyFor("sni", {CheckType::Https}, "\"https\"");
+    onlyFor("probe_size", {CheckType::Http, CheckType::Https}, "\"http\" or \"https\"");
+    if (auto n = integer(h, "probe_size", path + ".probe_size", 576, 9000))
+      v.health.probeSize = static_cast<uint16_t>(*n);
     onlyFor("ca_file", {CheckType::Https}, "\"https\"");
     onlyFor("query_name", {CheckType::Dns}, "\"dns\"");
     onlyFor("query_type", {CheckType::Dns}, "\"dns\"");

@@ -361,6 +361,7 @@ class Daemon {
     spec.queryType = vip.health.queryType;
     spec.rcodes = vip.health.rcodes;
     spec.dnsOverTcp = vip.health.dnsOverTcp;
+    spec.probeSize = vip.health.probeSize;
     spec.interval = vip.health.interval;
     spec.timeout = vip.health.timeout;
     spec.rise = vip.health.rise;

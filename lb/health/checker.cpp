@@ -2,6 +2,7 @@
 
 #include <arpa/nameser.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/ssl.h>
 #include <resolv.h>
 #include <spdlog/spdlog.h>
@@ -349,6 +350,21 @@ void HealthChecker::probe(const std::shared_ptr<Check>& c) {
       local = "socket mark: " + ec.message();
     }
   }
+  if (!ec && c->spec.probeSize && !overUdp) {
+    // Segments of at most probeSize bytes of IP (TCP_MAXSEG counts TCP
+    // options in; 40/60 are the IPv4/IPv6 and TCP headers), DF set and the
+    // learned path MTU ignored: the request's first segment is full-size
+    // whatever ICMP said before (docs/design.md "Full-size probes").
+    const bool v4 = c->spec.address.isV4();
+    const int mss = c->spec.probeSize - (v4 ? 40 : 60);
+    const int probe = v4 ? IP_PMTUDISC_PROBE : IPV6_PMTUDISC_PROBE;
+    if (::setsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, &mss, sizeof mss) != 0 ||
+        ::setsockopt(fd, v4 ? IPPROTO_IP : IPPROTO_IPV6, v4 ? IP_MTU_DISCOVER : IPV6_MTU_DISCOVER,
+                     &probe, sizeof probe) != 0) {
+      ec.assign(errno, boost::system::system_category());
+      local = "probe_size: " + ec.message();
+    }
+  }
   if (!ec && c->spec.source) {
     // Let connect() pick the source port per destination: bound alone, each
     // probe socket would hold an ephemeral port of its own, and 10,000 checks
@@ -446,6 +462,26 @@ template <class Stream>
 void HealthChecker::exchangeHttp(const std::shared_ptr<Check>& c, const std::shared_ptr<Probe>& p,
                                  Stream& stream) {
   p->request = c->request;
+  if (c->spec.probeSize && p->request) {
+    // Padded with a header to exactly one segment: the connection's send
+    // MSS (the cap set before connect(), less TCP options such as
+    // timestamps, or less if the backend announced less), so the request
+    // is one packet of probeSize bytes, sent alone and not as a GSO train
+    // that veth and bridges forward whatever their MTU. Over TLS the record
+    // overhead makes a small second segment; the first is still full.
+    int mss = 0;
+    socklen_t len = sizeof mss;
+    if (::getsockopt(p->socket.native_handle(), IPPROTO_TCP, TCP_MAXSEG, &mss, &len) != 0 ||
+        mss <= 0)
+      mss = c->spec.probeSize - (c->spec.address.isV4() ? 40 : 60);
+    std::string padded = *p->request;
+    const size_t want = static_cast<size_t>(mss);
+    const std::string name = "X-Xdplb-Padding: ";
+    const size_t pad =
+        padded.size() + name.size() + 2 < want ? want - padded.size() - name.size() - 2 : 1;
+    padded.insert(padded.size() - 2, name + std::string(pad, 'x') + "\r\n");
+    p->request = std::make_shared<const std::string>(std::move(padded));
+  }
   p->parser.emplace();
   // As for the answer to a HEAD request: the message ends with its
   // header, whatever Content-Length says, so the body is never read.

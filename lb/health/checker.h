@@ -51,6 +51,11 @@ struct CheckSpec {
   uint16_t queryType = 1;  // A
   std::vector<uint8_t> rcodes{0};
   bool dnsOverTcp = false;
+  // http, https: when set, the request goes out as one IP packet of this
+  // many bytes (padded with a header, segments capped to fit, DF set and
+  // path MTU ignored), so a path that cannot carry full-size packets fails
+  // the check.
+  uint16_t probeSize = 0;
   std::chrono::milliseconds interval{2000}, timeout{1000};
   uint32_t rise = 2, fall = 3;
   std::optional<IpAddr> source;  // probe source address

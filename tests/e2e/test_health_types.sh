@@ -6,6 +6,10 @@
 # another CA and its dnsmasq knows no name (it answers REFUSED), so b3 is
 # down on each of those checks with that reason, while a plain tcp check of
 # b3 stays up. Then b1's servers stop: down; started again: up.
+# probe_size: an http check whose request is one 1,400-byte packet passes
+# the testbed's 1500-byte links after encapsulation (1,420); one of 1,500
+# bytes (1,520 encapsulated) does not, so every backend is down on it until
+# b1's links carry 1,600 bytes.
 source "$(dirname "$0")/lib.sh"
 e2e_testbed health_types
 for tool in openssl dnsmasq; do
@@ -20,6 +24,9 @@ cleanup_types() {
   fi
   for p in "${SERVERS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${SERVERS[@]}"; do wait "$p" 2>/dev/null || true; done
+  # errexit off: under it `(exit 1)` would end the trap here, leaving the
+  # daemon and the testbed behind.
+  set +e
   (exit $rc)
   e2e_cleanup
 }
@@ -62,6 +69,13 @@ timers() { printf 'interval = "300ms"\ntimeout = "150ms"\nrise = 2\nfall = 2\n';
   printf 'type = "https"\nsni = "backend.test"\nca_file = "%s"\n' "$WORK/good.crt"
   timers
   backends
+  for size in 1400 1500; do
+    printf '\n[[vip]]\nname = "size%s"\naddress = "%s"\nport = %s\n[vip.health_check]\n' \
+      $size "$TB_VIP4" $((8000 + size / 100))
+    printf 'type = "http"\nport = 80\nprobe_size = %s\n' $size
+    timers
+    backends
+  done
   printf '\n[[vip]]\nname = "dns"\naddress = "%s"\nport = 53\nprotocol = "udp"\n' "$TB_VIP4"
   printf '[vip.health_check]\ntype = "dns"\nquery_name = "svc.test"\n'
   timers
@@ -117,4 +131,22 @@ is dnst 10.77.0.11 "down refused"
 is dns 10.77.0.11 "down refused"
 serve b1 good --address=/svc.test/192.0.2.53
 for vip in tls dns dnst; do is $vip 10.77.0.11 "up ok"; done
+
+for b in 11 12 13; do
+  is size1400 10.77.0.$b "up ok"
+  is size1500 10.77.0.$b "down timeout"
+done
+# The balancer's route MTU leaves no room for the tunnel: its probe program
+# counts the 1,520-byte probes as too_big.
+too_big=$(in_lb curl -sf http://127.0.0.1:9450/metrics | sed -n 's/^xdplb_probe_packets_total{reason="too_big"} \([0-9]*\).*/\1/p')
+((too_big > 0)) || { echo "FAIL: xdplb_probe_packets_total{reason=\"too_big\"} is '$too_big'"; exit 1; }
+echo "ok: $too_big probes counted as too_big"
+# Room for the tunnel on b1's path: the balancer's link, the switch ports of
+# the balancer and b1, and b1's own link.
+in_lb ip link set eth0 mtu 1600
+in_ns "$TB_SW" ip link set p-lb mtu 1600
+in_ns "$TB_SW" ip link set p-b1 mtu 1600
+in_ns "$TB_PREFIX-b1" ip link set eth0 mtu 1600
+is size1500 10.77.0.11 "up ok"
+is size1500 10.77.0.12 "down timeout"
 echo PASS

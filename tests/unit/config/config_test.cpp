@@ -469,6 +469,28 @@ TEST(Config, HttpsAndDnsChecks) {
       std::string(kBase) + vip + hc + "type = \"https\"\nca_file = \"/nonexistent\"\n", false));
 }
 
+TEST(Config, ProbeSize) {
+  const std::string vip =
+      "[[vip]]\nname = \"w\"\naddress = \"198.51.100.1\"\nport = 80\n"
+      "[[vip.backend]]\naddress = \"10.0.0.1\"\n[vip.health_check]\n";
+  auto r = parse(std::string(kBase) + vip + "type = \"http\"\nprobe_size = 1500\n");
+  ASSERT_TRUE(r) << r.error()[0].toString();
+  EXPECT_EQ(r->vips[0].health.probeSize, 1500);
+  EXPECT_EQ(checkWarnings(*r), "");
+  r = parse(std::string(kBase) + vip + "type = \"http\"\n");
+  ASSERT_TRUE(r) << r.error()[0].toString();
+  EXPECT_EQ(r->vips[0].health.probeSize, 0);  // off
+  EXPECT_EQ(oneError(std::string(kBase) + vip + "type = \"http\"\nprobe_size = 575\n"),
+            "13:14 vip[0].health_check.probe_size: 575 is outside 576..9000");
+  EXPECT_EQ(oneError(std::string(kBase) + vip + "type = \"https\"\nprobe_size = 9001\n"),
+            "13:14 vip[0].health_check.probe_size: 9001 is outside 576..9000");
+  r = parse(std::string(kBase) + vip + "type = \"tcp\"\nprobe_size = 1500\n");
+  ASSERT_TRUE(r) << r.error()[0].toString();
+  EXPECT_EQ(checkWarnings(*r),
+            "t.toml:13:14: vip[0].health_check.probe_size: applies to type = \"http\" or "
+            "\"https\" checks only; ignored here");
+}
+
 TEST(Config, KeysOfAnotherCheckTypeAndTcpChecksOfUdpVipsWarn) {
   const std::string dnsVip =
       "[[vip]]\nname = \"d\"\naddress = \"198.51.100.1\"\nport = 53\nprotocol = \"udp\"\n"

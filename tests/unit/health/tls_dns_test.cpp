@@ -3,6 +3,7 @@
 // responder (UDP and TCP) whose rcode and id each test picks.
 #include <arpa/nameser.h>
 #include <gtest/gtest.h>
+#include <netinet/tcp.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
@@ -345,6 +346,41 @@ TEST_F(TlsDnsTest, DnsNameThatCannotBeEncodedIsLocalTrouble) {
   const std::string r = firstResult(id);
   EXPECT_NE(r.find("cannot encode"), std::string::npos) << r;
   EXPECT_TRUE(checker.lastResult(id)->local);
+}
+
+// probe_size: the request is padded to one full segment of that size (the
+// e2e test shows the size on a real path); the server still answers it.
+TEST_F(TlsDnsTest, HttpProbeSizePadsTheRequestToOneFullSegment) {
+  tcp::acceptor acc(io, {asio::ip::make_address("127.0.0.1"), 0});
+  tcp::socket peer(io);
+  asio::streambuf in;
+  size_t requestBytes = 0;
+  bool timestamps = false;
+  std::string request;
+  acc.async_accept(peer, [&](boost::system::error_code ec) {
+    if (ec) return;
+    tcp_info info{};
+    socklen_t len = sizeof info;
+    ASSERT_EQ(::getsockopt(peer.native_handle(), IPPROTO_TCP, TCP_INFO, &info, &len), 0);
+    timestamps = (info.tcpi_options & TCPI_OPT_TIMESTAMPS) != 0;
+    asio::async_read_until(peer, in, "\r\n\r\n", [&](boost::system::error_code ec, size_t n) {
+      if (ec) return;
+      requestBytes = n;
+      request.assign(asio::buffers_begin(in.data()), asio::buffers_begin(in.data()) + n);
+      asio::async_write(peer, asio::buffer(k200), [&](boost::system::error_code, size_t) {
+        boost::system::error_code ignored;
+        peer.close(ignored);
+      });
+    });
+  });
+  auto s = spec(CheckType::Http, acc.local_endpoint().port());
+  s.probeSize = 1400;
+  EXPECT_EQ(firstResult(checker.add(s)), "ok");
+  // One segment: 1400 bytes of IP less the IPv4 and TCP headers and, when
+  // the connection has them, the 12 bytes of the timestamp option.
+  EXPECT_EQ(requestBytes, 1400u - 40 - (timestamps ? 12 : 0));
+  EXPECT_NE(request.find("\r\nX-Xdplb-Padding: xxx"), std::string::npos);
+  EXPECT_EQ(request.rfind("GET / HTTP/1.1\r\n", 0), 0u);
 }
 
 }  // namespace
