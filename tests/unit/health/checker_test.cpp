@@ -95,8 +95,10 @@ class CheckerTest : public ::testing::Test {
     s.type = type;
     s.address = *IpAddr::parse(addr);
     s.port = port;
-    s.interval = 60ms;
-    s.timeout = 40ms;
+    // Long enough that a loopback server answers well within a timeout
+    // under ThreadSanitizer on a loaded 2-core machine (40 ms was not).
+    s.interval = 150ms;
+    s.timeout = 100ms;
     s.rise = 2;
     s.fall = 2;
     return s;
@@ -133,7 +135,7 @@ class CheckerTest : public ::testing::Test {
   std::vector<Event> events;
   HealthChecker checker{io, [this](const Event& e) { events.push_back(e); }};
   // fall x interval (+10% jitter) + one timeout, with scheduling slack.
-  const std::chrono::milliseconds kWithin = 2 * 66ms + 40ms + 200ms;
+  const std::chrono::milliseconds kWithin = 2 * 165ms + 100ms + 200ms;
 };
 
 TEST_F(CheckerTest, TcpUpOnFirstSuccess) {
@@ -291,7 +293,7 @@ TEST_F(CheckerTest, RemovedOrRestartedWhileAProbeIsInFlightReportsNothingOfIt) {
   Server ok(io, Behaviour::Http200);
   checker.update(moved, spec(CheckType::Http, ok.port()));
   ASSERT_TRUE(runUntil([&] { return checker.state(moved) == State::Up; }, kWithin));
-  io.run_for(100ms);  // past the abandoned probes' timeouts
+  io.run_for(200ms);  // past the abandoned probes' timeouts
   for (const auto& e : events) {
     EXPECT_NE(e.id, gone);
     if (e.id == moved) {
@@ -306,7 +308,7 @@ TEST_F(CheckerTest, RemovedCheckReportsNothingMore) {
   ASSERT_TRUE(runUntil([&] { return !events.empty(); }, kWithin));
   checker.remove(id);
   const size_t before = events.size();
-  io.run_for(200ms);
+  io.run_for(400ms);
   EXPECT_EQ(events.size(), before);
 }
 

@@ -325,7 +325,9 @@ TEST_F(TlsDnsTest, DnsIgnoresRepliesWithAnotherIdAndTimesOut) {
   s.queryName = "example.com";
   const auto id = checker.add(s);
   EXPECT_EQ(firstResult(id), "timeout");
-  EXPECT_EQ(dns.names.size(), 1u);  // it was asked, and answered with the wrong id
+  // It was asked, and answered with the wrong id (under a sanitizer the
+  // next probe may already have asked again).
+  EXPECT_GE(dns.names.size(), 1u);
 }
 
 TEST_F(TlsDnsTest, DnsToAClosedUdpPortIsRefused) {
