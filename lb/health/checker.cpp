@@ -176,6 +176,10 @@ std::string rcodeName(uint8_t rcode) {
 
 namespace {
 
+// probe_size's TCP segment cap: the IP packet less the IPv4 or IPv6 and the
+// TCP header.
+int probeMss(const CheckSpec& spec) { return spec.probeSize - (spec.address.isV4() ? 40 : 60); }
+
 tcp::endpoint endpointOf(const IpAddr& a, uint16_t port) {
   if (a.isV4()) {
     asio::ip::address_v4::bytes_type b;
@@ -356,7 +360,7 @@ void HealthChecker::probe(const std::shared_ptr<Check>& c) {
     // learned path MTU ignored: the request's first segment is full-size
     // whatever ICMP said before (docs/design.md "Full-size probes").
     const bool v4 = c->spec.address.isV4();
-    const int mss = c->spec.probeSize - (v4 ? 40 : 60);
+    const int mss = probeMss(c->spec);
     const int probe = v4 ? IP_PMTUDISC_PROBE : IPV6_PMTUDISC_PROBE;
     if (::setsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, &mss, sizeof mss) != 0 ||
         ::setsockopt(fd, v4 ? IPPROTO_IP : IPPROTO_IPV6, v4 ? IP_MTU_DISCOVER : IPV6_MTU_DISCOVER,
@@ -473,7 +477,7 @@ void HealthChecker::exchangeHttp(const std::shared_ptr<Check>& c, const std::sha
     socklen_t len = sizeof mss;
     if (::getsockopt(p->socket.native_handle(), IPPROTO_TCP, TCP_MAXSEG, &mss, &len) != 0 ||
         mss <= 0)
-      mss = c->spec.probeSize - (c->spec.address.isV4() ? 40 : 60);
+      mss = probeMss(c->spec);
     std::string padded = *p->request;
     const size_t want = static_cast<size_t>(mss);
     const std::string name = "X-Xdplb-Padding: ";
