@@ -24,6 +24,7 @@
 #include "lb/config/config.h"
 #include "lb/control/announce.h"
 #include "lb/control/config_watch.h"
+#include "lb/control/lifecycle.h"
 #include "lb/control/lookup.h"
 #include "lb/control/reconciler.h"
 #include "lb/control/reload.h"
@@ -236,18 +237,7 @@ class Daemon {
 
     // Signals that came during start-up are handled now, by the loop.
     pthread_sigmask(SIG_SETMASK, &runMask, nullptr);
-    try {
-      io_.run();
-    } catch (const std::exception& e) {
-      // The datapath keeps forwarding (contract 4); say why the daemon left.
-      spdlog::critical("event loop: uncaught exception: {}; exiting (the datapath stays attached)",
-                       e.what());
-      if (http_) http_->stop();
-      return 1;
-    } catch (...) {
-      spdlog::critical(
-          "event loop: uncaught exception of unknown type; exiting (the datapath "
-          "stays attached)");
+    if (runEventLoop(io_) != 0) {
       if (http_) http_->stop();
       return 1;
     }
@@ -565,14 +555,7 @@ class Daemon {
     notifier_.stopping();
     // Health changes waiting for a grace period go live before the daemon
     // leaves (the datapath outlives it: contract 4). Blocking is fine now.
-    if (reconciler_ && reconciler_->hasDeferred()) {
-      if (auto r = reconciler_->flushDeferred(/*wait=*/true); !r)
-        spdlog::error("stop: deferred ring swaps: {}", r.error().message());
-      else if (reconciler_->hasDeferred())
-        spdlog::warn(
-            "stop: health changes not swapped in before exit (the datapath is not "
-            "converged)");
-    }
+    if (reconciler_) flushBeforeExit(*reconciler_);
     stopping_ = true;
     signals_.cancel();
     gcTimer_.cancel();
