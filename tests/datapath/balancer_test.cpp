@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
 #include <sched.h>
+#include <time.h>
 
 #include <algorithm>
 #include <atomic>
@@ -470,6 +471,75 @@ TEST_F(BalancerTest, AFlowEntryThatFailsItsCheckIsAMiss) {
   EXPECT_EQ(set.way[way].backend_id, 2u);
   EXPECT_EQ(set.way[way].check, lb_flow_check(&set.way[way].key, 2));
   EXPECT_EQ(dp->flowCount(), 1u);
+}
+
+// Writes the flow entry of s (naming backendId, last seen lastSeenNs on the
+// program's clock) into way 0 of its set, as the program would have.
+void writeFlowEntry(BpfDatapath& dp, const PacketSpec& s, uint32_t backendId, uint64_t lastSeenNs) {
+  const int fd = dp.mapFd("lb_flows");
+  ASSERT_GE(fd, 0);
+  uint32_t idx = lb_flow_set_index(
+      control::flowHash(s.src, s.sport, s.dst, s.dport, s.proto, dp.flowSecret()), dp.flowSets());
+  lb_flow_set set;
+  ASSERT_EQ(bpf_map_lookup_elem(fd, &idx, &set), 0);
+  const lb_flow_key key = control::flowKey(s.src, s.sport, s.dst, s.dport, s.proto);
+  for (auto& w : set.way)  // the key in one way only: way 0
+    if (std::memcmp(&w.key, &key, sizeof key) == 0) w = {};
+  lb_flow_entry& e = set.way[0];
+  e.key = key;
+  e.backend_id = backendId;
+  e.check = lb_flow_check(&e.key, backendId);
+  e.last_seen_ns = lastSeenNs;
+  ASSERT_EQ(bpf_map_update_elem(fd, &idx, &set, BPF_ANY), 0);
+}
+
+// The program's clock: bpf_ktime_get_coarse_ns() is CLOCK_MONOTONIC_COARSE.
+uint64_t programNowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// A UDP flow entry idle for longer than LB_UDP_FLOW_TIMEOUT_NS is a miss: the
+// packet takes the ring (and rewrites the entry). A fresher UDP entry, and a
+// TCP entry of the same age, are honoured. The entries name a backend the
+// ring does not hold, so a hit and a miss reach different backends.
+TEST_F(BalancerTest, IdleUdpFlowEntriesAreMissesTcpEntriesOfTheSameAgeAreNot) {
+  vip("198.51.100.10", 53, 1, 17);
+  vip("198.51.100.10", 80, 2);
+  backend(1, "10.99.0.11", 1);
+  backend(2, "10.99.0.12", 1);
+  backend(3, "10.99.0.13", 2);
+  backend(4, "10.99.0.14", 2);
+  ring(1, {{1, 100}});
+  ring(2, {{3, 100}});
+  const uint64_t now = programNowNs();
+  ASSERT_GT(now, LB_UDP_FLOW_TIMEOUT_NS + 2'000'000'000ULL) << "the host has been up too briefly";
+  const uint64_t stale = now - LB_UDP_FLOW_TIMEOUT_NS - 1'000'000'000ULL;
+  const uint64_t fresh = now - LB_UDP_FLOW_TIMEOUT_NS + 5'000'000'000ULL;
+
+  auto udp = flow("203.0.113.9", "198.51.100.10", 5353, 53);
+  udp.proto = 17;
+  writeFlowEntry(*dp, udp, 2, stale);
+  EXPECT_EQ(outerDestination(run(udp).output), ip("10.99.0.11"))
+      << "an idle UDP entry must be a miss: the ring's backend";
+  // The miss rewrote the entry: the flow is now on the ring's backend.
+  EXPECT_EQ(outerDestination(run(udp).output), ip("10.99.0.11"));
+
+  auto udp2 = udp;
+  udp2.sport = 5354;
+  writeFlowEntry(*dp, udp2, 2, fresh);
+  EXPECT_EQ(outerDestination(run(udp2).output), ip("10.99.0.12"))
+      << "a UDP entry seen within the timeout must be honoured";
+
+  auto tcp = flow("203.0.113.9", "198.51.100.10", 40000, 80);
+  writeFlowEntry(*dp, tcp, 4, stale);
+  EXPECT_EQ(outerDestination(run(tcp).output), ip("10.99.0.14"))
+      << "TCP entries have no idle timeout";
+  auto c = dp->readCounters();
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->vips[1].newFlows, 1u) << "only the idle UDP entry took the ring";
+  EXPECT_EQ(c->vips[2].newFlows, 0u);
 }
 
 // The SYN-flood guard: a CPU writes at most flow_insert_limit entries a
