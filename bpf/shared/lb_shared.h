@@ -219,7 +219,10 @@ struct lb_config {
 	__u32 flow_sets;	 /* sets in lb_flows; 0 = no flow table (every packet
 				  * takes the ring) */
 	__u32 flow_insert_limit; /* new-flow entries a CPU writes per second at
-				  * most (SYN-flood guard); 0 = no limit */
+				  * most (SYN-flood guard): the daemon's
+				  * whole-table limit over the possible CPUs,
+				  * rounded up (docs/design.md, "Flow table");
+				  * 0 = no limit */
 	/* Key of the flow-table set index (lb_flow_hash(key, flow_secret)):
 	 * random, made when the table is created and kept with it, so the
 	 * sets of crafted tuples cannot be predicted (docs/design.md, "Flow

@@ -2,6 +2,7 @@
 // through lb/datapath. Each case checks the action and the output packet
 // field by field; a failure prints the packet.
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
 #include <sched.h>
@@ -542,10 +543,10 @@ TEST_F(BalancerTest, IdleUdpFlowEntriesAreMissesTcpEntriesOfTheSameAgeAreNot) {
   EXPECT_EQ(c->vips[2].newFlows, 0u);
 }
 
-// The SYN-flood guard: a CPU writes at most flow_insert_limit entries a
-// second; above it new flows still reach their ring's backend but make no
-// entry (counted as skipped), and the table keeps the flows it has. The
-// test runs on one CPU (the limit is per CPU).
+// The SYN-flood guard: a CPU writes at most its share of flow_insert_limit
+// entries a second; above it new flows still reach their ring's backend but
+// make no entry (counted as skipped), and the table keeps the flows it has.
+// The test runs on one CPU, whose share is 3.
 TEST_F(BalancerTest, OverTheInsertLimitNewFlowsUseTheRingAndTheTableKeepsItsFlows) {
   const std::vector<int> cpus = twoAllowedCpus();
   ASSERT_FALSE(cpus.empty());
@@ -557,7 +558,7 @@ TEST_F(BalancerTest, OverTheInsertLimitNewFlowsUseTheRingAndTheTableKeepsItsFlow
   } restore{allowed};
   ASSERT_TRUE(pinTo(cpus[0]));
   datapath::GlobalConfig g{kSeed, ip("10.99.0.1"), ip("fd00:99::1")};
-  g.flowInsertLimit = 3;
+  g.flowInsertLimit = 3 * static_cast<uint32_t>(libbpf_num_possible_cpus());
   ASSERT_TRUE(dp->setConfig(g));
   vip("198.51.100.10", 80, 1);
   for (uint32_t id = 1; id <= 4; ++id)
@@ -603,6 +604,53 @@ TEST_F(BalancerTest, OverTheInsertLimitNewFlowsUseTheRingAndTheTableKeepsItsFlow
   for (uint16_t port = 43000; port < 43010; ++port)
     ASSERT_EQ(run(flow("203.0.113.9", "198.51.100.10", port, 80, kTcpSyn)).action, XDP_TX);
   EXPECT_EQ(dp->flowCount(), 14u);
+}
+
+// flow_insert_limit is the whole table's: the daemon gives each possible CPU
+// limit / CPUs (rounded up), so new flows arriving on two CPUs together
+// write no more entries than the limit (without the division each CPU wrote
+// the whole limit: twice as many). XDP's BPF_PROG_TEST_RUN runs on the
+// calling CPU (the kernel refuses BPF_F_TEST_RUN_ON_CPU for XDP), so the
+// thread pins itself to each CPU in turn.
+TEST_F(BalancerTest, NewFlowsOnTwoCpusWriteNoMoreEntriesThanTheWholeTablesLimit) {
+  const std::vector<int> cpus = twoAllowedCpus();
+  if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs to run on";
+  cpu_set_t allowed;
+  ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
+  struct Restore {
+    cpu_set_t set;
+    ~Restore() { sched_setaffinity(0, sizeof set, &set); }
+  } restore{allowed};
+  constexpr uint32_t kLimit = 6;
+  constexpr int kPerCpu = 10;
+  const int ncpus = libbpf_num_possible_cpus();
+  ASSERT_GE(ncpus, 2);
+  const uint32_t share = (kLimit + ncpus - 1) / ncpus;
+  datapath::GlobalConfig g{kSeed, ip("10.99.0.1"), ip("fd00:99::1")};
+  g.flowInsertLimit = kLimit;
+  ASSERT_TRUE(dp->setConfig(g));
+  vip("198.51.100.10", 80, 1);
+  for (uint32_t id = 1; id <= 4; ++id)
+    backend(id, ("10.99.0." + std::to_string(10 + id)).c_str(), 1);
+  const auto slots = ring(1, {{1, 100}, {2, 100}, {3, 100}, {4, 100}});
+  uint16_t port = 44000;
+  for (int cpu : cpus) {
+    ASSERT_TRUE(pinTo(cpu));
+    for (int i = 0; i < kPerCpu; ++i) {
+      const auto s = flow("203.0.113.9", "198.51.100.10", port++, 80, kTcpSyn);
+      auto r = run(s);
+      ASSERT_EQ(r.action, XDP_TX);
+      EXPECT_EQ(outerDestination(r.output), addrs.at(expected(slots, s)));
+    }
+  }
+  // Twenty new flows within well under a second, ten on each CPU.
+  auto c = dp->readCounters();
+  ASSERT_TRUE(c);
+  EXPECT_LE(c->flows.inserts, uint64_t{kLimit}) << "the two CPUs together exceeded the limit";
+  EXPECT_EQ(c->flows.inserts, 2u * share) << "each CPU writes its share, " << share;
+  EXPECT_EQ(c->flows.skipped, 2u * kPerCpu - c->flows.inserts);
+  EXPECT_EQ(dp->flowCount(), c->flows.inserts);
+  EXPECT_EQ(c->vips[1].newFlows, 2u * kPerCpu) << "all took the ring";
 }
 
 // Two CPUs rewrite the ways of one set at the same time, for flows of two
