@@ -1283,13 +1283,29 @@ Decap::~Decap() {
   if (skel_) decap::destroy(skel_);
 }
 
-Result<> Decap::addAddress(const IpAddr& addr) {
+namespace {
+lb_addr decapKey(const IpAddr& addr) {
   lb_addr key;
   std::memset(&key, 0, sizeof key);
   std::memcpy(key.addr, addr.bytes().data(), 16);
   key.family = addr.isV4() ? LB_FAMILY_V4 : LB_FAMILY_V6;
+  return key;
+}
+}  // namespace
+
+Result<> Decap::addAddress(const IpAddr& addr) {
+  const lb_addr key = decapKey(addr);
   const uint32_t one = 1;
   return mapUpdate(skel_->maps.lb_decap_addrs, &key, &one);
+}
+
+Result<> Decap::addSource(const IpAddr& addr) {
+  const lb_addr key = decapKey(addr);
+  const uint32_t one = 1, zero = 0;
+  if (auto r = mapUpdate(skel_->maps.lb_decap_sources, &key, &one); !r) return r;
+  lb_decap_config cfg{};
+  cfg.flags = LB_DECAP_F_SOURCES;
+  return mapUpdate(skel_->maps.lb_decap_config, &zero, &cfg);
 }
 
 Result<> Decap::attach(const std::string& interface, XdpMode mode) {

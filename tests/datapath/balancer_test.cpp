@@ -1796,7 +1796,135 @@ TEST_F(BalancerTest, EchoRequestsWithOptionsOrBadSourcesOrOverTheRateAreDropped)
   EXPECT_EQ(reason(LB_R_ECHO_REPLY), 1u);
 }
 
-class DecapTest : public BalancerTest {};
+class DecapTest : public BalancerTest {
+ protected:
+  // VIP 1 (IPv4, backend 10.99.0.11, 4in4) and VIP 2 (IPv6, backend
+  // fd00:99::11, 6in6); the balancer's tunnel sources are 10.99.0.1 and
+  // fd00:99::1 (BalancerTest).
+  void twoTunnels() {
+    vip("198.51.100.10", 80, 1);
+    vip("2001:db8:1::10", 80, 2);
+    backend(1, "10.99.0.11", 1);
+    backend(2, "fd00:99::11", 2);
+    ring(1, {{1, 100}});
+    ring(2, {{2, 100}});
+  }
+  // A frame as the balancer sends it to the backend.
+  std::vector<uint8_t> tunnelFrame(bool v6, uint16_t sport = 40000) {
+    auto s = v6 ? flow("2001:db8:9::9", "2001:db8:1::10", sport)
+                : flow("203.0.113.9", "198.51.100.10", sport);
+    auto r = run(s);
+    EXPECT_EQ(r.action, XDP_TX);
+    return r.output;
+  }
+  std::unique_ptr<datapath::Decap> openDecap() {
+    auto d = datapath::Decap::open();
+    EXPECT_TRUE(d) << d.error().message();
+    if (!d) return nullptr;
+    EXPECT_TRUE((*d)->addAddress(ip("10.99.0.11")));
+    EXPECT_TRUE((*d)->addAddress(ip("fd00:99::11")));
+    return std::move(*d);
+  }
+  // Runs xdp_decap; its action, and whether it left the frame as it was.
+  std::pair<uint32_t, bool> decapRun(datapath::Decap& d, const std::vector<uint8_t>& frame) {
+    auto r = d.testRun(frame);
+    EXPECT_TRUE(r);
+    if (!r) return {~0u, false};
+    return {r->action, r->output == frame};
+  }
+  uint64_t decapCount(datapath::Decap& d, int reason) {
+    auto c = d.readCounters();
+    EXPECT_TRUE(c);
+    return c ? (*c)[reason].packets : 0;
+  }
+};
+
+// XDP cannot reassemble: an outer fragment, first or later, IPv4 (MF or an
+// offset) or IPv6 (a fragment header), is passed to the kernel untouched,
+// never decapsulated as if it were the whole inner packet. The fragments
+// here carry what looks like a whole inner packet, so decapsulating them
+// would succeed: the test fails without the fragment check.
+TEST_F(DecapTest, OuterFragmentsArePassedToTheKernelUntouched) {
+  twoTunnels();
+  auto decap = openDecap();
+  ASSERT_TRUE(decap);
+  auto first = tunnelFrame(false);
+  first[14 + 6] |= 0x20;  // MF, offset 0
+  auto later = tunnelFrame(false);
+  later[14 + 6] = 0x00;  // offset 185 × 8, no MF: the last fragment
+  later[14 + 7] = 0xb9;
+  auto v6 = tunnelFrame(true);
+  // A fragment header after the outer IPv6 header: next header 41, offset
+  // 0, M set, id 0x01020304.
+  const std::vector<uint8_t> fh = {41, 0, 0x00, 0x01, 1, 2, 3, 4};
+  v6.insert(v6.begin() + 14 + 40, fh.begin(), fh.end());
+  v6[14 + 6] = 44;
+  const uint16_t plen = static_cast<uint16_t>(be16(v6, 14 + 4) + fh.size());
+  v6[14 + 4] = static_cast<uint8_t>(plen >> 8);
+  v6[14 + 5] = static_cast<uint8_t>(plen);
+  for (const auto* f : {&first, &later, &v6}) {
+    SCOPED_TRACE(describe(*f));
+    auto [action, untouched] = decapRun(*decap, *f);
+    EXPECT_EQ(action, XDP_PASS);
+    EXPECT_TRUE(untouched) << "an outer fragment was decapsulated";
+  }
+  EXPECT_EQ(decapCount(*decap, LB_D_PASS_FRAGMENT), 3u);
+  EXPECT_EQ(decapCount(*decap, LB_D_DECAP_4IN4) + decapCount(*decap, LB_D_DECAP_6IN6), 0u);
+  // The whole packets still are decapsulated.
+  EXPECT_FALSE(decapRun(*decap, tunnelFrame(false)).second);
+  EXPECT_FALSE(decapRun(*decap, tunnelFrame(true)).second);
+  EXPECT_EQ(decapCount(*decap, LB_D_DECAP_4IN4), 1u);
+  EXPECT_EQ(decapCount(*decap, LB_D_DECAP_6IN6), 1u);
+}
+
+// With tunnel sources configured (xdplb decap attach --from), a tunnel
+// packet from any other outer source is dropped and counted, per family:
+// allowing an IPv4 source allows no IPv6 one. Without any, every source is
+// decapsulated (RemovesEachTunnelFamilyAndPassesTheRest).
+TEST_F(DecapTest, TunnelPacketsFromSourcesNotAllowedAreDropped) {
+  twoTunnels();
+  auto decap = openDecap();
+  ASSERT_TRUE(decap);
+  ASSERT_TRUE(decap->addSource(ip("10.99.0.1")));
+  EXPECT_EQ(decapRun(*decap, tunnelFrame(false)), std::make_pair(uint32_t{XDP_PASS}, false))
+      << "from the balancer's tunnel source: decapsulated";
+  auto spoofed = tunnelFrame(false);
+  spoofed[14 + 15] = 66;  // outer source 10.99.0.66
+  EXPECT_EQ(decapRun(*decap, spoofed), std::make_pair(uint32_t{XDP_DROP}, true));
+  EXPECT_EQ(decapRun(*decap, tunnelFrame(true)), std::make_pair(uint32_t{XDP_DROP}, true))
+      << "no IPv6 source allowed yet";
+  ASSERT_TRUE(decap->addSource(ip("fd00:99::1")));
+  EXPECT_EQ(decapRun(*decap, tunnelFrame(true)), std::make_pair(uint32_t{XDP_PASS}, false));
+  // A fragment from a source not allowed is dropped too, not passed.
+  spoofed[14 + 6] |= 0x20;
+  EXPECT_EQ(decapRun(*decap, spoofed).first, uint32_t{XDP_DROP});
+  EXPECT_EQ(decapCount(*decap, LB_D_DROP_SOURCE), 3u);
+  EXPECT_EQ(decapCount(*decap, LB_D_DECAP_4IN4), 1u);
+  EXPECT_EQ(decapCount(*decap, LB_D_DECAP_6IN6), 1u);
+}
+
+// An inner header cut short by the end of the frame, or one that claims to
+// be longer than its own packet (ihl × 4 > tot_len), is dropped: the stack
+// is never handed a packet the outer header was stripped from for nothing.
+TEST_F(DecapTest, TruncatedOrLyingInnerHeadersAreDropped) {
+  twoTunnels();
+  auto decap = openDecap();
+  ASSERT_TRUE(decap);
+  auto cut4 = tunnelFrame(false);
+  cut4.resize(14 + 20 + 12);  // 12 bytes of the inner IPv4 header
+  auto cut6 = tunnelFrame(true);
+  cut6.resize(14 + 40 + 30);  // 30 bytes of the inner IPv6 header
+  auto noInner = tunnelFrame(false);
+  noInner.resize(14 + 20);
+  auto longIhl = tunnelFrame(false);
+  longIhl[14 + 20] = 0x4f;  // inner header of 60 bytes in a 56-byte packet
+  ASSERT_LT(be16(longIhl, 14 + 20 + 2), 60);
+  for (const auto* f : {&cut4, &cut6, &noInner, &longIhl}) {
+    SCOPED_TRACE(describe(*f));
+    EXPECT_EQ(decapRun(*decap, *f), std::make_pair(uint32_t{XDP_DROP}, true));
+  }
+  EXPECT_EQ(decapCount(*decap, LB_D_DROP_MALFORMED), 4u);
+}
 
 TEST_F(DecapTest, RemovesEachTunnelFamilyAndPassesTheRest) {
   auto d = datapath::Decap::open();
