@@ -51,6 +51,15 @@ std::vector<int> twoAllowedCpus() {
   return cpus;
 }
 
+// Puts the calling thread's CPU affinity back as it was when made.
+struct AffinityRestore {
+  cpu_set_t set;
+  bool saved = sched_getaffinity(0, sizeof set, &set) == 0;
+  ~AffinityRestore() {
+    if (saved) sched_setaffinity(0, sizeof set, &set);
+  }
+};
+
 bool pinTo(int cpu) {
   cpu_set_t one;
   CPU_ZERO(&one);
@@ -79,6 +88,14 @@ class BalancerTest : public ::testing::Test {
   void backend(uint32_t id, const char* addr, uint32_t vipId, BackendState st = BackendState::Up) {
     ASSERT_TRUE(dp->putBackend(id, {ip(addr), vipId, st}));
     addrs[id] = ip(addr);
+  }
+  // VIP 1 = 198.51.100.10:80 over backends 1..4 (10.99.0.11..14), equal
+  // weights; returns its ring's slots.
+  std::vector<uint32_t> fourBackendVip() {
+    vip("198.51.100.10", 80, 1);
+    for (uint32_t id = 1; id <= 4; ++id)
+      backend(id, ("10.99.0." + std::to_string(10 + id)).c_str(), 1);
+    return ring(1, {{1, 100}, {2, 100}, {3, 100}, {4, 100}});
   }
   // Swaps in a Maglev ring of (id, weight) members; returns its slots.
   std::vector<uint32_t> ring(uint32_t vipId, std::vector<std::pair<uint32_t, uint32_t>> members,
@@ -301,19 +318,12 @@ TEST_F(BalancerTest, FlowsSpreadOverTheRingExactlyAsUserspacePredicts) {
 // flow made on one CPU is found from another (an RSS change, a fragment on
 // another queue), and keeps its backend there.
 TEST_F(BalancerTest, AFlowMadeOnOneCpuIsFoundOnAnother) {
-  cpu_set_t allowed;
-  ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
   const std::vector<int> cpus = twoAllowedCpus();
   if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs to run on";
-  struct Restore {
-    cpu_set_t set;
-    ~Restore() { sched_setaffinity(0, sizeof set, &set); }
-  } restore{allowed};
+  AffinityRestore restore;
+  ASSERT_TRUE(restore.saved);
 
-  vip("198.51.100.10", 80, 1);
-  for (uint32_t id = 1; id <= 4; ++id)
-    backend(id, ("10.99.0." + std::to_string(10 + id)).c_str(), 1);
-  const auto slots = ring(1, {{1, 100}, {2, 100}, {3, 100}, {4, 100}});
+  const auto slots = fourBackendVip();
   auto s = flow("203.0.113.9", "198.51.100.10", 40123, 80, kTcpSyn);
   ASSERT_TRUE(pinTo(cpus[0]));
   auto r = run(s);
@@ -550,20 +560,13 @@ TEST_F(BalancerTest, IdleUdpFlowEntriesAreMissesTcpEntriesOfTheSameAgeAreNot) {
 TEST_F(BalancerTest, OverTheInsertLimitNewFlowsUseTheRingAndTheTableKeepsItsFlows) {
   const std::vector<int> cpus = twoAllowedCpus();
   ASSERT_FALSE(cpus.empty());
-  cpu_set_t allowed;
-  ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
-  struct Restore {
-    cpu_set_t set;
-    ~Restore() { sched_setaffinity(0, sizeof set, &set); }
-  } restore{allowed};
+  AffinityRestore restore;
+  ASSERT_TRUE(restore.saved);
   ASSERT_TRUE(pinTo(cpus[0]));
   datapath::GlobalConfig g{kSeed, ip("10.99.0.1"), ip("fd00:99::1")};
   g.flowInsertLimit = 3 * static_cast<uint32_t>(libbpf_num_possible_cpus());
   ASSERT_TRUE(dp->setConfig(g));
-  vip("198.51.100.10", 80, 1);
-  for (uint32_t id = 1; id <= 4; ++id)
-    backend(id, ("10.99.0." + std::to_string(10 + id)).c_str(), 1);
-  const auto slots = ring(1, {{1, 100}, {2, 100}, {3, 100}, {4, 100}});
+  const auto slots = fourBackendVip();
   std::vector<PacketSpec> syns;
   for (uint16_t port = 41000; port < 41010; ++port)
     syns.push_back(flow("203.0.113.9", "198.51.100.10", port, 80, kTcpSyn));
@@ -615,12 +618,8 @@ TEST_F(BalancerTest, OverTheInsertLimitNewFlowsUseTheRingAndTheTableKeepsItsFlow
 TEST_F(BalancerTest, NewFlowsOnTwoCpusWriteNoMoreEntriesThanTheWholeTablesLimit) {
   const std::vector<int> cpus = twoAllowedCpus();
   if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs to run on";
-  cpu_set_t allowed;
-  ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
-  struct Restore {
-    cpu_set_t set;
-    ~Restore() { sched_setaffinity(0, sizeof set, &set); }
-  } restore{allowed};
+  AffinityRestore restore;
+  ASSERT_TRUE(restore.saved);
   constexpr uint32_t kLimit = 6;
   constexpr int kPerCpu = 10;
   const int ncpus = libbpf_num_possible_cpus();
@@ -629,10 +628,7 @@ TEST_F(BalancerTest, NewFlowsOnTwoCpusWriteNoMoreEntriesThanTheWholeTablesLimit)
   datapath::GlobalConfig g{kSeed, ip("10.99.0.1"), ip("fd00:99::1")};
   g.flowInsertLimit = kLimit;
   ASSERT_TRUE(dp->setConfig(g));
-  vip("198.51.100.10", 80, 1);
-  for (uint32_t id = 1; id <= 4; ++id)
-    backend(id, ("10.99.0." + std::to_string(10 + id)).c_str(), 1);
-  const auto slots = ring(1, {{1, 100}, {2, 100}, {3, 100}, {4, 100}});
+  const auto slots = fourBackendVip();
   uint16_t port = 44000;
   for (int cpu : cpus) {
     ASSERT_TRUE(pinTo(cpu));
@@ -1839,15 +1835,27 @@ class DecapTest : public BalancerTest {
   }
 };
 
+// The edge cases: two tunnels (twoTunnels) and a decapsulator for both
+// backends' addresses.
+class DecapEdgeTest : public DecapTest {
+ protected:
+  void SetUp() override {
+    DecapTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    twoTunnels();
+    decapPtr = openDecap();
+    ASSERT_TRUE(decapPtr);
+  }
+  datapath::Decap& decap() { return *decapPtr; }
+  std::unique_ptr<datapath::Decap> decapPtr;
+};
+
 // XDP cannot reassemble: an outer fragment, first or later, IPv4 (MF or an
 // offset) or IPv6 (a fragment header), is passed to the kernel untouched,
 // never decapsulated as if it were the whole inner packet. The fragments
 // here carry what looks like a whole inner packet, so decapsulating them
 // would succeed: the test fails without the fragment check.
-TEST_F(DecapTest, OuterFragmentsArePassedToTheKernelUntouched) {
-  twoTunnels();
-  auto decap = openDecap();
-  ASSERT_TRUE(decap);
+TEST_F(DecapEdgeTest, OuterFragmentsArePassedToTheKernelUntouched) {
   auto first = tunnelFrame(false);
   first[14 + 6] |= 0x20;  // MF, offset 0
   auto later = tunnelFrame(false);
@@ -1864,52 +1872,46 @@ TEST_F(DecapTest, OuterFragmentsArePassedToTheKernelUntouched) {
   v6[14 + 5] = static_cast<uint8_t>(plen);
   for (const auto* f : {&first, &later, &v6}) {
     SCOPED_TRACE(describe(*f));
-    auto [action, untouched] = decapRun(*decap, *f);
+    auto [action, untouched] = decapRun(decap(), *f);
     EXPECT_EQ(action, XDP_PASS);
     EXPECT_TRUE(untouched) << "an outer fragment was decapsulated";
   }
-  EXPECT_EQ(decapCount(*decap, LB_D_PASS_FRAGMENT), 3u);
-  EXPECT_EQ(decapCount(*decap, LB_D_DECAP_4IN4) + decapCount(*decap, LB_D_DECAP_6IN6), 0u);
+  EXPECT_EQ(decapCount(decap(), LB_D_PASS_FRAGMENT), 3u);
+  EXPECT_EQ(decapCount(decap(), LB_D_DECAP_4IN4) + decapCount(decap(), LB_D_DECAP_6IN6), 0u);
   // The whole packets still are decapsulated.
-  EXPECT_FALSE(decapRun(*decap, tunnelFrame(false)).second);
-  EXPECT_FALSE(decapRun(*decap, tunnelFrame(true)).second);
-  EXPECT_EQ(decapCount(*decap, LB_D_DECAP_4IN4), 1u);
-  EXPECT_EQ(decapCount(*decap, LB_D_DECAP_6IN6), 1u);
+  EXPECT_FALSE(decapRun(decap(), tunnelFrame(false)).second);
+  EXPECT_FALSE(decapRun(decap(), tunnelFrame(true)).second);
+  EXPECT_EQ(decapCount(decap(), LB_D_DECAP_4IN4), 1u);
+  EXPECT_EQ(decapCount(decap(), LB_D_DECAP_6IN6), 1u);
 }
 
 // With tunnel sources configured (xdplb decap attach --from), a tunnel
 // packet from any other outer source is dropped and counted, per family:
 // allowing an IPv4 source allows no IPv6 one. Without any, every source is
 // decapsulated (RemovesEachTunnelFamilyAndPassesTheRest).
-TEST_F(DecapTest, TunnelPacketsFromSourcesNotAllowedAreDropped) {
-  twoTunnels();
-  auto decap = openDecap();
-  ASSERT_TRUE(decap);
-  ASSERT_TRUE(decap->addSource(ip("10.99.0.1")));
-  EXPECT_EQ(decapRun(*decap, tunnelFrame(false)), std::make_pair(uint32_t{XDP_PASS}, false))
+TEST_F(DecapEdgeTest, TunnelPacketsFromSourcesNotAllowedAreDropped) {
+  ASSERT_TRUE(decap().addSource(ip("10.99.0.1")));
+  EXPECT_EQ(decapRun(decap(), tunnelFrame(false)), std::make_pair(uint32_t{XDP_PASS}, false))
       << "from the balancer's tunnel source: decapsulated";
   auto spoofed = tunnelFrame(false);
   spoofed[14 + 15] = 66;  // outer source 10.99.0.66
-  EXPECT_EQ(decapRun(*decap, spoofed), std::make_pair(uint32_t{XDP_DROP}, true));
-  EXPECT_EQ(decapRun(*decap, tunnelFrame(true)), std::make_pair(uint32_t{XDP_DROP}, true))
+  EXPECT_EQ(decapRun(decap(), spoofed), std::make_pair(uint32_t{XDP_DROP}, true));
+  EXPECT_EQ(decapRun(decap(), tunnelFrame(true)), std::make_pair(uint32_t{XDP_DROP}, true))
       << "no IPv6 source allowed yet";
-  ASSERT_TRUE(decap->addSource(ip("fd00:99::1")));
-  EXPECT_EQ(decapRun(*decap, tunnelFrame(true)), std::make_pair(uint32_t{XDP_PASS}, false));
+  ASSERT_TRUE(decap().addSource(ip("fd00:99::1")));
+  EXPECT_EQ(decapRun(decap(), tunnelFrame(true)), std::make_pair(uint32_t{XDP_PASS}, false));
   // A fragment from a source not allowed is dropped too, not passed.
   spoofed[14 + 6] |= 0x20;
-  EXPECT_EQ(decapRun(*decap, spoofed).first, uint32_t{XDP_DROP});
-  EXPECT_EQ(decapCount(*decap, LB_D_DROP_SOURCE), 3u);
-  EXPECT_EQ(decapCount(*decap, LB_D_DECAP_4IN4), 1u);
-  EXPECT_EQ(decapCount(*decap, LB_D_DECAP_6IN6), 1u);
+  EXPECT_EQ(decapRun(decap(), spoofed).first, uint32_t{XDP_DROP});
+  EXPECT_EQ(decapCount(decap(), LB_D_DROP_SOURCE), 3u);
+  EXPECT_EQ(decapCount(decap(), LB_D_DECAP_4IN4), 1u);
+  EXPECT_EQ(decapCount(decap(), LB_D_DECAP_6IN6), 1u);
 }
 
 // An inner header cut short by the end of the frame, or one that claims to
 // be longer than its own packet (ihl × 4 > tot_len), is dropped: the stack
 // is never handed a packet the outer header was stripped from for nothing.
-TEST_F(DecapTest, TruncatedOrLyingInnerHeadersAreDropped) {
-  twoTunnels();
-  auto decap = openDecap();
-  ASSERT_TRUE(decap);
+TEST_F(DecapEdgeTest, TruncatedOrLyingInnerHeadersAreDropped) {
   auto cut4 = tunnelFrame(false);
   cut4.resize(14 + 20 + 12);  // 12 bytes of the inner IPv4 header
   auto cut6 = tunnelFrame(true);
@@ -1921,9 +1923,9 @@ TEST_F(DecapTest, TruncatedOrLyingInnerHeadersAreDropped) {
   ASSERT_LT(be16(longIhl, 14 + 20 + 2), 60);
   for (const auto* f : {&cut4, &cut6, &noInner, &longIhl}) {
     SCOPED_TRACE(describe(*f));
-    EXPECT_EQ(decapRun(*decap, *f), std::make_pair(uint32_t{XDP_DROP}, true));
+    EXPECT_EQ(decapRun(decap(), *f), std::make_pair(uint32_t{XDP_DROP}, true));
   }
-  EXPECT_EQ(decapCount(*decap, LB_D_DROP_MALFORMED), 4u);
+  EXPECT_EQ(decapCount(decap(), LB_D_DROP_MALFORMED), 4u);
 }
 
 TEST_F(DecapTest, RemovesEachTunnelFamilyAndPassesTheRest) {
