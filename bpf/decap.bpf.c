@@ -157,7 +157,8 @@ int xdp_decap(struct xdp_md *ctx)
 	 * source and destination it likes. Dropped: the kernel has no tunnel
 	 * for it either. */
 	cfg = bpf_map_lookup_elem(&lb_decap_config, &zero);
-	if (cfg && (cfg->flags & LB_DECAP_F_SOURCES) && !bpf_map_lookup_elem(&lb_decap_sources, &src))
+	if (cfg && (cfg->flags & LB_DECAP_F_SOURCES) &&
+	    !bpf_map_lookup_elem(&lb_decap_sources, &src))
 		return decap_exit(LB_D_DROP_SOURCE, bytes, XDP_DROP);
 	/* XDP cannot reassemble: a fragment's inner header is cut or absent,
 	 * and decapsulating it would hand the stack a piece of a packet. The

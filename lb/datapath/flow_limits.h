@@ -21,7 +21,8 @@ constexpr uint32_t flowSetsFor(uint32_t flowTableSize) {
 // (docs/design.md derives it).
 constexpr uint32_t defaultFlowInsertLimit(uint32_t sets) {
   const uint64_t perSecond = uint64_t{sets} * 1000000000ULL / LB_FLOW_REFRESH_NS;
-  return perSecond > UINT32_MAX ? UINT32_MAX : static_cast<uint32_t>(std::max<uint64_t>(perSecond, 1));
+  return perSecond > UINT32_MAX ? UINT32_MAX
+                                : static_cast<uint32_t>(std::max<uint64_t>(perSecond, 1));
 }
 
 // What each CPU may write a second (lb_config.flow_insert_limit) for a whole-table limit: the

@@ -23,8 +23,7 @@ TEST(FlowLimits, TheDefaultTurnsASetOverSlowerThanFlowsRefresh) {
   EXPECT_EQ(defaultFlowInsertLimit(256), 256u);
   EXPECT_EQ(defaultFlowInsertLimit(0), 1u);
   for (uint32_t sets : {256u, 262144u, 67108864u}) {
-    const double turnoverNs =
-        double(LB_FLOW_WAYS) * sets / defaultFlowInsertLimit(sets) * 1e9;
+    const double turnoverNs = double(LB_FLOW_WAYS) * sets / defaultFlowInsertLimit(sets) * 1e9;
     EXPECT_GT(turnoverNs, double(LB_FLOW_REFRESH_NS)) << sets << " sets";
   }
 }
@@ -32,11 +31,11 @@ TEST(FlowLimits, TheDefaultTurnsASetOverSlowerThanFlowsRefresh) {
 TEST(FlowLimits, EachCpuGetsTheLimitOverThePossibleCpusRoundedUpAtLeastOne) {
   EXPECT_EQ(perCpuFlowInsertLimit(262144, 2), 131072u);
   EXPECT_EQ(perCpuFlowInsertLimit(262144, 1), 262144u);
-  EXPECT_EQ(perCpuFlowInsertLimit(10, 4), 3u);   // rounded up
-  EXPECT_EQ(perCpuFlowInsertLimit(1, 64), 1u);   // at least one
+  EXPECT_EQ(perCpuFlowInsertLimit(10, 4), 3u);  // rounded up
+  EXPECT_EQ(perCpuFlowInsertLimit(1, 64), 1u);  // at least one
   EXPECT_EQ(perCpuFlowInsertLimit(7, 7), 1u);
   EXPECT_EQ(perCpuFlowInsertLimit(8, 7), 2u);
-  EXPECT_EQ(perCpuFlowInsertLimit(0, 8), 0u);    // 0 = no limit, not "1"
+  EXPECT_EQ(perCpuFlowInsertLimit(0, 8), 0u);  // 0 = no limit, not "1"
   EXPECT_EQ(perCpuFlowInsertLimit(UINT32_MAX, 3), 1431655765u);
   // All CPUs together stay below limit + ncpus.
   for (uint32_t limit : {1u, 5u, 100u, 125000u})
