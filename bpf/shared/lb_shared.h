@@ -219,7 +219,10 @@ struct lb_config {
 	__u32 flow_sets;	 /* sets in lb_flows; 0 = no flow table (every packet
 				  * takes the ring) */
 	__u32 flow_insert_limit; /* new-flow entries a CPU writes per second at
-				  * most (SYN-flood guard); 0 = no limit */
+				  * most (SYN-flood guard): the daemon's
+				  * whole-table limit over the possible CPUs,
+				  * rounded up (docs/design.md, "Flow table");
+				  * 0 = no limit */
 	/* Key of the flow-table set index (lb_flow_hash(key, flow_secret)):
 	 * random, made when the table is created and kept with it, so the
 	 * sets of crafted tuples cannot be predicted (docs/design.md, "Flow
@@ -326,12 +329,24 @@ struct lb_vip_stats {
 /* lb_backend_stats: PERCPU_ARRAY backend id -> lb_counter */
 
 /* ---- xdp_decap ------------------------------------------------------------- */
-/* lb_decap_addrs: HASH lb_addr -> __u32 (1): the host's addresses; only
- * tunnel packets whose outer destination is one of them are decapsulated. */
+/* xdp_decap's maps are its own (not pinned, not lb_config's layout).
+ * lb_decap_addrs: HASH lb_addr -> __u32 (1): the host's addresses; only
+ * tunnel packets whose outer destination is one of them are decapsulated.
+ * lb_decap_sources: HASH lb_addr -> __u32 (1): the balancers' tunnel
+ * sources; with LB_DECAP_F_SOURCES set in lb_decap_config, a tunnel packet
+ * from any other outer source is dropped (docs/design.md, "Decapsulator"). */
 struct lb_addr {
 	__u8 addr[16];
 	__u8 family;
 	__u8 pad[3];
+};
+
+#define LB_DECAP_F_SOURCES 0x1 /* only outer sources in lb_decap_sources */
+
+/* lb_decap_config: ARRAY[1] of lb_decap_config */
+struct lb_decap_config {
+	__u32 flags; /* LB_DECAP_F_* */
+	__u32 pad;
 };
 
 enum lb_decap_reason {
@@ -342,13 +357,16 @@ enum lb_decap_reason {
 	LB_D_DECAP_4IN6,
 	LB_D_DROP_MALFORMED, /* truncated or lying outer or inner header */
 	LB_D_DROP_INTERNAL,  /* bpf_xdp_adjust_head failed */
+	LB_D_PASS_FRAGMENT,  /* an outer fragment: passed to the kernel whole, not
+			      * decapsulated (its inner header is not all there) */
+	LB_D_DROP_SOURCE,    /* outer source not in lb_decap_sources */
 	LB_DECAP_REASON_MAX,
 };
 
 #define LB_DECAP_REASON_NAMES                                                                      \
 	{                                                                                          \
 		"not_tunnel", "not_local", "decap_4in4", "decap_6in6", "decap_4in6", "malformed",  \
-		    "internal"                                                                     \
+		    "internal", "fragment", "source"                                               \
 	}
 
 /* lb_decap_stats: PERCPU_ARRAY[LB_DECAP_REASON_MAX] of lb_counter */

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -467,21 +468,30 @@ int cmdDecapDetach(const std::string& iface) {
   return 0;
 }
 
+std::optional<std::vector<IpAddr>> parseAddresses(const std::vector<std::string>& args) {
+  std::vector<IpAddr> out;
+  for (const auto& s : args) {
+    auto a = IpAddr::parse(s);
+    if (!a) {
+      std::cerr << "xdplb decap: '" << s << "' is not an IP address\n";
+      return std::nullopt;
+    }
+    out.push_back(*a);
+  }
+  return out;
+}
+
 int cmdDecapAttach(const std::string& iface, const std::vector<std::string>& addrArgs,
-                   datapath::XdpMode mode, bool passThrough) {
+                   const std::vector<std::string>& sourceArgs, datapath::XdpMode mode,
+                   bool passThrough) {
   if (if_nametoindex(iface.c_str()) == 0) {
     std::cerr << "xdplb decap: no interface named '" << iface << "'\n";
     return 1;
   }
-  std::vector<IpAddr> addrs;
-  for (const auto& s : addrArgs) {
-    auto a = IpAddr::parse(s);
-    if (!a) {
-      std::cerr << "xdplb decap: '" << s << "' is not an IP address\n";
-      return 1;
-    }
-    addrs.push_back(*a);
-  }
+  auto parsedAddrs = parseAddresses(addrArgs);
+  auto sources = parseAddresses(sourceArgs);
+  if (!parsedAddrs || !sources) return 1;
+  std::vector<IpAddr> addrs = std::move(*parsedAddrs);
   if (addrs.empty() && !passThrough) addrs = interfaceAddresses(iface);
   auto decap = datapath::Decap::open();
   if (!decap) {
@@ -493,6 +503,11 @@ int cmdDecapAttach(const std::string& iface, const std::vector<std::string>& add
       std::cerr << "xdplb decap: " << r.error().message() << "\n";
       return 1;
     }
+  for (const auto& a : *sources)
+    if (auto r = (*decap)->addSource(a); !r) {
+      std::cerr << "xdplb decap: " << r.error().message() << "\n";
+      return 1;
+    }
   if (auto r = (*decap)->attach(iface, mode); !r) {
     std::cerr << "xdplb decap: " << r.error().message() << "\n";
     return 1;
@@ -500,6 +515,11 @@ int cmdDecapAttach(const std::string& iface, const std::vector<std::string>& add
   std::cout << "xdp_decap attached to " << iface << " for";
   for (const auto& a : addrs) std::cout << " " << a.toString();
   if (addrs.empty()) std::cout << " no address (pass-through)";
+  if (!addrs.empty()) {
+    std::cout << ", from";
+    for (const auto& a : *sources) std::cout << " " << a.toString();
+    if (sources->empty()) std::cout << " any source (no --from)";
+  }
   std::cout << "\n";
   return 0;
 }
@@ -617,17 +637,22 @@ int main(int argc, char** argv) {
       "Decapsulate 4in4/6in6/4in6 packets to ADDR (default: the addresses of IFACE) arriving on "
       "IFACE; with no address at all (--pass-through) it is a pass-through program");
   std::string decapIface, modeName = "native";
-  std::vector<std::string> decapAddrs;
+  std::vector<std::string> decapAddrs, decapSources;
   bool passThrough = false;
   decapAttach->add_option("IFACE", decapIface, "Interface")->required();
   decapAttach->add_option("ADDR", decapAddrs, "Addresses to decapsulate for");
   decapAttach->add_option("--mode", modeName, "XDP attach mode")
       ->check(CLI::IsMember({"native", "generic", "auto"}))
       ->capture_default_str();
+  decapAttach->add_option("--from", decapSources,
+                          "Decapsulate only tunnel packets from these outer sources (the "
+                          "balancers' tunnel_source_v4/v6; repeat --from for each); others are dropped")
+      ->allow_extra_args(false);
   decapAttach->add_flag("--pass-through", passThrough, "Decapsulate nothing");
   decapAttach->callback([&] {
     action = [&] {
-      return cmdDecapAttach(decapIface, decapAddrs, decapMode(modeName), passThrough);
+      return cmdDecapAttach(decapIface, decapAddrs, decapSources, decapMode(modeName),
+                            passThrough);
     };
   });
   auto* decapDetach = decap->add_subcommand("detach", "Remove xdp_decap from IFACE");

@@ -85,9 +85,10 @@ struct Daemon {
   std::string pinPath = "/sys/fs/bpf/xdplb";
   uint32_t hashSeed = 1;
   uint32_t flowTableSize = 1048576;
-  // New-flow entries each CPU writes per second at most (SYN-flood guard, as
-  // Katran's 125,000); 0 = no limit.
-  uint32_t flowInsertLimit = 125000;
+  // New-flow entries the whole flow table takes per second at most (SYN-flood
+  // guard); 0 = no limit; unset = sized from the table's sets
+  // (datapath::defaultFlowInsertLimit, docs/design.md "Flow table").
+  std::optional<uint32_t> flowInsertLimit;
   // ICMP the datapath sends itself, per CPU per second (token buckets of 50,
   // docs/design.md "Path MTU" and "Echo"); 0 = never.
   uint32_t icmpRate = 1000;  // too-big answers to clients

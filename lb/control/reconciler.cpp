@@ -6,6 +6,7 @@
 #include <set>
 
 #include "lb/control/ring_digest.h"
+#include "lb/datapath/flow_limits.h"
 #include "lb/health/policy.h"
 #include "lb/maglev/maglev.h"
 
@@ -267,8 +268,10 @@ std::expected<void, ApplyFailure> Reconciler::transact(const config::Config& cfg
   std::vector<std::string> logs;
   if (auto p = plan(cfg, work, logs); !p) return std::unexpected(std::move(p.error()));
 
+  const uint32_t insertLimit = cfg.daemon.flowInsertLimit.value_or(
+      datapath::defaultFlowInsertLimit(datapath::flowSetsFor(cfg.daemon.flowTableSize)));
   datapath::GlobalConfig global{cfg.daemon.hashSeed,       cfg.daemon.tunnelSourceV4,
-                                cfg.daemon.tunnelSourceV6, cfg.daemon.flowInsertLimit,
+                                cfg.daemon.tunnelSourceV6, insertLimit,
                                 cfg.daemon.icmpRate,       cfg.daemon.echoRate};
   const bool seedChanged = work.hashSeed != cfg.daemon.hashSeed;
   work.hashSeed = cfg.daemon.hashSeed;

@@ -110,8 +110,8 @@ constexpr FlowTableMetric kFlowTableMetrics[] = {
      "Evictions of a flow seen within the last 60 s: flow_table_size is small for the traffic",
      MetricType::Counter, &datapath::FlowTableCounters::earlyEvictions},
     {"xdplb_flow_table_inserts_skipped_total",
-     "New flows not written to the flow table: over flow_insert_limit (SYN-flood guard); they "
-     "rely on the ring",
+     "New flows not written to the flow table: over their CPU's share of flow_insert_limit "
+     "(SYN-flood guard); they rely on the ring",
      MetricType::Counter, &datapath::FlowTableCounters::skipped},
 };
 

@@ -31,6 +31,7 @@
 #include "balancer.skel.h"
 #include "decap.skel.h"
 #include "lb/common/caps.h"
+#include "lb/datapath/flow_limits.h"
 #include "lb/datapath/layout.h"
 #include "lb_hash.h"
 
@@ -456,7 +457,7 @@ Result<std::unique_ptr<BpfDatapath>> BpfDatapath::open(const Options& options) {
   bpf_map__set_max_entries(s->maps.lb_backends, backends);
   bpf_map__set_max_entries(s->maps.lb_nexthops, backends);
   bpf_map__set_max_entries(s->maps.lb_backend_stats, backends);
-  dp->flowSets_ = (options.flowTableSize + LB_FLOW_WAYS - 1) / LB_FLOW_WAYS;
+  dp->flowSets_ = flowSetsFor(options.flowTableSize);
   bpf_map__set_max_entries(s->maps.lb_flows, dp->flowSets_);
 
   if (!options.pinPath.empty()) {
@@ -596,7 +597,9 @@ Result<> BpfDatapath::setConfig(const GlobalConfig& c) {
   cfg.layout_version = LB_LAYOUT_VERSION;
   cfg.hash_seed = c.hashSeed;
   cfg.flow_sets = flowSets_;
-  cfg.flow_insert_limit = c.flowInsertLimit;
+  // The key is the whole table's limit; each CPU counts its own inserts
+  // without atomics, so each gets its share (docs/design.md, "Flow table").
+  cfg.flow_insert_limit = perCpuFlowInsertLimit(c.flowInsertLimit, ncpus_);
   cfg.flow_secret = flowSecret_;
   cfg.icmp_interval_ns = c.icmpRate ? static_cast<uint32_t>(1000000000u / c.icmpRate) : 0;
   cfg.echo_interval_ns = c.echoRate ? static_cast<uint32_t>(1000000000u / c.echoRate) : 0;
@@ -1280,13 +1283,29 @@ Decap::~Decap() {
   if (skel_) decap::destroy(skel_);
 }
 
-Result<> Decap::addAddress(const IpAddr& addr) {
+namespace {
+lb_addr decapKey(const IpAddr& addr) {
   lb_addr key;
   std::memset(&key, 0, sizeof key);
   std::memcpy(key.addr, addr.bytes().data(), 16);
   key.family = addr.isV4() ? LB_FAMILY_V4 : LB_FAMILY_V6;
+  return key;
+}
+}  // namespace
+
+Result<> Decap::addAddress(const IpAddr& addr) {
+  const lb_addr key = decapKey(addr);
   const uint32_t one = 1;
   return mapUpdate(skel_->maps.lb_decap_addrs, &key, &one);
+}
+
+Result<> Decap::addSource(const IpAddr& addr) {
+  const lb_addr key = decapKey(addr);
+  const uint32_t one = 1, zero = 0;
+  if (auto r = mapUpdate(skel_->maps.lb_decap_sources, &key, &one); !r) return r;
+  lb_decap_config cfg{};
+  cfg.flags = LB_DECAP_F_SOURCES;
+  return mapUpdate(skel_->maps.lb_decap_config, &zero, &cfg);
 }
 
 Result<> Decap::attach(const std::string& interface, XdpMode mode) {

@@ -162,6 +162,10 @@ class Decap {
   [[nodiscard]] static Result<std::unique_ptr<Decap>> open();
   ~Decap();
   [[nodiscard]] Result<> addAddress(const IpAddr& addr);
+  // Allows a tunnel source (a balancer's tunnel_source_v4/v6). Once one is
+  // added, tunnel packets from any other source are dropped; with none, any
+  // source is decapsulated (docs/design.md, "Decapsulator").
+  [[nodiscard]] Result<> addSource(const IpAddr& addr);
   // Attaches xdp_decap; it stays attached after this process exits.
   [[nodiscard]] Result<> attach(const std::string& interface, XdpMode mode);
   [[nodiscard]] static Result<> detach(const std::string& interface);

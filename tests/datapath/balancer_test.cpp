@@ -2,9 +2,11 @@
 // through lb/datapath. Each case checks the action and the output packet
 // field by field; a failure prints the packet.
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
 #include <sched.h>
+#include <time.h>
 
 #include <algorithm>
 #include <atomic>
@@ -49,6 +51,15 @@ std::vector<int> twoAllowedCpus() {
   return cpus;
 }
 
+// Puts the calling thread's CPU affinity back as it was when made.
+struct AffinityRestore {
+  cpu_set_t set;
+  bool saved = sched_getaffinity(0, sizeof set, &set) == 0;
+  ~AffinityRestore() {
+    if (saved) sched_setaffinity(0, sizeof set, &set);
+  }
+};
+
 bool pinTo(int cpu) {
   cpu_set_t one;
   CPU_ZERO(&one);
@@ -77,6 +88,14 @@ class BalancerTest : public ::testing::Test {
   void backend(uint32_t id, const char* addr, uint32_t vipId, BackendState st = BackendState::Up) {
     ASSERT_TRUE(dp->putBackend(id, {ip(addr), vipId, st}));
     addrs[id] = ip(addr);
+  }
+  // VIP 1 = 198.51.100.10:80 over backends 1..4 (10.99.0.11..14), equal
+  // weights; returns its ring's slots.
+  std::vector<uint32_t> fourBackendVip() {
+    vip("198.51.100.10", 80, 1);
+    for (uint32_t id = 1; id <= 4; ++id)
+      backend(id, ("10.99.0." + std::to_string(10 + id)).c_str(), 1);
+    return ring(1, {{1, 100}, {2, 100}, {3, 100}, {4, 100}});
   }
   // Swaps in a Maglev ring of (id, weight) members; returns its slots.
   std::vector<uint32_t> ring(uint32_t vipId, std::vector<std::pair<uint32_t, uint32_t>> members,
@@ -299,19 +318,12 @@ TEST_F(BalancerTest, FlowsSpreadOverTheRingExactlyAsUserspacePredicts) {
 // flow made on one CPU is found from another (an RSS change, a fragment on
 // another queue), and keeps its backend there.
 TEST_F(BalancerTest, AFlowMadeOnOneCpuIsFoundOnAnother) {
-  cpu_set_t allowed;
-  ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
   const std::vector<int> cpus = twoAllowedCpus();
   if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs to run on";
-  struct Restore {
-    cpu_set_t set;
-    ~Restore() { sched_setaffinity(0, sizeof set, &set); }
-  } restore{allowed};
+  AffinityRestore restore;
+  ASSERT_TRUE(restore.saved);
 
-  vip("198.51.100.10", 80, 1);
-  for (uint32_t id = 1; id <= 4; ++id)
-    backend(id, ("10.99.0." + std::to_string(10 + id)).c_str(), 1);
-  const auto slots = ring(1, {{1, 100}, {2, 100}, {3, 100}, {4, 100}});
+  const auto slots = fourBackendVip();
   auto s = flow("203.0.113.9", "198.51.100.10", 40123, 80, kTcpSyn);
   ASSERT_TRUE(pinTo(cpus[0]));
   auto r = run(s);
@@ -472,27 +484,89 @@ TEST_F(BalancerTest, AFlowEntryThatFailsItsCheckIsAMiss) {
   EXPECT_EQ(dp->flowCount(), 1u);
 }
 
-// The SYN-flood guard: a CPU writes at most flow_insert_limit entries a
-// second; above it new flows still reach their ring's backend but make no
-// entry (counted as skipped), and the table keeps the flows it has. The
-// test runs on one CPU (the limit is per CPU).
+// Writes the flow entry of s (naming backendId, last seen lastSeenNs on the
+// program's clock) into way 0 of its set, as the program would have.
+void writeFlowEntry(BpfDatapath& dp, const PacketSpec& s, uint32_t backendId, uint64_t lastSeenNs) {
+  const int fd = dp.mapFd("lb_flows");
+  ASSERT_GE(fd, 0);
+  uint32_t idx = lb_flow_set_index(
+      control::flowHash(s.src, s.sport, s.dst, s.dport, s.proto, dp.flowSecret()), dp.flowSets());
+  lb_flow_set set;
+  ASSERT_EQ(bpf_map_lookup_elem(fd, &idx, &set), 0);
+  const lb_flow_key key = control::flowKey(s.src, s.sport, s.dst, s.dport, s.proto);
+  for (auto& w : set.way)  // the key in one way only: way 0
+    if (std::memcmp(&w.key, &key, sizeof key) == 0) w = {};
+  lb_flow_entry& e = set.way[0];
+  e.key = key;
+  e.backend_id = backendId;
+  e.check = lb_flow_check(&e.key, backendId);
+  e.last_seen_ns = lastSeenNs;
+  ASSERT_EQ(bpf_map_update_elem(fd, &idx, &set, BPF_ANY), 0);
+}
+
+// The program's clock: bpf_ktime_get_coarse_ns() is CLOCK_MONOTONIC_COARSE.
+uint64_t programNowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// A UDP flow entry idle for longer than LB_UDP_FLOW_TIMEOUT_NS is a miss: the
+// packet takes the ring (and rewrites the entry). A fresher UDP entry, and a
+// TCP entry of the same age, are honoured. The entries name a backend the
+// ring does not hold, so a hit and a miss reach different backends.
+TEST_F(BalancerTest, IdleUdpFlowEntriesAreMissesTcpEntriesOfTheSameAgeAreNot) {
+  vip("198.51.100.10", 53, 1, 17);
+  vip("198.51.100.10", 80, 2);
+  backend(1, "10.99.0.11", 1);
+  backend(2, "10.99.0.12", 1);
+  backend(3, "10.99.0.13", 2);
+  backend(4, "10.99.0.14", 2);
+  ring(1, {{1, 100}});
+  ring(2, {{3, 100}});
+  const uint64_t now = programNowNs();
+  ASSERT_GT(now, LB_UDP_FLOW_TIMEOUT_NS + 2'000'000'000ULL) << "the host has been up too briefly";
+  const uint64_t stale = now - LB_UDP_FLOW_TIMEOUT_NS - 1'000'000'000ULL;
+  const uint64_t fresh = now - LB_UDP_FLOW_TIMEOUT_NS + 5'000'000'000ULL;
+
+  auto udp = flow("203.0.113.9", "198.51.100.10", 5353, 53);
+  udp.proto = 17;
+  writeFlowEntry(*dp, udp, 2, stale);
+  EXPECT_EQ(outerDestination(run(udp).output), ip("10.99.0.11"))
+      << "an idle UDP entry must be a miss: the ring's backend";
+  // The miss rewrote the entry: the flow is now on the ring's backend.
+  EXPECT_EQ(outerDestination(run(udp).output), ip("10.99.0.11"));
+
+  auto udp2 = udp;
+  udp2.sport = 5354;
+  writeFlowEntry(*dp, udp2, 2, fresh);
+  EXPECT_EQ(outerDestination(run(udp2).output), ip("10.99.0.12"))
+      << "a UDP entry seen within the timeout must be honoured";
+
+  auto tcp = flow("203.0.113.9", "198.51.100.10", 40000, 80);
+  writeFlowEntry(*dp, tcp, 4, stale);
+  EXPECT_EQ(outerDestination(run(tcp).output), ip("10.99.0.14"))
+      << "TCP entries have no idle timeout";
+  auto c = dp->readCounters();
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->vips[1].newFlows, 1u) << "only the idle UDP entry took the ring";
+  EXPECT_EQ(c->vips[2].newFlows, 0u);
+}
+
+// The SYN-flood guard: a CPU writes at most its share of flow_insert_limit
+// entries a second; above it new flows still reach their ring's backend but
+// make no entry (counted as skipped), and the table keeps the flows it has.
+// The test runs on one CPU, whose share is 3.
 TEST_F(BalancerTest, OverTheInsertLimitNewFlowsUseTheRingAndTheTableKeepsItsFlows) {
   const std::vector<int> cpus = twoAllowedCpus();
   ASSERT_FALSE(cpus.empty());
-  cpu_set_t allowed;
-  ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
-  struct Restore {
-    cpu_set_t set;
-    ~Restore() { sched_setaffinity(0, sizeof set, &set); }
-  } restore{allowed};
+  AffinityRestore restore;
+  ASSERT_TRUE(restore.saved);
   ASSERT_TRUE(pinTo(cpus[0]));
   datapath::GlobalConfig g{kSeed, ip("10.99.0.1"), ip("fd00:99::1")};
-  g.flowInsertLimit = 3;
+  g.flowInsertLimit = 3 * static_cast<uint32_t>(libbpf_num_possible_cpus());
   ASSERT_TRUE(dp->setConfig(g));
-  vip("198.51.100.10", 80, 1);
-  for (uint32_t id = 1; id <= 4; ++id)
-    backend(id, ("10.99.0." + std::to_string(10 + id)).c_str(), 1);
-  const auto slots = ring(1, {{1, 100}, {2, 100}, {3, 100}, {4, 100}});
+  const auto slots = fourBackendVip();
   std::vector<PacketSpec> syns;
   for (uint16_t port = 41000; port < 41010; ++port)
     syns.push_back(flow("203.0.113.9", "198.51.100.10", port, 80, kTcpSyn));
@@ -533,6 +607,46 @@ TEST_F(BalancerTest, OverTheInsertLimitNewFlowsUseTheRingAndTheTableKeepsItsFlow
   for (uint16_t port = 43000; port < 43010; ++port)
     ASSERT_EQ(run(flow("203.0.113.9", "198.51.100.10", port, 80, kTcpSyn)).action, XDP_TX);
   EXPECT_EQ(dp->flowCount(), 14u);
+}
+
+// flow_insert_limit is the whole table's: the daemon gives each possible CPU
+// limit / CPUs (rounded up), so new flows arriving on two CPUs together
+// write no more entries than the limit (without the division each CPU wrote
+// the whole limit: twice as many). XDP's BPF_PROG_TEST_RUN runs on the
+// calling CPU (the kernel refuses BPF_F_TEST_RUN_ON_CPU for XDP), so the
+// thread pins itself to each CPU in turn.
+TEST_F(BalancerTest, NewFlowsOnTwoCpusWriteNoMoreEntriesThanTheWholeTablesLimit) {
+  const std::vector<int> cpus = twoAllowedCpus();
+  if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs to run on";
+  AffinityRestore restore;
+  ASSERT_TRUE(restore.saved);
+  constexpr uint32_t kLimit = 6;
+  constexpr int kPerCpu = 10;
+  const int ncpus = libbpf_num_possible_cpus();
+  ASSERT_GE(ncpus, 2);
+  const uint32_t share = (kLimit + ncpus - 1) / ncpus;
+  datapath::GlobalConfig g{kSeed, ip("10.99.0.1"), ip("fd00:99::1")};
+  g.flowInsertLimit = kLimit;
+  ASSERT_TRUE(dp->setConfig(g));
+  const auto slots = fourBackendVip();
+  uint16_t port = 44000;
+  for (int cpu : cpus) {
+    ASSERT_TRUE(pinTo(cpu));
+    for (int i = 0; i < kPerCpu; ++i) {
+      const auto s = flow("203.0.113.9", "198.51.100.10", port++, 80, kTcpSyn);
+      auto r = run(s);
+      ASSERT_EQ(r.action, XDP_TX);
+      EXPECT_EQ(outerDestination(r.output), addrs.at(expected(slots, s)));
+    }
+  }
+  // Twenty new flows within well under a second, ten on each CPU.
+  auto c = dp->readCounters();
+  ASSERT_TRUE(c);
+  EXPECT_LE(c->flows.inserts, uint64_t{kLimit}) << "the two CPUs together exceeded the limit";
+  EXPECT_EQ(c->flows.inserts, 2u * share) << "each CPU writes its share, " << share;
+  EXPECT_EQ(c->flows.skipped, 2u * kPerCpu - c->flows.inserts);
+  EXPECT_EQ(dp->flowCount(), c->flows.inserts);
+  EXPECT_EQ(c->vips[1].newFlows, 2u * kPerCpu) << "all took the ring";
 }
 
 // Two CPUs rewrite the ways of one set at the same time, for flows of two
@@ -1678,7 +1792,141 @@ TEST_F(BalancerTest, EchoRequestsWithOptionsOrBadSourcesOrOverTheRateAreDropped)
   EXPECT_EQ(reason(LB_R_ECHO_REPLY), 1u);
 }
 
-class DecapTest : public BalancerTest {};
+class DecapTest : public BalancerTest {
+ protected:
+  // VIP 1 (IPv4, backend 10.99.0.11, 4in4) and VIP 2 (IPv6, backend
+  // fd00:99::11, 6in6); the balancer's tunnel sources are 10.99.0.1 and
+  // fd00:99::1 (BalancerTest).
+  void twoTunnels() {
+    vip("198.51.100.10", 80, 1);
+    vip("2001:db8:1::10", 80, 2);
+    backend(1, "10.99.0.11", 1);
+    backend(2, "fd00:99::11", 2);
+    ring(1, {{1, 100}});
+    ring(2, {{2, 100}});
+  }
+  // A frame as the balancer sends it to the backend.
+  std::vector<uint8_t> tunnelFrame(bool v6, uint16_t sport = 40000) {
+    auto s = v6 ? flow("2001:db8:9::9", "2001:db8:1::10", sport)
+                : flow("203.0.113.9", "198.51.100.10", sport);
+    auto r = run(s);
+    EXPECT_EQ(r.action, XDP_TX);
+    return r.output;
+  }
+  std::unique_ptr<datapath::Decap> openDecap() {
+    auto d = datapath::Decap::open();
+    EXPECT_TRUE(d) << d.error().message();
+    if (!d) return nullptr;
+    EXPECT_TRUE((*d)->addAddress(ip("10.99.0.11")));
+    EXPECT_TRUE((*d)->addAddress(ip("fd00:99::11")));
+    return std::move(*d);
+  }
+  // Runs xdp_decap; its action, and whether it left the frame as it was.
+  std::pair<uint32_t, bool> decapRun(datapath::Decap& d, const std::vector<uint8_t>& frame) {
+    auto r = d.testRun(frame);
+    EXPECT_TRUE(r);
+    if (!r) return {~0u, false};
+    return {r->action, r->output == frame};
+  }
+  uint64_t decapCount(datapath::Decap& d, int reason) {
+    auto c = d.readCounters();
+    EXPECT_TRUE(c);
+    return c ? (*c)[reason].packets : 0;
+  }
+};
+
+// The edge cases: two tunnels (twoTunnels) and a decapsulator for both
+// backends' addresses.
+class DecapEdgeTest : public DecapTest {
+ protected:
+  void SetUp() override {
+    DecapTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    twoTunnels();
+    decapPtr = openDecap();
+    ASSERT_TRUE(decapPtr);
+  }
+  datapath::Decap& decap() { return *decapPtr; }
+  std::unique_ptr<datapath::Decap> decapPtr;
+};
+
+// XDP cannot reassemble: an outer fragment, first or later, IPv4 (MF or an
+// offset) or IPv6 (a fragment header), is passed to the kernel untouched,
+// never decapsulated as if it were the whole inner packet. The fragments
+// here carry what looks like a whole inner packet, so decapsulating them
+// would succeed: the test fails without the fragment check.
+TEST_F(DecapEdgeTest, OuterFragmentsArePassedToTheKernelUntouched) {
+  auto first = tunnelFrame(false);
+  first[14 + 6] |= 0x20;  // MF, offset 0
+  auto later = tunnelFrame(false);
+  later[14 + 6] = 0x00;  // offset 185 × 8, no MF: the last fragment
+  later[14 + 7] = 0xb9;
+  auto v6 = tunnelFrame(true);
+  // A fragment header after the outer IPv6 header: next header 41, offset
+  // 0, M set, id 0x01020304.
+  const std::vector<uint8_t> fh = {41, 0, 0x00, 0x01, 1, 2, 3, 4};
+  v6.insert(v6.begin() + 14 + 40, fh.begin(), fh.end());
+  v6[14 + 6] = 44;
+  const uint16_t plen = static_cast<uint16_t>(be16(v6, 14 + 4) + fh.size());
+  v6[14 + 4] = static_cast<uint8_t>(plen >> 8);
+  v6[14 + 5] = static_cast<uint8_t>(plen);
+  for (const auto* f : {&first, &later, &v6}) {
+    SCOPED_TRACE(describe(*f));
+    auto [action, untouched] = decapRun(decap(), *f);
+    EXPECT_EQ(action, XDP_PASS);
+    EXPECT_TRUE(untouched) << "an outer fragment was decapsulated";
+  }
+  EXPECT_EQ(decapCount(decap(), LB_D_PASS_FRAGMENT), 3u);
+  EXPECT_EQ(decapCount(decap(), LB_D_DECAP_4IN4) + decapCount(decap(), LB_D_DECAP_6IN6), 0u);
+  // The whole packets still are decapsulated.
+  EXPECT_FALSE(decapRun(decap(), tunnelFrame(false)).second);
+  EXPECT_FALSE(decapRun(decap(), tunnelFrame(true)).second);
+  EXPECT_EQ(decapCount(decap(), LB_D_DECAP_4IN4), 1u);
+  EXPECT_EQ(decapCount(decap(), LB_D_DECAP_6IN6), 1u);
+}
+
+// With tunnel sources configured (xdplb decap attach --from), a tunnel
+// packet from any other outer source is dropped and counted, per family:
+// allowing an IPv4 source allows no IPv6 one. Without any, every source is
+// decapsulated (RemovesEachTunnelFamilyAndPassesTheRest).
+TEST_F(DecapEdgeTest, TunnelPacketsFromSourcesNotAllowedAreDropped) {
+  ASSERT_TRUE(decap().addSource(ip("10.99.0.1")));
+  EXPECT_EQ(decapRun(decap(), tunnelFrame(false)), std::make_pair(uint32_t{XDP_PASS}, false))
+      << "from the balancer's tunnel source: decapsulated";
+  auto spoofed = tunnelFrame(false);
+  spoofed[14 + 15] = 66;  // outer source 10.99.0.66
+  EXPECT_EQ(decapRun(decap(), spoofed), std::make_pair(uint32_t{XDP_DROP}, true));
+  EXPECT_EQ(decapRun(decap(), tunnelFrame(true)), std::make_pair(uint32_t{XDP_DROP}, true))
+      << "no IPv6 source allowed yet";
+  ASSERT_TRUE(decap().addSource(ip("fd00:99::1")));
+  EXPECT_EQ(decapRun(decap(), tunnelFrame(true)), std::make_pair(uint32_t{XDP_PASS}, false));
+  // A fragment from a source not allowed is dropped too, not passed.
+  spoofed[14 + 6] |= 0x20;
+  EXPECT_EQ(decapRun(decap(), spoofed).first, uint32_t{XDP_DROP});
+  EXPECT_EQ(decapCount(decap(), LB_D_DROP_SOURCE), 3u);
+  EXPECT_EQ(decapCount(decap(), LB_D_DECAP_4IN4), 1u);
+  EXPECT_EQ(decapCount(decap(), LB_D_DECAP_6IN6), 1u);
+}
+
+// An inner header cut short by the end of the frame, or one that claims to
+// be longer than its own packet (ihl × 4 > tot_len), is dropped: the stack
+// is never handed a packet the outer header was stripped from for nothing.
+TEST_F(DecapEdgeTest, TruncatedOrLyingInnerHeadersAreDropped) {
+  auto cut4 = tunnelFrame(false);
+  cut4.resize(14 + 20 + 12);  // 12 bytes of the inner IPv4 header
+  auto cut6 = tunnelFrame(true);
+  cut6.resize(14 + 40 + 30);  // 30 bytes of the inner IPv6 header
+  auto noInner = tunnelFrame(false);
+  noInner.resize(14 + 20);
+  auto longIhl = tunnelFrame(false);
+  longIhl[14 + 20] = 0x4f;  // inner header of 60 bytes in a 56-byte packet
+  ASSERT_LT(be16(longIhl, 14 + 20 + 2), 60);
+  for (const auto* f : {&cut4, &cut6, &noInner, &longIhl}) {
+    SCOPED_TRACE(describe(*f));
+    EXPECT_EQ(decapRun(decap(), *f), std::make_pair(uint32_t{XDP_DROP}, true));
+  }
+  EXPECT_EQ(decapCount(decap(), LB_D_DROP_MALFORMED), 4u);
+}
 
 TEST_F(DecapTest, RemovesEachTunnelFamilyAndPassesTheRest) {
   auto d = datapath::Decap::open();

@@ -56,7 +56,7 @@ address = "10.0.0.1"
   EXPECT_EQ(c.daemon.pinPath, "/sys/fs/bpf/xdplb");
   EXPECT_EQ(c.daemon.hashSeed, 1u);
   EXPECT_EQ(c.daemon.flowTableSize, 1048576u);
-  EXPECT_EQ(c.daemon.flowInsertLimit, 125000u);
+  EXPECT_EQ(c.daemon.flowInsertLimit, std::nullopt) << "unset: sized from the flow table";
   EXPECT_EQ(c.daemon.icmpRate, 1000u);
   EXPECT_EQ(c.daemon.echoRate, 1000u);
   EXPECT_EQ(c.metrics.listen, "127.0.0.1:9450");
