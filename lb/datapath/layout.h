@@ -17,7 +17,7 @@ static_assert(sizeof(lb_frag_key) == 40);
 static_assert(sizeof(lb_flow_stats) == 48);
 static_assert(sizeof(lb_nexthop) == 32);
 static_assert(sizeof(lb_counter) == 16);
-static_assert(sizeof(lb_vip_stats) == 32);
+static_assert(sizeof(lb_vip_stats) == 40);
 static_assert(sizeof(lb_addr) == 20);
 // A ring buffer's memory is read as a plain __u32 array of slots.
 static_assert(sizeof(lb_ring_elem) == LB_RING_SLOTS_PER_ELEM * sizeof(__u32));
