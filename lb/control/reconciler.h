@@ -199,8 +199,9 @@ class Reconciler {
     std::optional<datapath::GlobalConfig> writtenGlobal;
     std::map<std::string, Vip> vips;
     std::map<uint32_t, Orphan> orphans;
-    // lb_vips as this reconciler wrote or adopted it.
-    std::map<datapath::VipKey, uint32_t> keys;
+    // lb_vips as this reconciler wrote or adopted it (id and per-VIP
+    // settings: a change of either rewrites the entry).
+    std::map<datapath::VipKey, datapath::VipEntry> keys;
     // Adopted from a previous daemon, not yet claimed by the config.
     std::map<datapath::VipKey, uint32_t> adoptedVips;
     std::map<uint32_t, uint64_t> adoptedGenerations;
