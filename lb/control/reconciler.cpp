@@ -829,6 +829,7 @@ StatusSnapshot Reconciler::status() const {
     vs.generation = vip.generation;
     vs.ringDigest = vip.ringDigest;
     vs.minUp = vip.cfg.minUp;
+    vs.mssClamp = vip.cfg.mssClamp;
     vs.allDown = vip.allDown;
     vs.failOpen = vip.cfg.allDown == config::AllDownPolicy::FailOpen;
     for (const auto& [addr, be] : vip.backends) {
