@@ -118,7 +118,9 @@ class TimedDatapath : public datapath::Datapath {
     return dp_.putVip(k, e);
   }
   Result<> removeVip(const datapath::VipKey& k) override { return dp_.removeVip(k); }
-  Result<std::map<datapath::VipKey, datapath::VipEntry>> listVips() override { return dp_.listVips(); }
+  Result<std::map<datapath::VipKey, datapath::VipEntry>> listVips() override {
+    return dp_.listVips();
+  }
   Result<> putBackend(uint32_t id, const datapath::BackendEntry& b) override {
     return dp_.putBackend(id, b);
   }

@@ -360,8 +360,7 @@ std::expected<void, ApplyFailure> Reconciler::transact(const config::Config& cfg
     // 3. Keys diffed globally: those the new config does not have go first
     //    (a VIP that takes another's key overwrites it in step 6).
     std::map<datapath::VipKey, datapath::VipEntry> newKeys;
-    for (const auto& [name, vip] : work.vips)
-      newKeys[keyOf(vip.cfg)] = {vip.id, vip.cfg.mssClamp};
+    for (const auto& [name, vip] : work.vips) newKeys[keyOf(vip.cfg)] = {vip.id, vip.cfg.mssClamp};
     for (const auto& [key, entry] : m_.keys) {
       if (newKeys.count(key)) continue;
       if (auto r = step([&, key] { return dp_.removeVip(key); },

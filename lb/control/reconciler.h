@@ -47,7 +47,7 @@ struct VipStatus {
   uint64_t ringDigest = 0;  // of the live ring as built here (ring_digest.h); 0 before one
   uint32_t minUp = 1;
   uint16_t mssClamp = 0;  // 0 = off
-  bool allDown = false;  // every backend of weight > 0 is down: all_down policy in force
+  bool allDown = false;   // every backend of weight > 0 is down: all_down policy in force
   bool failOpen = true;
   std::vector<BackendStatus> backends;
 };

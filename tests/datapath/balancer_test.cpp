@@ -71,8 +71,7 @@ class BalancerTest : public ::testing::Test {
     ASSERT_TRUE(dp->setConfig({kSeed, ip("10.99.0.1"), ip("fd00:99::1")}));
   }
 
-  void vip(const char* addr, uint16_t port, uint32_t id, uint8_t proto = 6,
-           uint16_t mssClamp = 0) {
+  void vip(const char* addr, uint16_t port, uint32_t id, uint8_t proto = 6, uint16_t mssClamp = 0) {
     ASSERT_TRUE(dp->putVip({ip(addr), port, proto}, {id, mssClamp}));
   }
   void backend(uint32_t id, const char* addr, uint32_t vipId, BackendState st = BackendState::Up) {
@@ -1553,8 +1552,8 @@ class MssClampTest : public BalancerTest {
   }
   PacketSpec syn(const char* dst, uint16_t dport, std::vector<uint8_t> options,
                  uint8_t flags = kTcpSyn) {
-    auto s = flow(IpAddr::parse(dst)->isV4() ? "203.0.113.9" : "2001:db8:9::9", dst, 40000,
-                  dport, flags);
+    auto s = flow(IpAddr::parse(dst)->isV4() ? "203.0.113.9" : "2001:db8:9::9", dst, 40000, dport,
+                  flags);
     s.tcpOptions = std::move(options);
     s.tcpChecksum = true;
     return s;
@@ -1592,8 +1591,8 @@ TEST_F(MssClampTest, SynsAboveTheClampAreLoweredEverythingElseIsUntouched) {
       {"IPv6, MSS 1440 above the clamp", "2001:db8:1::10", 80, kTcpSyn, mss(1440), mss(kClamp), 2,
        true},
       {"Linux's SYN: MSS, SACK-permitted, timestamps, NOP, window scale", "198.51.100.10", 80,
-       kTcpSyn, cat({mss(8960), sackOk, ts, nop, wscale}), cat({mss(kClamp), sackOk, ts, nop, wscale}),
-       1, true},
+       kTcpSyn, cat({mss(8960), sackOk, ts, nop, wscale}),
+       cat({mss(kClamp), sackOk, ts, nop, wscale}), 1, true},
       {"a NOP before MSS: the value at an odd offset", "198.51.100.10", 80, kTcpSyn,
        cat({nop, mss(1460), nop, nop, nop}), cat({nop, mss(kClamp), nop, nop, nop}), 1, true},
       {"IPv6, MSS at an odd offset after window scale", "2001:db8:1::10", 80, kTcpSyn,
@@ -1608,22 +1607,65 @@ TEST_F(MssClampTest, SynsAboveTheClampAreLoweredEverythingElseIsUntouched) {
       {"MSS equal to the clamp", "198.51.100.10", 80, kTcpSyn, mss(kClamp), {}, 1, false},
       {"no MSS option", "198.51.100.10", 80, kTcpSyn, cat({sackOk, nop, wscale}), {}, 1, false},
       {"no options at all", "198.51.100.10", 80, kTcpSyn, {}, {}, 1, false},
-      {"MSS after EOL is not an option", "198.51.100.10", 80, kTcpSyn, cat({{0, 0, 0, 0}, mss(1460)}),
-       {}, 1, false},
+      {"MSS after EOL is not an option",
+       "198.51.100.10",
+       80,
+       kTcpSyn,
+       cat({{0, 0, 0, 0}, mss(1460)}),
+       {},
+       1,
+       false},
       {"not a SYN: an ACK", "198.51.100.10", 80, kTcpAck, mss(1460), {}, 1, false},
       {"not a SYN: a SYN-ACK", "198.51.100.10", 80, kTcpSyn | kTcpAck, mss(1460), {}, 1, false},
       {"a VIP without clamp", "198.51.100.10", 81, kTcpSyn, mss(1460), {}, 3, false},
-      {"malformed: option length 0", "198.51.100.10", 80, kTcpSyn, cat({{3, 0, 0, 0}, mss(1460)}),
-       {}, 1, false},
-      {"malformed: option length 1", "198.51.100.10", 80, kTcpSyn, cat({{8, 1, 0, 0}, mss(1460)}),
-       {}, 1, false},
-      {"malformed: option past the header", "198.51.100.10", 80, kTcpSyn,
-       cat({{8, 40, 0, 0}, mss(1460)}), {}, 1, false},
-      {"malformed: MSS of length 3", "198.51.100.10", 80, kTcpSyn, {2, 3, 0x05, 0xb4}, {}, 1, false},
-      {"malformed: MSS of length 6", "198.51.100.10", 80, kTcpSyn, {2, 6, 0x05, 0xb4, 0, 0, 1, 1},
-       {}, 1, false},
-      {"malformed: MSS cut by the header's end", "198.51.100.10", 80, kTcpSyn,
-       cat({nop, nop, nop, {2}}), {}, 1, false},
+      {"malformed: option length 0",
+       "198.51.100.10",
+       80,
+       kTcpSyn,
+       cat({{3, 0, 0, 0}, mss(1460)}),
+       {},
+       1,
+       false},
+      {"malformed: option length 1",
+       "198.51.100.10",
+       80,
+       kTcpSyn,
+       cat({{8, 1, 0, 0}, mss(1460)}),
+       {},
+       1,
+       false},
+      {"malformed: option past the header",
+       "198.51.100.10",
+       80,
+       kTcpSyn,
+       cat({{8, 40, 0, 0}, mss(1460)}),
+       {},
+       1,
+       false},
+      {"malformed: MSS of length 3",
+       "198.51.100.10",
+       80,
+       kTcpSyn,
+       {2, 3, 0x05, 0xb4},
+       {},
+       1,
+       false},
+      {"malformed: MSS of length 6",
+       "198.51.100.10",
+       80,
+       kTcpSyn,
+       {2, 6, 0x05, 0xb4, 0, 0, 1, 1},
+       {},
+       1,
+       false},
+      {"malformed: MSS cut by the header's end",
+       "198.51.100.10",
+       80,
+       kTcpSyn,
+       cat({nop, nop, nop, {2}}),
+       {},
+       1,
+       false},
   };
   std::map<uint32_t, uint64_t> lowered;
   for (const auto& c : cases) {

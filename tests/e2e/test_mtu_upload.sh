@@ -31,8 +31,10 @@ forget_pmtu() {
   in_cl ip route add 198.51.100.0/24 via 10.77.0.1
   in_cl ip -6 route del 2001:db8:100::/64
   in_cl ip -6 route add 2001:db8:100::/64 via fd00:77::1
+  local vip route
   for vip in "$TB_VIP4" "$TB_VIP6"; do
-    ! in_cl ip route get "$vip" | grep -q ' mtu ' || fail "the client still has a path MTU to $vip"
+    route=$(in_cl ip route get "$vip")
+    [[ $route != *" mtu "* ]] || fail "the client still has a path MTU to $vip: $route"
   done
 }
 
@@ -62,6 +64,7 @@ upload() {
 }
 
 # IPv4: 1500 - 20 (tunnel) = 1480, MSS 1440; IPv6: 1500 - 40 = 1460, MSS 1400.
+forget_pmtu
 upload "$TB_VIP4" web 1440 0
 upload "$TB_VIP6" web6 1400 0
 
