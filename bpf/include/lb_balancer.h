@@ -280,8 +280,9 @@ static __always_inline int lb_balance(struct xdp_md *ctx)
 		if (bpf_xdp_adjust_tail(ctx, (int)(p.l2_len + p.ip_len) - (int)p.frame_len))
 			return lb_exit(LB_R_DROP_ENCAP, bytes, XDP_DROP);
 	}
-	/* The MSS clamp rewrites the inner TCP header before it moves; a
-	 * fragment's checksum spans fragments this program does not see. */
+	/* The MSS clamp rewrites the inner TCP header before it moves. A
+	 * fragmented SYN is left alone: a first fragment need not hold the
+	 * whole TCP header, and SYNs are not fragmented in practice. */
 	if (mss_clamp && p.syn && !p.is_frag && p.key.proto == IPPROTO_TCP)
 		clamped = lb_mss_clamp((void *)(long)ctx->data, (void *)(long)ctx->data_end, &p,
 				       mss_clamp);
