@@ -426,8 +426,8 @@ TEST_F(ReconcilerTest, TwoVipsSwappingAddressesBothStayLive) {
   std::swap(cfg.vips[0].address, cfg.vips[1].address);
   ASSERT_TRUE(rec.apply(cfg));
   ASSERT_EQ(dp.vips.size(), 2u);
-  EXPECT_EQ(dp.vips.at({ip("198.51.100.11"), 80, IPPROTO_TCP}), web);
-  EXPECT_EQ(dp.vips.at({ip("198.51.100.10"), 80, IPPROTO_TCP}), dns);
+  EXPECT_EQ(dp.vips.at({ip("198.51.100.11"), 80, IPPROTO_TCP}).id, web);
+  EXPECT_EQ(dp.vips.at({ip("198.51.100.10"), 80, IPPROTO_TCP}).id, dns);
 }
 
 // A new VIP takes the key a moved VIP leaves: both live.
@@ -439,8 +439,8 @@ TEST_F(ReconcilerTest, ANewVipTakingAMovedVipsKeyLeavesBothLive) {
   cfg.vips.push_back(makeVip("api", "198.51.100.10", {{"10.0.0.5", 100}}));
   ASSERT_TRUE(rec.apply(cfg));
   ASSERT_EQ(dp.vips.size(), 2u);
-  EXPECT_EQ(dp.vips.at({ip("198.51.100.20"), 80, IPPROTO_TCP}), web);
-  EXPECT_EQ(dp.vips.at({ip("198.51.100.10"), 80, IPPROTO_TCP}), vipId("api"));
+  EXPECT_EQ(dp.vips.at({ip("198.51.100.20"), 80, IPPROTO_TCP}).id, web);
+  EXPECT_EQ(dp.vips.at({ip("198.51.100.10"), 80, IPPROTO_TCP}).id, vipId("api"));
   EXPECT_TRUE(dp.rings.count(vipId("api")));
 }
 
@@ -523,7 +523,7 @@ TEST_F(ReconcilerTest, AFailedRollbackIsRetriedUntilConverged) {
   EXPECT_EQ(dp.vips, keys);
   EXPECT_EQ(dp.rings.at(vipId("web")).slots, webRing);
   ASSERT_TRUE(rec.apply(next));
-  EXPECT_EQ(dp.vips.at({ip("198.51.100.11"), 80, IPPROTO_TCP}), vipId("web"));
+  EXPECT_EQ(dp.vips.at({ip("198.51.100.11"), 80, IPPROTO_TCP}).id, vipId("web"));
 }
 
 // A backend removed while a garbage scan runs is not freed by that scan:
