@@ -284,8 +284,8 @@ static __always_inline int lb_balance(struct xdp_md *ctx)
 	 * fragmented SYN is left alone: a first fragment need not hold the
 	 * whole TCP header, and SYNs are not fragmented in practice. */
 	if (mss_clamp && p.syn && !p.is_frag && p.key.proto == IPPROTO_TCP)
-		clamped = lb_mss_clamp((void *)(long)ctx->data, (void *)(long)ctx->data_end, &p,
-				       mss_clamp);
+		clamped = lb_mss_clamp(ctx, p.l2_len + p.l3_hdr_len, p.ip_len - p.l3_hdr_len,
+				       mss_clamp) == 1;
 	if (be->family == LB_FAMILY_V4) {
 		rc = lb_encap_v4(ctx, &p, be, cfg);
 	} else {

@@ -5,6 +5,7 @@
 #ifndef XDPLB_BPF_LB_MSS_H
 #define XDPLB_BPF_LB_MSS_H
 
+#include <linux/bpf.h>
 #include <linux/tcp.h>
 #include <bpf/bpf_endian.h>
 
@@ -19,27 +20,36 @@
  * header); every step of the walk consumes at least one byte. */
 #define LB_TCP_OPT_MAX 40
 
-/* Lowers the MSS option of the TCP SYN that p describes to `clamp` when it
- * is above it, and updates the TCP checksum incrementally (RFC 1624).
- * Returns 1 when the option was lowered, else 0: no MSS option, one at or
- * below the clamp, or options that do not parse (a length below 2 or past
- * the header, an MSS option of another length) — the packet is then left
- * exactly as it came; its receiver judges the options. */
-static __always_inline int lb_mss_clamp(void *data, void *data_end, const struct lb_pkt *p,
-					__u16 clamp)
+/* Lowers the MSS option of the TCP SYN whose header starts `off` bytes into
+ * the frame, with `tcp_len` bytes of TCP segment within the IP length, to
+ * `clamp` when it is above it, and updates the TCP checksum incrementally
+ * (RFC 1624). Returns 1 when the option was lowered, else 0: no MSS
+ * option, one at or below the clamp, or options that do not parse (a
+ * length below 2 or past the header, an MSS option of another length) —
+ * the packet is then left exactly as it came; its receiver judges the
+ * options.
+ *
+ * A global (not inlined) function: the verifier checks it once, on its
+ * own, instead of walking the rest of xdp_balancer again for every state
+ * the option loop can end in (inlined, the program exceeded the verifier's
+ * 1M-instruction budget). Its arguments are therefore checked again
+ * here. */
+__attribute__((noinline)) int lb_mss_clamp(struct xdp_md *ctx, __u32 off, __u32 tcp_len,
+					   __u32 clamp)
 {
-	__u32 off = p->l2_len + p->l3_hdr_len;
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
 	struct tcphdr *th;
 	__u32 olen, i = 0;
 	__u8 *opt;
 
-	if (off > LB_L4_MAX_OFF)
+	if (off > LB_L4_MAX_OFF || clamp == 0 || clamp > 0xffff)
 		return 0;
 	th = data + off;
 	if ((void *)(th + 1) > data_end)
 		return 0;
 	olen = th->doff * 4;
-	if (olen <= sizeof(*th) || p->l3_hdr_len + olen > p->ip_len)
+	if (olen <= sizeof(*th) || olen > tcp_len)
 		return 0;
 	olen -= sizeof(*th);
 	opt = (__u8 *)(th + 1);
@@ -81,7 +91,7 @@ static __always_inline int lb_mss_clamp(void *data, void *data_end, const struct
 		 * (even): at an odd offset the value's two bytes lie in two
 		 * words, high byte low, so it counts byte-swapped. */
 		from = bpf_htons(old);
-		to = bpf_htons(clamp);
+		to = bpf_htons((__u16)clamp);
 		if (i & 1) {
 			from = __builtin_bswap16(from);
 			to = __builtin_bswap16(to);
