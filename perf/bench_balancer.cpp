@@ -154,9 +154,9 @@ int main(int argc, char** argv) {
     v4.push_back({a4.bytes(), 1 + i, 100});
     v6.push_back({a6.bytes(), 11 + i, 100});
   }
-  if (!dp->putVip({ip("198.51.100.10"), 80, 6}, 1) ||
-      !dp->putVip({ip("198.51.100.10"), 53, 17}, 1) ||
-      !dp->putVip({ip("2001:db8:1::10"), 80, 6}, 2) ||
+  if (!dp->putVip({ip("198.51.100.10"), 80, 6}, {1}) ||
+      !dp->putVip({ip("198.51.100.10"), 53, 17}, {1}) ||
+      !dp->putVip({ip("2001:db8:1::10"), 80, 6}, {2}) ||
       !dp->swapRing(1, {1, maglev::build(v4, 65537, seed)}) ||
       !dp->swapRing(2, {1, maglev::build(v6, 65537, seed)}))
     return die("VIP setup");

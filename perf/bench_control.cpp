@@ -114,9 +114,13 @@ class TimedDatapath : public datapath::Datapath {
  public:
   explicit TimedDatapath(datapath::Datapath& dp) : dp_(dp) {}
   Result<> setConfig(const datapath::GlobalConfig& c) override { return dp_.setConfig(c); }
-  Result<> putVip(const datapath::VipKey& k, uint32_t id) override { return dp_.putVip(k, id); }
+  Result<> putVip(const datapath::VipKey& k, const datapath::VipEntry& e) override {
+    return dp_.putVip(k, e);
+  }
   Result<> removeVip(const datapath::VipKey& k) override { return dp_.removeVip(k); }
-  Result<std::map<datapath::VipKey, uint32_t>> listVips() override { return dp_.listVips(); }
+  Result<std::map<datapath::VipKey, datapath::VipEntry>> listVips() override {
+    return dp_.listVips();
+  }
   Result<> putBackend(uint32_t id, const datapath::BackendEntry& b) override {
     return dp_.putBackend(id, b);
   }

@@ -87,7 +87,7 @@ int main(int argc, char** argv) {
     members.push_back({a.bytes(), 1 + i, 100});
     std::memcpy(&st.backends[i], a.bytes().data(), 4);
   }
-  if (!dp->putVip({ip("198.51.100.10"), 80, 6}, 1) ||
+  if (!dp->putVip({ip("198.51.100.10"), 80, 6}, {1}) ||
       !dp->swapRing(1, {1, maglev::build(members, 65537, seed)}))
     return die("VIP setup");
 

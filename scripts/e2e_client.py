@@ -15,6 +15,13 @@
                                 it, as a router would send; writes "BACKEND
                                 LOCALPORT" to OUTFILE and keeps the connection
                                 open until OUTFILE.stop exists (at most 30 s)
+  upload VIP PORT BYTES         one POST of BYTES bytes of body; prints
+                                "backend=B received=N backend_mss=M
+                                client_mss=C": what the backend read, the
+                                backend's send MSS on its socket (bounded by
+                                the MSS of the client's SYN as it arrived)
+                                and the client's own after the upload (its
+                                path MTU to the VIP, once learned)
 Every loop is bounded; every socket has a timeout.
 """
 import collections
@@ -27,6 +34,11 @@ import time
 
 def request(sock):
     sock.sendall(b"GET / HTTP/1.1\r\nHost: vip\r\n\r\n")
+    return read_answer(sock)
+
+
+def read_answer(sock):
+    """The body of one HTTP answer, stripped."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(4096)
@@ -150,6 +162,21 @@ def pmtu(vip, port, mtu, outfile):
     s.close()
 
 
+def upload(vip, port, nbytes):
+    s = connect(vip, port, timeout=20.0)
+    s.sendall(b"POST / HTTP/1.1\r\nHost: vip\r\nContent-Length: %d\r\n\r\n" % nbytes)
+    chunk = bytes(range(256)) * 64
+    sent = 0
+    while sent < nbytes:
+        n = min(len(chunk), nbytes - sent)
+        s.sendall(chunk[:n])
+        sent += n
+    answer = read_answer(s)
+    client_mss = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG)
+    s.close()
+    print("%s client_mss=%d" % (answer, client_mss))
+
+
 def main():
     cmd = sys.argv[1]
     if cmd == "spread":
@@ -158,8 +185,10 @@ def main():
         hold(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5])
     elif cmd == "pmtu":
         pmtu(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+    elif cmd == "upload":
+        upload(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     else:
-        sys.exit("usage: e2e_client.py spread|hold|pmtu ...")
+        sys.exit("usage: e2e_client.py spread|hold|pmtu|upload ...")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@
 #include "lb_flows.h"
 #include "lb_hash.h"
 #include "lb_maps.h"
+#include "lb_mss.h"
 #include "lb_nexthop.h"
 #include "lb_parsing.h"
 #include "lb_too_big.h"
@@ -43,8 +44,10 @@ static __always_inline void lb_frag_key(const struct lb_pkt *p, struct lb_frag_k
  * address has more port VIPs than it lists. A packet to a VIP address that
  * no VIP takes (another port or protocol) is dropped, never passed: the
  * kernel would route it back towards the router that sent it
- * (docs/design.md, "No forwarding loops"). */
-static __always_inline int lb_match_vip(void *data, void *data_end, struct lb_pkt *p, __u32 *vip_id)
+ * (docs/design.md, "No forwarding loops"). *mss_clamp gets the VIP's
+ * clamp for a TCP SYN (docs/design.md, "MSS clamp"), else stays 0. */
+static __always_inline int lb_match_vip(void *data, void *data_end, struct lb_pkt *p, __u32 *vip_id,
+					__u16 *mss_clamp)
 {
 	struct lb_vip_value *v0, *v;
 	int rc;
@@ -74,6 +77,14 @@ static __always_inline int lb_match_vip(void *data, void *data_end, struct lb_pk
 		for (int i = 0; i < LB_VIP_INLINE_PORTS; i++) {
 			if (v0->port_vip_ids[i] && v0->ports[i] == p->key.dport) {
 				*vip_id = v0->port_vip_ids[i];
+				/* Its clamp is in its exact entry: read for
+				 * SYNs only, and only when one of the listed
+				 * port VIPs has one. */
+				if (p->syn && (v0->flags & LB_VIP_F_PORT_CLAMP)) {
+					v = lb_vip_lookup(p, p->key.proto, p->key.dport);
+					if (v && v->vip_id == *vip_id)
+						*mss_clamp = v->mss_clamp;
+				}
 				goto found;
 			}
 		}
@@ -82,12 +93,16 @@ static __always_inline int lb_match_vip(void *data, void *data_end, struct lb_pk
 		v = lb_vip_lookup(p, p->key.proto, p->key.dport);
 		if (v) {
 			*vip_id = v->vip_id;
+			if (p->syn)
+				*mss_clamp = v->mss_clamp;
 			goto found;
 		}
 	}
 	if (v0->flags & LB_VIP_F_ALIAS)
 		return LB_R_DROP_VIP_UNHANDLED;
 	*vip_id = v0->vip_id;
+	if (p->syn)
+		*mss_clamp = v0->mss_clamp;
 found:
 	if (p->is_frag && !p->later_frag) {
 		struct lb_frag_key fk;
@@ -116,7 +131,8 @@ static __always_inline int lb_balance(struct xdp_md *ctx)
 	struct lb_vip_stats *vs;
 	__u32 vip_id = 0, backend_id = 0, hash = 0, zero = 0, overhead;
 	__u64 now = 0, bytes;
-	int rc, new_flow = 0, have_hash = 0;
+	__u16 mss_clamp = 0;
+	int rc, new_flow = 0, have_hash = 0, clamped = 0;
 
 	p.frame_len = data_end - data;
 	bytes = p.frame_len;
@@ -132,7 +148,7 @@ static __always_inline int lb_balance(struct xdp_md *ctx)
 	}
 	if (p.icmp == LB_ICMP_ECHO)
 		return lb_echo_reply(ctx, &p, bytes);
-	rc = lb_match_vip(data, data_end, &p, &vip_id);
+	rc = lb_match_vip(data, data_end, &p, &vip_id, &mss_clamp);
 	if (rc >= 0)
 		return lb_exit(rc, bytes, rc == LB_R_PASS_NOT_VIP ? XDP_PASS : XDP_DROP);
 
@@ -264,6 +280,12 @@ static __always_inline int lb_balance(struct xdp_md *ctx)
 		if (bpf_xdp_adjust_tail(ctx, (int)(p.l2_len + p.ip_len) - (int)p.frame_len))
 			return lb_exit(LB_R_DROP_ENCAP, bytes, XDP_DROP);
 	}
+	/* The MSS clamp rewrites the inner TCP header before it moves. A
+	 * fragmented SYN is left alone: a first fragment need not hold the
+	 * whole TCP header, and SYNs are not fragmented in practice. */
+	if (mss_clamp && p.syn && !p.is_frag && p.key.proto == IPPROTO_TCP)
+		clamped = lb_mss_clamp(ctx, p.l2_len + p.l3_hdr_len, p.ip_len - p.l3_hdr_len,
+				       mss_clamp) == 1;
 	if (be->family == LB_FAMILY_V4) {
 		rc = lb_encap_v4(ctx, &p, be, cfg);
 	} else {
@@ -297,6 +319,7 @@ static __always_inline int lb_balance(struct xdp_md *ctx)
 		vs->bytes += bytes;
 		vs->new_flows += new_flow;
 		vs->icmp_too_big += p.icmp == LB_ICMP_TOO_BIG;
+		vs->mss_clamped += clamped;
 	}
 	lb_count(&lb_backend_stats, backend_id, bytes);
 	return lb_exit(rc == XDP_TX ? LB_R_TX : LB_R_REDIRECT, bytes, rc);

@@ -10,7 +10,11 @@
 
 #include <linux/types.h>
 
-#define LB_LAYOUT_VERSION 6
+/* 7: lb_vip_value's unused pad0 became mss_clamp (+ LB_VIP_F_PORT_CLAMP),
+ * lb_vip_stats gained mss_clamped. A layout-6 entry's pad0 is zero, which
+ * would read as "no clamp", but lb_vip_stats grew: pinned maps of layout 6
+ * cannot be read as 7 (docs/design.md, "MSS clamp"). */
+#define LB_LAYOUT_VERSION 7
 
 #define LB_FAMILY_V4 4
 #define LB_FAMILY_V6 6
@@ -116,14 +120,19 @@ struct lb_vip_key {
 #define LB_VIP_F_ALIAS 0x1	/* port-0 entry that is not itself a VIP */
 #define LB_VIP_F_HAS_PORTS 0x2	/* port-0 entry: VIPs with a port exist for this address+proto */
 #define LB_VIP_F_MORE_PORTS 0x4 /* port-0 entry: more port VIPs than ports[] lists */
+/* port-0 entry: a port VIP that ports[] lists has an mss_clamp, kept in its
+ * exact entry (looked up for its SYNs only) */
+#define LB_VIP_F_PORT_CLAMP 0x8
 
 #define LB_VIP_INLINE_PORTS 4
 
 struct lb_vip_value {
 	__u32 vip_id; /* index into lb_rings and lb_vip_stats; 0 on an alias */
 	__u32 flags;  /* LB_VIP_F_* */
-	__u32 pad0;   /* unused since fragments carry their first fragment's
-		       * ports (lb_frags) */
+	/* TCP VIPs: SYNs carrying an MSS option above this are lowered to it
+	 * (docs/design.md, "MSS clamp"); 0 = off. Was pad0 until layout 7. */
+	__u16 mss_clamp;
+	__u16 pad0;
 	__u32 pad;
 	/* port-0 entries: port VIPs of this address+proto (port in network
 	 * byte order, VIP id); unused slots have port_vip_ids[i] == 0. */
@@ -324,6 +333,8 @@ struct lb_vip_stats {
 			     * the flow they quote (also in packets/bytes); other
 			     * ICMP errors are forwarded likewise, counted in
 			     * packets only */
+	__u64 mss_clamped;  /* SYNs forwarded with their MSS option lowered to
+			     * the VIP's mss_clamp */
 };
 
 /* lb_backend_stats: PERCPU_ARRAY backend id -> lb_counter */

@@ -74,6 +74,9 @@ struct Vip {
   // backends are up (docs/design.md "Announcing VIPs").
   uint32_t minUp = 1;
   AllDownPolicy allDown = AllDownPolicy::FailOpen;
+  // TCP SYNs announcing a larger MSS are lowered to this; 0 = off
+  // (docs/design.md "MSS clamp").
+  uint16_t mssClamp = 0;
   HealthCheck health;
   std::vector<Backend> backends;
   Location where;

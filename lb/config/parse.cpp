@@ -32,8 +32,8 @@ const std::map<std::string, std::vector<std::string>>& knownKeys() {
       {"health", {"source_v4", "source_v6"}},
       {"announce", {"table", "delay"}},
       {"vip",
-       {"name", "address", "port", "protocol", "ring_size", "min_up", "all_down", "health_check",
-        "backend"}},
+       {"name", "address", "port", "protocol", "ring_size", "min_up", "all_down", "mss_clamp",
+        "health_check", "backend"}},
       {"vip.health_check",
        {"type", "mode", "port", "path", "host", "expect", "interval", "timeout", "rise", "fall",
         "sni", "ca_file", "query_name", "query_type", "rcodes", "transport", "probe_size"}},
@@ -438,6 +438,15 @@ class Parser {
       v.allDown = *a;
     if (auto m = integer(t, "min_up", path + ".min_up", 0, 1048575))
       v.minUp = static_cast<uint32_t>(*m);
+    // 536 is the MSS every IPv4 host must accept (RFC 9293); 9000 a jumbo
+    // frame's. 0 is the default: off.
+    if (auto m = integer(t, "mss_clamp", path + ".mss_clamp", 0, 9000)) {
+      if (*m != 0 && *m < 536)
+        error(t.get("mss_clamp"), path + ".mss_clamp",
+              std::to_string(*m) + " is below 536, the smallest MSS every host accepts (0 = off)");
+      else
+        v.mssClamp = static_cast<uint16_t>(*m);
+    }
     if (auto r = integer(t, "ring_size", path + ".ring_size", 3, 16777213)) {
       if (!isPrime(static_cast<uint32_t>(*r)))
         error(t.get("ring_size"), path + ".ring_size",
@@ -497,6 +506,8 @@ class Parser {
         }
       }
     }
+    if (v.mssClamp && v.protocol != IPPROTO_TCP)
+      error(t.get("mss_clamp"), path + ".mss_clamp", "only TCP VIPs have an MSS to clamp");
     if (v.minUp > v.backends.size() && t.get("min_up"))
       error(t.get("min_up"), path + ".min_up",
             "min_up " + std::to_string(v.minUp) + " exceeds the VIP's " +

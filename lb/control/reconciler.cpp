@@ -48,8 +48,9 @@ void Reconciler::log(const std::string& line) { spdlog::info("{}", line); }
 Result<> Reconciler::adopt() {
   auto vips = dp_.listVips();
   if (!vips) return std::unexpected(vips.error());
-  for (const auto& [key, id] : *vips) {
-    m_.keys[key] = id;
+  for (const auto& [key, entry] : *vips) {
+    const uint32_t id = entry.id;
+    m_.keys[key] = entry;
     if (!m_.vipIds.claim(id)) {
       spdlog::warn("adopt: VIP id {} of {} out of range or duplicated; it will be replaced", id,
                    key.addr.toString());
@@ -361,12 +362,12 @@ std::expected<void, ApplyFailure> Reconciler::transact(const config::Config& cfg
       if (auto r = writeInto(*vip, *be); !r) return r;
     // 3. Keys diffed globally: those the new config does not have go first
     //    (a VIP that takes another's key overwrites it in step 6).
-    std::map<datapath::VipKey, uint32_t> newKeys;
-    for (const auto& [name, vip] : work.vips) newKeys[keyOf(vip.cfg)] = vip.id;
-    for (const auto& [key, id] : m_.keys) {
+    std::map<datapath::VipKey, datapath::VipEntry> newKeys;
+    for (const auto& [name, vip] : work.vips) newKeys[keyOf(vip.cfg)] = {vip.id, vip.cfg.mssClamp};
+    for (const auto& [key, entry] : m_.keys) {
       if (newKeys.count(key)) continue;
       if (auto r = step([&, key] { return dp_.removeVip(key); },
-                        [this, key, id] { return dp_.putVip(key, id); });
+                        [this, key, entry] { return dp_.putVip(key, entry); });
           !r)
         return r;
     }
@@ -405,19 +406,20 @@ std::expected<void, ApplyFailure> Reconciler::transact(const config::Config& cfg
           !r)
         return r;
     }
-    // 6. New keys and keys that now name another VIP.
-    for (const auto& [key, id] : newKeys) {
+    // 6. New keys, keys that now name another VIP, and VIPs whose settings
+    //    (mss_clamp) changed.
+    for (const auto& [key, entry] : newKeys) {
       auto old = m_.keys.find(key);
-      if (old != m_.keys.end() && old->second == id) continue;
-      const std::optional<uint32_t> before =
-          old == m_.keys.end() ? std::nullopt : std::optional<uint32_t>(old->second);
-      if (auto r = step([&, key, id] { return dp_.putVip(key, id); },
+      if (old != m_.keys.end() && old->second == entry) continue;
+      const std::optional<datapath::VipEntry> before =
+          old == m_.keys.end() ? std::nullopt : std::optional<datapath::VipEntry>(old->second);
+      if (auto r = step([&, key, entry] { return dp_.putVip(key, entry); },
                         [this, key, before]() -> Result<> {
                           return before ? dp_.putVip(key, *before) : dp_.removeVip(key);
                         });
           !r)
         return r;
-      work.keys[key] = id;
+      work.keys[key] = entry;
     }
     // 7. Backends that left a ring (or never entered one) after the swap.
     for (const auto& v : cfg.vips) {
@@ -829,6 +831,7 @@ StatusSnapshot Reconciler::status() const {
     vs.generation = vip.generation;
     vs.ringDigest = vip.ringDigest;
     vs.minUp = vip.cfg.minUp;
+    vs.mssClamp = vip.cfg.mssClamp;
     vs.allDown = vip.allDown;
     vs.failOpen = vip.cfg.allDown == config::AllDownPolicy::FailOpen;
     for (const auto& [addr, be] : vip.backends) {

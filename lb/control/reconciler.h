@@ -46,7 +46,8 @@ struct VipStatus {
   uint64_t generation = 0;
   uint64_t ringDigest = 0;  // of the live ring as built here (ring_digest.h); 0 before one
   uint32_t minUp = 1;
-  bool allDown = false;  // every backend of weight > 0 is down: all_down policy in force
+  uint16_t mssClamp = 0;  // 0 = off
+  bool allDown = false;   // every backend of weight > 0 is down: all_down policy in force
   bool failOpen = true;
   std::vector<BackendStatus> backends;
 };
@@ -199,8 +200,9 @@ class Reconciler {
     std::optional<datapath::GlobalConfig> writtenGlobal;
     std::map<std::string, Vip> vips;
     std::map<uint32_t, Orphan> orphans;
-    // lb_vips as this reconciler wrote or adopted it.
-    std::map<datapath::VipKey, uint32_t> keys;
+    // lb_vips as this reconciler wrote or adopted it (id and per-VIP
+    // settings: a change of either rewrites the entry).
+    std::map<datapath::VipKey, datapath::VipEntry> keys;
     // Adopted from a previous daemon, not yet claimed by the config.
     std::map<datapath::VipKey, uint32_t> adoptedVips;
     std::map<uint32_t, uint64_t> adoptedGenerations;

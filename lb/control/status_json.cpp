@@ -38,6 +38,7 @@ std::string statusJson(const StatusSnapshot& s, const datapath::CounterSnapshot*
     jv["generation"] = v.generation;
     jv["ring_digest"] = v.ringDigest;
     jv["min_up"] = v.minUp;
+    jv["mss_clamp"] = v.mssClamp;
     jv["announced"] = s.announced.contains(v.key.addr);
     jv["all_down"] = v.allDown;
     jv["all_down_policy"] = v.failOpen ? "fail_open" : "drop";
@@ -46,7 +47,8 @@ std::string statusJson(const StatusSnapshot& s, const datapath::CounterSnapshot*
       jv["counters"] = {{"packets", c.packets},
                         {"bytes", c.bytes},
                         {"new_flows", c.newFlows},
-                        {"icmp_too_big", c.icmpTooBig}};
+                        {"icmp_too_big", c.icmpTooBig},
+                        {"mss_clamped", c.mssClamped}};
     }
     json backends = json::array();
     for (const auto& b : v.backends) {

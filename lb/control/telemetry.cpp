@@ -131,6 +131,9 @@ constexpr VipCounterMetric kVipCounters[] = {
      "ICMP fragmentation-needed / packet-too-big messages for the VIP, forwarded to the backend "
      "of the flow they quote",
      &datapath::VipCounter::icmpTooBig},
+    {"xdplb_vip_mss_clamped_total",
+     "TCP SYNs to the VIP forwarded with their MSS option lowered to the VIP's mss_clamp",
+     &datapath::VipCounter::mssClamped},
 };
 
 // A counter of each backend of each VIP: {vip, backend}.

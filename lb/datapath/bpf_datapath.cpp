@@ -622,22 +622,27 @@ Result<> BpfDatapath::setConfig(const GlobalConfig& c) {
 // else the only port VIP, else none (fragments dropped, counted). It lists
 // the first LB_VIP_INLINE_PORTS port VIPs (in port order) so that packets to
 // them cost one lookup; with more, the datapath looks up the exact port.
+// A listed port VIP's MSS clamp stays in its exact entry, which the datapath
+// reads for SYNs when LB_VIP_F_PORT_CLAMP says one of them has a clamp.
 Result<> BpfDatapath::writeVipEntries(const IpAddr& addr, uint8_t proto) {
   uint32_t port0 = 0, portCount = 0;
   bool otherProto = false;  // the address has VIPs of the other protocol
+  bool portClamp = false;   // a listed port VIP has an MSS clamp
   lb_vip_value v{};
-  for (const auto& [k, id] : vips_) {
+  for (const auto& [k, entry] : vips_) {
     if (k.addr != addr) continue;
     if (k.proto != proto) {
       otherProto = true;
       continue;
     }
     if (k.port == 0) {
-      port0 = id;
+      port0 = entry.id;
+      v.mss_clamp = entry.mssClamp;
     } else {
       if (portCount < LB_VIP_INLINE_PORTS) {
         v.ports[portCount] = htons(k.port);
-        v.port_vip_ids[portCount] = id;
+        v.port_vip_ids[portCount] = entry.id;
+        portClamp = portClamp || entry.mssClamp != 0;
       }
       ++portCount;
     }
@@ -648,31 +653,33 @@ Result<> BpfDatapath::writeVipEntries(const IpAddr& addr, uint8_t proto) {
   if (!port0 && portCount == 0 && !otherProto) return mapDelete(skel_->maps.lb_vips, &key0);
   v.vip_id = port0;
   v.flags = (port0 ? 0 : LB_VIP_F_ALIAS) | (portCount ? LB_VIP_F_HAS_PORTS : 0) |
-            (portCount > LB_VIP_INLINE_PORTS ? LB_VIP_F_MORE_PORTS : 0);
+            (portCount > LB_VIP_INLINE_PORTS ? LB_VIP_F_MORE_PORTS : 0) |
+            (portClamp ? LB_VIP_F_PORT_CLAMP : 0);
   return mapUpdate(skel_->maps.lb_vips, &key0, &v);
 }
 
-Result<> BpfDatapath::putVip(const VipKey& key, uint32_t vipId) {
-  if (vipId == 0 || vipId > options_.maxVips)
-    return makeError("VIP id " + std::to_string(vipId) + " outside 1.." +
+Result<> BpfDatapath::putVip(const VipKey& key, const VipEntry& entry) {
+  if (entry.id == 0 || entry.id > options_.maxVips)
+    return makeError("VIP id " + std::to_string(entry.id) + " outside 1.." +
                      std::to_string(options_.maxVips));
   // The mirror changes with the map: a failed write leaves it as it was, so
   // the port-0 entries written later list only what lb_vips holds, and the
   // reconciler's rollback (docs/design.md, "Reconciler") restores both.
   const auto found = vips_.find(key);
-  const std::optional<uint32_t> previous =
-      found == vips_.end() ? std::nullopt : std::optional<uint32_t>(found->second);
+  const std::optional<VipEntry> previous =
+      found == vips_.end() ? std::nullopt : std::optional<VipEntry>(found->second);
   auto restore = [&] {
     if (previous)
       vips_[key] = *previous;
     else
       vips_.erase(key);
   };
-  vips_[key] = vipId;
+  vips_[key] = entry;
   if (key.port != 0) {
     const lb_vip_key k = vipKey(key.addr, key.port, key.proto);
     lb_vip_value v{};
-    v.vip_id = vipId;
+    v.vip_id = entry.id;
+    v.mss_clamp = entry.mssClamp;
     if (auto r = mapUpdate(skel_->maps.lb_vips, &k, &v); !r) {
       restore();
       return r;
@@ -694,8 +701,8 @@ Result<> BpfDatapath::writeAddressEntries(const IpAddr& addr, uint8_t proto) {
 
 Result<> BpfDatapath::removeVip(const VipKey& key) {
   auto it = vips_.find(key);
-  const std::optional<uint32_t> previous =
-      it == vips_.end() ? std::nullopt : std::optional<uint32_t>(it->second);
+  const std::optional<VipEntry> previous =
+      it == vips_.end() ? std::nullopt : std::optional<VipEntry>(it->second);
   auto restore = [&] {
     if (previous) vips_[key] = *previous;
   };
@@ -717,15 +724,16 @@ Result<> BpfDatapath::removeVip(const VipKey& key) {
   return {};
 }
 
-Result<std::map<VipKey, uint32_t>> BpfDatapath::listVips() {
-  std::map<VipKey, uint32_t> out;
+Result<std::map<VipKey, VipEntry>> BpfDatapath::listVips() {
+  std::map<VipKey, VipEntry> out;
   const int fd = bpf_map__fd(skel_->maps.lb_vips);
   lb_vip_key key{}, next{};
   const void* prev = nullptr;
   while (bpf_map_get_next_key(fd, prev, &next) == 0) {
     lb_vip_value v{};
     if (bpf_map_lookup_elem(fd, &next, &v) == 0 && !(v.flags & LB_VIP_F_ALIAS) && v.vip_id)
-      out[VipKey{addrOf(next.addr, next.family), ntohs(next.port), next.proto}] = v.vip_id;
+      out[VipKey{addrOf(next.addr, next.family), ntohs(next.port), next.proto}] =
+          VipEntry{v.vip_id, v.mss_clamp};
     key = next;
     prev = &key;
   }
@@ -1200,6 +1208,7 @@ Result<CounterSnapshot> BpfDatapath::readCounters() {
                          c.bytes += v.bytes;
                          c.newFlows += v.new_flows;
                          c.icmpTooBig += v.icmp_too_big;
+                         c.mssClamped += v.mss_clamped;
                        });
       !r)
     return std::unexpected(r.error());

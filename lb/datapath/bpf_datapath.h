@@ -58,9 +58,9 @@ class BpfDatapath : public Datapath {
       const std::string& pinPath, const std::vector<std::string>& interfaces);
 
   Result<> setConfig(const GlobalConfig& config) override;
-  Result<> putVip(const VipKey& key, uint32_t vipId) override;
+  Result<> putVip(const VipKey& key, const VipEntry& entry) override;
   Result<> removeVip(const VipKey& key) override;
-  Result<std::map<VipKey, uint32_t>> listVips() override;
+  Result<std::map<VipKey, VipEntry>> listVips() override;
   Result<> putBackend(uint32_t id, const BackendEntry& backend) override;
   Result<> removeBackend(uint32_t id) override;
   Result<std::map<uint32_t, BackendEntry>> listBackends() override;
@@ -112,7 +112,7 @@ class BpfDatapath : public Datapath {
   uint32_t flowSecret_ = 0;            // lb_config.flow_secret, fixed by open()
   lb_flow_set* flows_ = nullptr;       // lb_flows, mmapped by open() (which fails without it)
   size_t flowsBytes_ = 0;
-  std::map<VipKey, uint32_t> vips_;  // mirror of the non-alias lb_vips entries
+  std::map<VipKey, VipEntry> vips_;  // mirror of the non-alias lb_vips entries
 
   // One ring buffer (an inner map of lb_rings) that this process created and
   // mmapped. Buffers of a previous daemon are never written: reopening them

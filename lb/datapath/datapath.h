@@ -44,6 +44,15 @@ struct VipKey {
   auto operator<=>(const VipKey&) const = default;
 };
 
+// What a VIP key maps to (lb_vip_value): the VIP's id and its per-VIP
+// packet settings, so that a reload that changes only a setting rewrites the
+// entry.
+struct VipEntry {
+  uint32_t id = 0;
+  uint16_t mssClamp = 0;  // TCP SYNs' MSS option lowered to this; 0 = off
+  auto operator<=>(const VipEntry&) const = default;
+};
+
 struct GlobalConfig {
   uint32_t hashSeed = 0;
   std::optional<IpAddr> tunnelSourceV4;
@@ -68,6 +77,7 @@ struct VipCounter {
   uint64_t bytes = 0;
   uint64_t newFlows = 0;
   uint64_t icmpTooBig = 0;  // ICMP too-big messages forwarded (also in packets)
+  uint64_t mssClamped = 0;  // SYNs forwarded with their MSS lowered to the VIP's clamp
 };
 
 // The flow table (lb_flow_stats): its size and what new flows did to it.
@@ -106,11 +116,11 @@ class Datapath {
   [[nodiscard]] virtual Result<> setConfig(const GlobalConfig& config) = 0;
 
   // Adds or updates a VIP (lb_vips), keeping the address's port-0 entry and
-  // fragment target consistent. vipId is in 1..max_vips.
-  [[nodiscard]] virtual Result<> putVip(const VipKey& key, uint32_t vipId) = 0;
+  // fragment target consistent. entry.id is in 1..max_vips.
+  [[nodiscard]] virtual Result<> putVip(const VipKey& key, const VipEntry& entry) = 0;
   [[nodiscard]] virtual Result<> removeVip(const VipKey& key) = 0;
   // Every VIP in lb_vips (aliases excluded): what a restarted daemon adopts.
-  [[nodiscard]] virtual Result<std::map<VipKey, uint32_t>> listVips() = 0;
+  [[nodiscard]] virtual Result<std::map<VipKey, VipEntry>> listVips() = 0;
 
   // lb_backends[id]; id is in 1..max_backends.
   [[nodiscard]] virtual Result<> putBackend(uint32_t id, const BackendEntry& backend) = 0;

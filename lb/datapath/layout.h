@@ -17,7 +17,7 @@ static_assert(sizeof(lb_frag_key) == 40);
 static_assert(sizeof(lb_flow_stats) == 48);
 static_assert(sizeof(lb_nexthop) == 32);
 static_assert(sizeof(lb_counter) == 16);
-static_assert(sizeof(lb_vip_stats) == 32);
+static_assert(sizeof(lb_vip_stats) == 40);
 static_assert(sizeof(lb_addr) == 20);
 static_assert(sizeof(lb_decap_config) == 8);
 // A ring buffer's memory is read as a plain __u32 array of slots.

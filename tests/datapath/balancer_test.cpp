@@ -82,8 +82,8 @@ class BalancerTest : public ::testing::Test {
     ASSERT_TRUE(dp->setConfig({kSeed, ip("10.99.0.1"), ip("fd00:99::1")}));
   }
 
-  void vip(const char* addr, uint16_t port, uint32_t id, uint8_t proto = 6) {
-    ASSERT_TRUE(dp->putVip({ip(addr), port, proto}, id));
+  void vip(const char* addr, uint16_t port, uint32_t id, uint8_t proto = 6, uint16_t mssClamp = 0) {
+    ASSERT_TRUE(dp->putVip({ip(addr), port, proto}, {id, mssClamp}));
   }
   void backend(uint32_t id, const char* addr, uint32_t vipId, BackendState st = BackendState::Up) {
     ASSERT_TRUE(dp->putBackend(id, {ip(addr), vipId, st}));
@@ -1639,6 +1639,227 @@ TEST_F(BalancerTest, FlowSetsComeFromTheTablesOwnSecretNotTheHashSeed) {
 // its packet quoted, checksums right, out of the ingress interface; rate
 // limited per CPU; a frame larger than the ingress MTU (a GRO aggregate of
 // generic mode) is dropped instead.
+// MSS clamp (docs/design.md, "MSS clamp"): VIPs 1 (IPv4, port 80), 2 (IPv6,
+// port 80), 4 (IPv4, every port) and 5 (IPv4, port 443: a port VIP with a
+// clamp listed in an every-port VIP's port-0 entry) clamp at 1200; VIP 3
+// (IPv4, port 81) has no clamp.
+class MssClampTest : public BalancerTest {
+ protected:
+  static constexpr uint16_t kClamp = 1200;
+  void SetUp() override {
+    BalancerTest::SetUp();
+    if (HasFatalFailure() || IsSkipped()) return;
+    vip("198.51.100.10", 80, 1, 6, kClamp);
+    vip("2001:db8:1::10", 80, 2, 6, kClamp);
+    vip("198.51.100.10", 81, 3);
+    vip("198.51.100.20", 0, 4, 6, kClamp);
+    vip("198.51.100.20", 443, 5, 6, kClamp);
+    backend(1, "10.99.0.11", 1);
+    backend(2, "fd00:99::11", 2);
+    backend(3, "10.99.0.12", 3);
+    backend(4, "10.99.0.13", 4);
+    backend(5, "10.99.0.14", 5);
+    for (uint32_t id = 1; id <= 5; ++id) ring(id, {{id, 100}});
+  }
+  static std::vector<uint8_t> mss(uint16_t v) {
+    return {2, 4, static_cast<uint8_t>(v >> 8), static_cast<uint8_t>(v)};
+  }
+  PacketSpec syn(const char* dst, uint16_t dport, std::vector<uint8_t> options,
+                 uint8_t flags = kTcpSyn) {
+    auto s = flow(IpAddr::parse(dst)->isV4() ? "203.0.113.9" : "2001:db8:9::9", dst, 40000, dport,
+                  flags);
+    s.tcpOptions = std::move(options);
+    s.tcpChecksum = true;
+    return s;
+  }
+  uint64_t clamped(uint32_t vipId) {
+    auto c = dp->readCounters();
+    EXPECT_TRUE(c);
+    return c ? c->vips.at(vipId).mssClamped : 0;
+  }
+};
+
+// Each case: a SYN (or another segment) with these options through a VIP,
+// and the options the backend must receive. The inner TCP checksum must
+// verify in every output.
+TEST_F(MssClampTest, SynsAboveTheClampAreLoweredEverythingElseIsUntouched) {
+  using Bytes = std::vector<uint8_t>;
+  auto cat = [](std::initializer_list<Bytes> parts) {
+    Bytes out;
+    for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
+    return out;
+  };
+  const Bytes nop{1}, sackOk{4, 2}, wscale{3, 3, 7}, ts{8, 10, 1, 2, 3, 4, 5, 6, 7, 8};
+  struct Case {
+    const char* what;
+    const char* dst;
+    uint16_t dport;
+    uint8_t flags;
+    Bytes options, want;  // want empty: the options arrive unchanged
+    uint32_t vipId;
+    bool lowered;
+  };
+  const Case cases[] = {
+      {"IPv4, MSS 1460 above the clamp", "198.51.100.10", 80, kTcpSyn, mss(1460), mss(kClamp), 1,
+       true},
+      {"IPv6, MSS 1440 above the clamp", "2001:db8:1::10", 80, kTcpSyn, mss(1440), mss(kClamp), 2,
+       true},
+      {"Linux's SYN: MSS, SACK-permitted, timestamps, NOP, window scale", "198.51.100.10", 80,
+       kTcpSyn, cat({mss(8960), sackOk, ts, nop, wscale}),
+       cat({mss(kClamp), sackOk, ts, nop, wscale}), 1, true},
+      {"a NOP before MSS: the value at an odd offset", "198.51.100.10", 80, kTcpSyn,
+       cat({nop, mss(1460), nop, nop, nop}), cat({nop, mss(kClamp), nop, nop, nop}), 1, true},
+      {"IPv6, MSS at an odd offset after window scale", "2001:db8:1::10", 80, kTcpSyn,
+       cat({wscale, mss(65535), nop, nop}), cat({wscale, mss(kClamp), nop, nop}), 2, true},
+      {"MSS last of 40 option bytes", "198.51.100.10", 80, kTcpSyn,
+       cat({ts, ts, ts, nop, nop, nop, nop, nop, nop, mss(9000)}),
+       cat({ts, ts, ts, nop, nop, nop, nop, nop, nop, mss(kClamp)}), 1, true},
+      {"every-port VIP", "198.51.100.20", 8080, kTcpSyn, mss(1460), mss(kClamp), 4, true},
+      {"port VIP listed in the port-0 entry of an every-port VIP", "198.51.100.20", 443, kTcpSyn,
+       mss(1460), mss(kClamp), 5, true},
+      {"MSS below the clamp", "198.51.100.10", 80, kTcpSyn, mss(1100), {}, 1, false},
+      {"MSS equal to the clamp", "198.51.100.10", 80, kTcpSyn, mss(kClamp), {}, 1, false},
+      {"no MSS option", "198.51.100.10", 80, kTcpSyn, cat({sackOk, nop, wscale}), {}, 1, false},
+      {"no options at all", "198.51.100.10", 80, kTcpSyn, {}, {}, 1, false},
+      {"MSS after EOL is not an option",
+       "198.51.100.10",
+       80,
+       kTcpSyn,
+       cat({{0, 0, 0, 0}, mss(1460)}),
+       {},
+       1,
+       false},
+      {"not a SYN: an ACK", "198.51.100.10", 80, kTcpAck, mss(1460), {}, 1, false},
+      {"not a SYN: a SYN-ACK", "198.51.100.10", 80, kTcpSyn | kTcpAck, mss(1460), {}, 1, false},
+      {"a VIP without clamp", "198.51.100.10", 81, kTcpSyn, mss(1460), {}, 3, false},
+      {"malformed: option length 0",
+       "198.51.100.10",
+       80,
+       kTcpSyn,
+       cat({{3, 0, 0, 0}, mss(1460)}),
+       {},
+       1,
+       false},
+      {"malformed: option length 1",
+       "198.51.100.10",
+       80,
+       kTcpSyn,
+       cat({{8, 1, 0, 0}, mss(1460)}),
+       {},
+       1,
+       false},
+      {"malformed: option past the header",
+       "198.51.100.10",
+       80,
+       kTcpSyn,
+       cat({{8, 40, 0, 0}, mss(1460)}),
+       {},
+       1,
+       false},
+      {"malformed: MSS of length 3",
+       "198.51.100.10",
+       80,
+       kTcpSyn,
+       {2, 3, 0x05, 0xb4},
+       {},
+       1,
+       false},
+      {"malformed: MSS of length 6",
+       "198.51.100.10",
+       80,
+       kTcpSyn,
+       {2, 6, 0x05, 0xb4, 0, 0, 1, 1},
+       {},
+       1,
+       false},
+      {"malformed: MSS cut by the header's end",
+       "198.51.100.10",
+       80,
+       kTcpSyn,
+       cat({nop, nop, nop, {2}}),
+       {},
+       1,
+       false},
+  };
+  std::map<uint32_t, uint64_t> lowered;
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.what);
+    const auto s = syn(c.dst, c.dport, c.options, c.flags);
+    const auto in = build(s);
+    ASSERT_EQ(l4Checksum(in, 14), 0) << "the test's own packet";
+    auto r = run(s);
+    ASSERT_EQ(r.action, XDP_TX) << describe(r.output);
+    const size_t outer = IpAddr::parse(c.dst)->isV4() ? 20 : 40;
+    const size_t l3 = 14 + outer, tcp = l3 + (outer == 20 ? 20 : 40);
+    ASSERT_EQ(r.output.size(), in.size() + outer) << describe(r.output);
+    EXPECT_EQ(l4Checksum(r.output, l3), 0) << "inner TCP checksum\n" << describe(r.output);
+    const Bytes padded = [&] {
+      Bytes b = c.want.empty() ? c.options : c.want;
+      b.resize((b.size() + 3) / 4 * 4, 0);
+      return b;
+    }();
+    EXPECT_EQ(Bytes(r.output.begin() + tcp + 20, r.output.begin() + tcp + 20 + padded.size()),
+              padded)
+        << describe(r.output);
+    // Apart from the MSS value and the checksum, the inner packet is the input.
+    Bytes want = in;
+    std::copy(padded.begin(), padded.end(), want.begin() + 14 + (tcp - l3) + 20);
+    want[14 + (tcp - l3) + 16] = r.output[tcp + 16];
+    want[14 + (tcp - l3) + 17] = r.output[tcp + 17];
+    EXPECT_TRUE(std::equal(want.begin() + 14, want.end(), r.output.begin() + l3))
+        << "inner packet\n"
+        << describe(r.output);
+    if (!c.lowered) {
+      EXPECT_TRUE(std::equal(in.begin() + 14, in.end(), r.output.begin() + l3))
+          << "untouched\n"
+          << describe(r.output);
+    }
+    lowered[c.vipId] += c.lowered;
+    EXPECT_EQ(clamped(c.vipId), lowered[c.vipId]) << "xdplb_vip_mss_clamped_total";
+  }
+}
+
+// A lying data offset (options past the IP length, or a header shorter
+// than 20 bytes) leaves the SYN as it came.
+TEST_F(MssClampTest, LyingDataOffsetsAreLeftAlone) {
+  for (uint8_t doff : {uint8_t{15}, uint8_t{4}, uint8_t{0}}) {
+    SCOPED_TRACE("data offset " + std::to_string(doff));
+    auto s = syn("198.51.100.10", 80, mss(1460));
+    s.payload.clear();
+    s.tcpDataOffset = doff;
+    const auto in = build(s);
+    auto r = run(s);
+    ASSERT_EQ(r.action, XDP_TX) << describe(r.output);
+    EXPECT_TRUE(std::equal(in.begin() + 14, in.end(), r.output.begin() + 34)) << describe(r.output);
+  }
+  EXPECT_EQ(clamped(1), 0u);
+}
+
+// A reload that changes only the clamp rewrites the VIP's entry: the next
+// SYN follows the new value; 0 turns it off.
+TEST_F(MssClampTest, PutVipChangesTheClampInPlace) {
+  auto mssOut = [&](const char* dst, uint16_t dport) {
+    auto r = run(syn(dst, dport, mss(1460)));
+    EXPECT_EQ(r.action, XDP_TX);
+    return r.output.size() >= 14 + 20 + 20 + 24 ? be16(r.output, 14 + 20 + 20 + 22) : 0;
+  };
+  EXPECT_EQ(mssOut("198.51.100.10", 80), kClamp);
+  vip("198.51.100.10", 80, 1, 6, 1000);
+  EXPECT_EQ(mssOut("198.51.100.10", 80), 1000);
+  vip("198.51.100.10", 80, 1, 6, 0);
+  EXPECT_EQ(mssOut("198.51.100.10", 80), 1460);
+  // The listed port VIP's clamp lives in its exact entry; the port-0 entry
+  // says one exists.
+  EXPECT_EQ(mssOut("198.51.100.20", 443), kClamp);
+  vip("198.51.100.20", 443, 5, 6, 0);
+  EXPECT_EQ(mssOut("198.51.100.20", 443), 1460);
+  EXPECT_EQ(mssOut("198.51.100.20", 8080), kClamp) << "the every-port VIP keeps its own";
+  auto listed = dp->listVips();
+  ASSERT_TRUE(listed);
+  EXPECT_EQ(listed->at({ip("198.51.100.20"), 0, 6}).mssClamp, kClamp);
+  EXPECT_EQ(listed->at({ip("198.51.100.20"), 443, 6}).mssClamp, 0);
+}
+
 class PathMtuTest : public BalancerTest {
  protected:
   void SetUp() override {

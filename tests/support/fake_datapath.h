@@ -28,9 +28,10 @@ class FakeDatapath : public datapath::Datapath {
     ++setConfigCalls;
     return {};
   }
-  Result<> putVip(const datapath::VipKey& key, uint32_t id) override {
+  Result<> putVip(const datapath::VipKey& key, const datapath::VipEntry& entry) override {
     if (injected("putVip")) return makeError("putVip: injected failure");
-    vips[key] = id;
+    vips[key] = entry;
+    ++putVipCalls;
     return {};
   }
   Result<> removeVip(const datapath::VipKey& key) override {
@@ -38,7 +39,7 @@ class FakeDatapath : public datapath::Datapath {
     vips.erase(key);
     return {};
   }
-  Result<std::map<datapath::VipKey, uint32_t>> listVips() override { return vips; }
+  Result<std::map<datapath::VipKey, datapath::VipEntry>> listVips() override { return vips; }
   Result<> putBackend(uint32_t id, const datapath::BackendEntry& b) override {
     if (injected("putBackend")) return makeError("putBackend: injected failure");
     if (auto it = backends.find(id); it != backends.end() &&
@@ -117,7 +118,8 @@ class FakeDatapath : public datapath::Datapath {
   int failFirst = 0, failLast = 0;
   std::vector<std::string> failedCalls;
   int setConfigCalls = 0;
-  std::map<datapath::VipKey, uint32_t> vips;
+  std::map<datapath::VipKey, datapath::VipEntry> vips;
+  int putVipCalls = 0;
   std::map<uint32_t, datapath::BackendEntry> backends;
   std::map<uint32_t, datapath::Ring> rings;
   std::map<uint32_t, int> swaps;

@@ -27,12 +27,15 @@ std::vector<uint8_t> build(const PacketSpec& s) {
     put16(l4, s.sport);
     put16(l4, s.dport);
     if (s.proto == 6) {
+      const size_t optLen = (s.tcpOptions.size() + 3) / 4 * 4;
       for (int i = 0; i < 8; ++i) l4.push_back(static_cast<uint8_t>(i + 1));  // seq, ack
-      l4.push_back(0x50);                                                     // data offset 5
+      l4.push_back(static_cast<uint8_t>(s.tcpDataOffset.value_or(5 + optLen / 4) << 4));
       l4.push_back(s.tcpFlags);
       put16(l4, 65535);
-      put16(l4, 0);  // checksum: not checked by the balancer
+      put16(l4, 0);  // checksum: filled in below when asked for
       put16(l4, 0);
+      l4.insert(l4.end(), s.tcpOptions.begin(), s.tcpOptions.end());
+      l4.resize(20 + optLen, 0);
     } else {
       put16(l4, static_cast<uint16_t>(8 + s.payload.size()));
       put16(l4, 0);
@@ -79,9 +82,41 @@ std::vector<uint8_t> build(const PacketSpec& s) {
     p.insert(p.end(), s.dst.bytes().begin(), s.dst.bytes().end());
     p.insert(p.end(), ext.begin(), ext.end());
   }
+  const size_t l3 = p.size() - (s.dst.isV4() ? 20 + s.ipOptions.size() : 40);
   p.insert(p.end(), l4.begin(), l4.end());
+  if (s.tcpChecksum && s.proto == 6 && s.rawL4.empty() && s.v6Ext.empty() && s.ipOptions.empty()) {
+    const size_t tcp = l3 + (s.dst.isV4() ? 20 : 40);
+    const uint16_t c = l4Checksum(p, l3);
+    p[tcp + 16] = static_cast<uint8_t>(c >> 8);
+    p[tcp + 17] = static_cast<uint8_t>(c);
+  }
   if (p.size() < s.padTo) p.resize(s.padTo, 0);
   return p;
+}
+
+uint16_t l4Checksum(const std::vector<uint8_t>& f, size_t l3) {
+  std::vector<uint8_t> sum;  // pseudo-header, then the L4 bytes
+  const bool v4 = (f.at(l3) >> 4) == 4;
+  size_t l4, len;
+  if (v4) {  // source, destination, zero, protocol, 16-bit length
+    l4 = l3 + (f.at(l3) & 0xf) * 4u;
+    len = be16(f, l3 + 2) - (l4 - l3);
+    sum.insert(sum.end(), f.begin() + l3 + 12, f.begin() + l3 + 20);
+    sum.push_back(0);
+    sum.push_back(f.at(l3 + 9));
+    put16(sum, static_cast<uint16_t>(len));
+  } else {  // source, destination, 32-bit length, 3 zero bytes, next header
+    l4 = l3 + 40;
+    len = be16(f, l3 + 4);
+    sum.insert(sum.end(), f.begin() + l3 + 8, f.begin() + l3 + 40);
+    put16(sum, 0);
+    put16(sum, static_cast<uint16_t>(len));
+    put16(sum, 0);
+    sum.push_back(0);
+    sum.push_back(f.at(l3 + 6));
+  }
+  sum.insert(sum.end(), f.begin() + l4, f.begin() + l4 + len);
+  return inetChecksum(sum.data(), sum.size());
 }
 
 std::optional<IpAddr> outerDestination(const std::vector<uint8_t>& f) {

@@ -21,6 +21,12 @@ struct PacketSpec {
   uint8_t proto = 6;
   uint16_t sport = 40000, dport = 80;
   uint8_t tcpFlags = kTcpAck;
+  // TCP options after the 20-byte header, as given; the data offset counts
+  // them rounded up to 4 bytes (the builder pads with zeros, i.e. EOL)
+  // unless tcpDataOffset says otherwise (for lying offsets).
+  std::vector<uint8_t> tcpOptions;
+  std::optional<uint8_t> tcpDataOffset;
+  bool tcpChecksum = false;  // fill in the TCP checksum (else 0)
   std::vector<uint8_t> payload = std::vector<uint8_t>(16, 0xab);
   uint8_t tos = 0;
   bool df = false, mf = false;
@@ -46,6 +52,11 @@ std::string describe(const std::vector<uint8_t>& frame);
 
 // RFC 1071 checksum over bytes (for verifying outer IPv4 headers).
 uint16_t inetChecksum(const uint8_t* data, size_t len);
+
+// The TCP/UDP checksum over the pseudo-header and the L4 bytes of the IP
+// packet at frame[l3...] (IPv4, or IPv6 without extension headers) as the
+// receiver computes it: 0 when the packet's checksum is right.
+uint16_t l4Checksum(const std::vector<uint8_t>& frame, size_t l3);
 
 inline uint16_t be16(const std::vector<uint8_t>& p, size_t off) {
   return static_cast<uint16_t>(p.at(off) << 8 | p.at(off + 1));

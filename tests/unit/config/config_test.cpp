@@ -491,6 +491,34 @@ TEST(Config, ProbeSize) {
             "\"https\" checks only; ignored here");
 }
 
+TEST(Config, MssClamp) {
+  const std::string vip =
+      "[[vip]]\nname = \"w\"\naddress = \"198.51.100.1\"\nport = 80\n"
+      "[[vip.backend]]\naddress = \"10.0.0.1\"\n[[vip]]\nname = \"u\"\n"
+      "address = \"198.51.100.2\"\nport = 53\nprotocol = \"udp\"\n"
+      "[[vip.backend]]\naddress = \"10.0.0.1\"\n";
+  auto r = parse(std::string(kBase) + vip);
+  ASSERT_TRUE(r) << r.error()[0].toString();
+  EXPECT_EQ(r->vips[0].mssClamp, 0);  // off
+  const std::string head = std::string(kBase) + vip.substr(0, vip.find("[[vip.backend]]"));
+  const std::string tail = vip.substr(vip.find("[[vip.backend]]"));
+  for (int v : {0, 536, 1400, 9000}) {
+    r = parse(head + "mss_clamp = " + std::to_string(v) + "\n" + tail);
+    ASSERT_TRUE(r) << r.error()[0].toString();
+    EXPECT_EQ(r->vips[0].mssClamp, v);
+  }
+  EXPECT_EQ(oneError(head + "mss_clamp = 535\n" + tail),
+            "9:13 vip[0].mss_clamp: 535 is below 536, the smallest MSS every host accepts (0 = "
+            "off)");
+  EXPECT_EQ(oneError(head + "mss_clamp = 9001\n" + tail),
+            "9:13 vip[0].mss_clamp: 9001 is outside 0..9000");
+  EXPECT_EQ(oneError(head + "mss_clamp = \"1400\"\n" + tail),
+            "9:13 vip[0].mss_clamp: must be an integer");
+  std::string udp = std::string(kBase) + vip;
+  udp.insert(udp.find("protocol = \"udp\"\n") + 17, "mss_clamp = 1400\n");
+  EXPECT_EQ(oneError(udp), "16:13 vip[1].mss_clamp: only TCP VIPs have an MSS to clamp");
+}
+
 TEST(Config, KeysOfAnotherCheckTypeAndTcpChecksOfUdpVipsWarn) {
   const std::string dnsVip =
       "[[vip]]\nname = \"d\"\naddress = \"198.51.100.1\"\nport = 53\nprotocol = \"udp\"\n"

@@ -40,7 +40,8 @@ using Live = std::map<datapath::VipKey, std::vector<std::string>>;
 
 Live liveState(const FakeDatapath& dp, std::vector<std::string>& problems) {
   Live live;
-  for (const auto& [key, vipId] : dp.vips) {
+  for (const auto& [key, entry] : dp.vips) {
+    const uint32_t vipId = entry.id;
     const std::string where = key.addr.toString() + ":" + std::to_string(key.port);
     auto r = dp.rings.find(vipId);
     if (r == dp.rings.end()) {

@@ -426,8 +426,8 @@ TEST_F(ReconcilerTest, TwoVipsSwappingAddressesBothStayLive) {
   std::swap(cfg.vips[0].address, cfg.vips[1].address);
   ASSERT_TRUE(rec.apply(cfg));
   ASSERT_EQ(dp.vips.size(), 2u);
-  EXPECT_EQ(dp.vips.at({ip("198.51.100.11"), 80, IPPROTO_TCP}), web);
-  EXPECT_EQ(dp.vips.at({ip("198.51.100.10"), 80, IPPROTO_TCP}), dns);
+  EXPECT_EQ(dp.vips.at({ip("198.51.100.11"), 80, IPPROTO_TCP}).id, web);
+  EXPECT_EQ(dp.vips.at({ip("198.51.100.10"), 80, IPPROTO_TCP}).id, dns);
 }
 
 // A new VIP takes the key a moved VIP leaves: both live.
@@ -439,8 +439,8 @@ TEST_F(ReconcilerTest, ANewVipTakingAMovedVipsKeyLeavesBothLive) {
   cfg.vips.push_back(makeVip("api", "198.51.100.10", {{"10.0.0.5", 100}}));
   ASSERT_TRUE(rec.apply(cfg));
   ASSERT_EQ(dp.vips.size(), 2u);
-  EXPECT_EQ(dp.vips.at({ip("198.51.100.20"), 80, IPPROTO_TCP}), web);
-  EXPECT_EQ(dp.vips.at({ip("198.51.100.10"), 80, IPPROTO_TCP}), vipId("api"));
+  EXPECT_EQ(dp.vips.at({ip("198.51.100.20"), 80, IPPROTO_TCP}).id, web);
+  EXPECT_EQ(dp.vips.at({ip("198.51.100.10"), 80, IPPROTO_TCP}).id, vipId("api"));
   EXPECT_TRUE(dp.rings.count(vipId("api")));
 }
 
@@ -523,7 +523,7 @@ TEST_F(ReconcilerTest, AFailedRollbackIsRetriedUntilConverged) {
   EXPECT_EQ(dp.vips, keys);
   EXPECT_EQ(dp.rings.at(vipId("web")).slots, webRing);
   ASSERT_TRUE(rec.apply(next));
-  EXPECT_EQ(dp.vips.at({ip("198.51.100.11"), 80, IPPROTO_TCP}), vipId("web"));
+  EXPECT_EQ(dp.vips.at({ip("198.51.100.11"), 80, IPPROTO_TCP}).id, vipId("web"));
 }
 
 // A backend removed while a garbage scan runs is not freed by that scan:
@@ -605,6 +605,52 @@ TEST_F(ReconcilerTest, AWaitingFlushSwapsEveryDeferredVip) {
   EXPECT_FALSE(rec.hasDeferred());
   EXPECT_EQ(ringMembers(dp.rings.at(vipId("web"))),
             std::set<uint32_t>{backend("web", "10.0.0.1")->id});
+}
+
+// mss_clamp lives in the VIP's lb_vips entry (docs/design.md "MSS clamp"): a
+// reload that changes only the clamp rewrites that one entry and swaps no
+// ring; a failed write leaves the old clamp; a restarted daemon adopts the
+// clamp and rewrites nothing while the file agrees.
+TEST_F(ReconcilerTest, AReloadThatChangesOnlyTheMssClampRewritesTheVipEntry) {
+  auto cfg = makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}}),
+                         makeVip("api", "198.51.100.11", {{"10.0.0.2", 100}})});
+  ASSERT_TRUE(rec.apply(cfg));
+  const datapath::VipKey web{ip("198.51.100.10"), 80, IPPROTO_TCP};
+  const datapath::VipKey api{ip("198.51.100.11"), 80, IPPROTO_TCP};
+  ASSERT_EQ(dp.vips.at(web).mssClamp, 0);
+  const auto swaps = dp.swaps;
+  const int puts = dp.putVipCalls;
+
+  cfg.vips[0].mssClamp = 1400;
+  ASSERT_TRUE(rec.apply(cfg));
+  EXPECT_EQ(dp.vips.at(web), (datapath::VipEntry{vipId("web"), 1400}));
+  EXPECT_EQ(dp.vips.at(api).mssClamp, 0);
+  EXPECT_EQ(dp.putVipCalls, puts + 1) << "only web's entry is written";
+  EXPECT_EQ(dp.swaps, swaps) << "no ring changes";
+
+  ASSERT_TRUE(rec.apply(cfg));
+  EXPECT_EQ(dp.putVipCalls, puts + 1) << "an unchanged clamp writes nothing";
+
+  // A failed write: the reload is refused and the old clamp stays.
+  cfg.vips[0].mssClamp = 1200;
+  dp.failFrom(1);
+  EXPECT_FALSE(rec.apply(cfg));
+  dp.heal();
+  EXPECT_EQ(dp.vips.at(web).mssClamp, 1400);
+  ASSERT_TRUE(rec.apply(cfg));
+  EXPECT_EQ(dp.vips.at(web).mssClamp, 1200);
+
+  // Restart: the pinned clamp is adopted; the same file writes no entry,
+  // another clamp rewrites it.
+  Reconciler second{dp, {.maxVips = 8, .maxBackends = 64}};
+  ASSERT_TRUE(second.adopt());
+  const int adoptedPuts = dp.putVipCalls;
+  ASSERT_TRUE(second.apply(cfg));
+  EXPECT_EQ(dp.putVipCalls, adoptedPuts);
+  cfg.vips[0].mssClamp = 0;
+  ASSERT_TRUE(second.apply(cfg));
+  EXPECT_EQ(dp.vips.at(web).mssClamp, 0);
+  EXPECT_EQ(dp.putVipCalls, adoptedPuts + 1);
 }
 
 }  // namespace

@@ -149,6 +149,7 @@ TEST(Telemetry, ExportsEveryMetricOfTheMetricsIssue) {
       {"xdplb_vip_bytes_total", {"vip"}},
       {"xdplb_vip_new_flows_total", {"vip"}},
       {"xdplb_vip_icmp_too_big_total", {"vip"}},
+      {"xdplb_vip_mss_clamped_total", {"vip"}},
       {"xdplb_flow_table_size", {}},
       {"xdplb_flow_table_inserts_total", {}},
       {"xdplb_flow_table_evictions_total", {}},
@@ -391,9 +392,9 @@ TEST(Telemetry, SeriesOfRemovedVipsAndBackendsAreRemoved) {
   perVip.insert(
       {"xdplb_ring_generation", "xdplb_vip_all_down", "xdplb_vip_packets_total",
        "xdplb_vip_bytes_total", "xdplb_vip_new_flows_total", "xdplb_vip_icmp_too_big_total",
-       "xdplb_ring_swaps_total", "xdplb_health_check_duration_seconds_bucket",
-       "xdplb_health_check_duration_seconds_sum", "xdplb_health_check_duration_seconds_count",
-       "xdplb_ring_digest", "xdplb_vip_announced"});
+       "xdplb_vip_mss_clamped_total", "xdplb_ring_swaps_total",
+       "xdplb_health_check_duration_seconds_bucket", "xdplb_health_check_duration_seconds_sum",
+       "xdplb_health_check_duration_seconds_count", "xdplb_ring_digest", "xdplb_vip_announced"});
   EXPECT_EQ(familiesWith(before, "vip", "dns"), perVip);
 
   // The reload removes dns and 10.0.0.2 from the file: dns goes at once,
