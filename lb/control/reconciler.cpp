@@ -32,7 +32,7 @@ datapath::BackendState desiredState(bool inRing, health::State h) {
 bool sameGlobal(const datapath::GlobalConfig& a, const datapath::GlobalConfig& b) {
   return a.hashSeed == b.hashSeed && a.tunnelSourceV4 == b.tunnelSourceV4 &&
          a.tunnelSourceV6 == b.tunnelSourceV6 && a.flowInsertLimit == b.flowInsertLimit &&
-         a.icmpRate == b.icmpRate && a.echoRate == b.echoRate;
+         a.icmpRate == b.icmpRate && a.echoRate == b.echoRate && a.vlanKeep == b.vlanKeep;
 }
 
 }  // namespace
@@ -269,7 +269,8 @@ std::expected<void, ApplyFailure> Reconciler::transact(const config::Config& cfg
 
   datapath::GlobalConfig global{cfg.daemon.hashSeed,       cfg.daemon.tunnelSourceV4,
                                 cfg.daemon.tunnelSourceV6, cfg.daemon.flowInsertLimit,
-                                cfg.daemon.icmpRate,       cfg.daemon.echoRate};
+                                cfg.daemon.icmpRate,       cfg.daemon.echoRate,
+                                cfg.daemon.vlan == config::VlanMode::Keep};
   const bool seedChanged = work.hashSeed != cfg.daemon.hashSeed;
   work.hashSeed = cfg.daemon.hashSeed;
 

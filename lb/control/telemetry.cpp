@@ -161,7 +161,7 @@ size_t backendCount(const StatusSnapshot& s) {
 std::string_view reasonAction(std::string_view reason) {
   if (reason == "tx" || reason == "echo_reply" || reason == "too_big") return "tx";
   if (reason == "redirect") return "redirect";
-  if (reason == "not_ip" || reason == "not_vip" || reason == "other_proto" ||
+  if (reason == "not_ip" || reason == "not_vip" || reason == "other_proto" || reason == "vlan" ||
       reason.starts_with("pass"))
     return "pass";
   return "drop";

@@ -202,7 +202,8 @@ TEST(Telemetry, ExportsEveryMetricOfTheMetricsIssue) {
                                                    {"echo_refused", "drop"},
                                                    {"echo_limited", "drop"},
                                                    {"too_long", "drop"},
-                                                   {"gso", "drop"}};
+                                                   {"gso", "drop"},
+                                                   {"vlan", "pass"}};
   EXPECT_EQ(actionOf, want);
 }
 
