@@ -207,6 +207,29 @@ TEST(Telemetry, ExportsEveryMetricOfTheMetricsIssue) {
   EXPECT_EQ(actionOf, want);
 }
 
+// xdplb_backend_egress_attached (docs/design.md "Neighbours and egress"): 1
+// only for a known route through an attached interface.
+TEST(Telemetry, EgressAttachedIsOneOnlyForARouteThroughAnAttachedInterface) {
+  auto snap = std::const_pointer_cast<StatusSnapshot>(smallSnapshot());
+  auto& b = snap->vips[0].backends;
+  b[0].egressKnown = b[0].egressAttached = true;
+  b[1].egressKnown = true;  // routed through an interface xdplb is not on
+  FakeDatapath dp;
+  metrics::Exposition exposition;
+  Telemetry t(exposition, &dp, [&] { return std::shared_ptr<const StatusSnapshot>(snap); });
+  auto value = [](const Scrape& s, const std::string& backend) {
+    for (auto [it, end] = s.samples.equal_range("xdplb_backend_egress_attached"); it != end; ++it)
+      if (it->second.labels.at("backend") == backend) return it->second.value;
+    return -1.0;
+  };
+  Scrape s(exposition.render());
+  EXPECT_EQ(value(s, "10.0.0.1"), 1.0);
+  EXPECT_EQ(value(s, "2001:db8::2"), 0.0);
+  b[0].egressKnown = false;  // no route (or no pass yet): not attached either
+  s = Scrape(exposition.render());
+  EXPECT_EQ(value(s, "10.0.0.1"), 0.0);
+}
+
 TEST(Telemetry, LabelValuesAreEscapedInEveryFamily) {
   // VIP names are validated by the config, but the exposition must not rely
   // on it: TextSerializer escapes every label value, cached or not.
