@@ -291,7 +291,7 @@ class Daemon {
 
   std::string statusLine() const {
     auto s = snapshot();
-    size_t up = 0, total = 0;
+    size_t up = 0, total = 0, unattached = 0;
     uint64_t generation = 0;
     for (const auto& v : s->vips) {
       generation += v.generation;
@@ -299,10 +299,18 @@ class Daemon {
         if (!b.inConfig) continue;
         ++total;
         up += b.inRing;
+        unattached += b.egressKnown && !b.egressAttached;
       }
     }
-    return fmt::format("{} VIPs, {}/{} backends in rings, ring generations {}{}{}", s->vips.size(),
-                       up, total, generation, announceNote(*s), reloadNote_);
+    // docs/design.md "Neighbours and egress": said where `systemctl status`
+    // shows it too.
+    const std::string egress =
+        unattached ? fmt::format("; {} backend(s) routed through interfaces xdplb is not attached to",
+                                 unattached)
+                   : "";
+    return fmt::format("{} VIPs, {}/{} backends in rings, ring generations {}{}{}{}",
+                       s->vips.size(), up, total, generation, egress, announceNote(*s),
+                       reloadNote_);
   }
 
   // ---- health ----
