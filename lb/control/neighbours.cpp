@@ -6,11 +6,12 @@
 #include <net/if.h>
 #include <spdlog/fmt/fmt.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 
 #include <cerrno>
 #include <cstring>
 #include <vector>
+
+#include "lb/control/rtnetlink.h"
 
 namespace xdplb::control {
 
@@ -56,6 +57,25 @@ int neighCallback(const nlmsghdr* nlh, void* data) {
   return MNL_CB_OK;
 }
 
+nlmsghdr* putHeader(char* buf, uint16_t type, uint16_t flags, uint32_t seq) {
+  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+  nlh->nlmsg_type = type;
+  nlh->nlmsg_flags = flags;
+  nlh->nlmsg_seq = seq;
+  return nlh;
+}
+
+// The ndmsg of (interface, next hop) and its NDA_DST.
+nlmsghdr* putNeighbour(nlmsghdr* nlh, const NextHop& hop, uint8_t flags) {
+  auto* ndm = static_cast<ndmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ndmsg)));
+  ndm->ndm_family = familyOf(hop.address);
+  ndm->ndm_ifindex = static_cast<int>(hop.ifindex);
+  ndm->ndm_state = NUD_NONE;
+  ndm->ndm_flags = flags;
+  mnl_attr_put(nlh, NDA_DST, lengthOf(hop.address), hop.address.bytes().data());
+  return nlh;
+}
+
 }  // namespace
 
 std::string neighbourStateName(uint16_t state) {
@@ -71,10 +91,7 @@ std::string neighbourStateName(uint16_t state) {
 }
 
 nlmsghdr* putRouteRequest(char* buf, const IpAddr& dst, uint32_t seq) {
-  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
-  nlh->nlmsg_type = RTM_GETROUTE;
-  nlh->nlmsg_flags = NLM_F_REQUEST;
-  nlh->nlmsg_seq = seq;
+  nlmsghdr* nlh = putHeader(buf, RTM_GETROUTE, NLM_F_REQUEST, seq);
   auto* rtm = static_cast<rtmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(rtmsg)));
   rtm->rtm_family = familyOf(dst);
   rtm->rtm_dst_len = dst.isV4() ? 32 : 128;
@@ -120,15 +137,7 @@ Result<NextHop> parseRouteReply(const nlmsghdr* nlh, const IpAddr& dst) {
 }
 
 nlmsghdr* putNeighbourRequest(char* buf, const NextHop& hop, uint32_t seq) {
-  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
-  nlh->nlmsg_type = RTM_GETNEIGH;
-  nlh->nlmsg_flags = NLM_F_REQUEST;
-  nlh->nlmsg_seq = seq;
-  auto* ndm = static_cast<ndmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ndmsg)));
-  ndm->ndm_family = familyOf(hop.address);
-  ndm->ndm_ifindex = static_cast<int>(hop.ifindex);
-  mnl_attr_put(nlh, NDA_DST, lengthOf(hop.address), hop.address.bytes().data());
-  return nlh;
+  return putNeighbour(putHeader(buf, RTM_GETNEIGH, NLM_F_REQUEST, seq), hop, 0);
 }
 
 Result<Neighbour> parseNeighbourReply(const nlmsghdr* nlh) {
@@ -139,34 +148,14 @@ Result<Neighbour> parseNeighbourReply(const nlmsghdr* nlh) {
 }
 
 nlmsghdr* putNeighbourUse(char* buf, const NextHop& hop, uint32_t seq) {
-  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
-  nlh->nlmsg_type = RTM_NEWNEIGH;
-  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE;
-  nlh->nlmsg_seq = seq;
-  auto* ndm = static_cast<ndmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ndmsg)));
-  ndm->ndm_family = familyOf(hop.address);
-  ndm->ndm_ifindex = static_cast<int>(hop.ifindex);
-  ndm->ndm_state = NUD_NONE;
-  ndm->ndm_flags = NTF_USE;
-  mnl_attr_put(nlh, NDA_DST, lengthOf(hop.address), hop.address.bytes().data());
-  return nlh;
+  return putNeighbour(putHeader(buf, RTM_NEWNEIGH, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE, seq),
+                      hop, NTF_USE);
 }
 
 Result<std::unique_ptr<NetlinkNeighbours>> NetlinkNeighbours::open() {
-  mnl_socket* nl = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC);
-  if (!nl) return errnoError(errno, "open rtnetlink socket");
-  if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
-    const int err = errno;
-    mnl_socket_close(nl);
-    return errnoError(err, "bind rtnetlink socket");
-  }
-  const timeval timeout{0, 200 * 1000};
-  if (setsockopt(mnl_socket_get_fd(nl), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout) < 0) {
-    const int err = errno;
-    mnl_socket_close(nl);
-    return errnoError(err, "rtnetlink socket: SO_RCVTIMEO");
-  }
-  return std::unique_ptr<NetlinkNeighbours>(new NetlinkNeighbours(nl));
+  auto nl = openRtnetlink(std::chrono::milliseconds(200));
+  if (!nl) return std::unexpected(nl.error());
+  return std::unique_ptr<NetlinkNeighbours>(new NetlinkNeighbours(*nl));
 }
 
 NetlinkNeighbours::~NetlinkNeighbours() { mnl_socket_close(sock(socket_)); }
