@@ -20,10 +20,14 @@ IpAddr ip(const char* s) { return *IpAddr::parse(s); }
 
 std::vector<const nlattr*> attrs(const nlmsghdr* nlh, size_t extra, int max) {
   std::vector<const nlattr*> tb(max + 1, nullptr);
-  const nlattr* a;
-  mnl_attr_for_each(a, nlh, extra) {
-    if (mnl_attr_get_type(a) <= max) tb[mnl_attr_get_type(a)] = a;
-  }
+  mnl_attr_parse(
+      nlh, static_cast<unsigned>(extra),
+      [](const nlattr* a, void* data) {
+        auto& t = *static_cast<std::vector<const nlattr*>*>(data);
+        if (mnl_attr_get_type(a) < t.size()) t[mnl_attr_get_type(a)] = a;
+        return MNL_CB_OK;
+      },
+      &tb);
   return tb;
 }
 
