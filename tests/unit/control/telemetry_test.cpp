@@ -404,6 +404,7 @@ TEST(Telemetry, SeriesOfRemovedVipsAndBackendsAreRemoved) {
   const Scrape before(exposition.render());
   const std::set<std::string> perBackend = {"xdplb_backend_up",
                                             "xdplb_backend_weight",
+                                            "xdplb_backend_egress_attached",
                                             "xdplb_backend_health",
                                             "xdplb_backend_datapath_state",
                                             "xdplb_backend_packets_total",
