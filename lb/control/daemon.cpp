@@ -1,8 +1,8 @@
 #include "lb/control/daemon.h"
 
 #include <grp.h>
-#include <net/if.h>
 #include <linux/capability.h>
+#include <net/if.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -305,9 +305,10 @@ class Daemon {
     // docs/design.md "Neighbours and egress": said where `systemctl status`
     // shows it too.
     const std::string egress =
-        unattached ? fmt::format("; {} backend(s) routed through interfaces xdplb is not attached to",
-                                 unattached)
-                   : "";
+        unattached
+            ? fmt::format("; {} backend(s) routed through interfaces xdplb is not attached to",
+                          unattached)
+            : "";
     return fmt::format("{} VIPs, {}/{} backends in rings, ring generations {}{}{}{}",
                        s->vips.size(), up, total, generation, egress, announceNote(*s),
                        reloadNote_);

@@ -110,7 +110,7 @@ Result<NextHop> parseRouteReply(const nlmsghdr* nlh, const IpAddr& dst) {
                                  : rtm->rtm_type == RTN_BLACKHOLE   ? "blackhole"
                                  : rtm->rtm_type == RTN_UNREACHABLE ? "unreachable"
                                  : rtm->rtm_type == RTN_PROHIBIT    ? "prohibit"
-                                                                    : std::to_string(rtm->rtm_type)));
+                                                                 : std::to_string(rtm->rtm_type)));
   const nlattr* tb[RTA_MAX + 1] = {};
   mnl_attr_parse(nlh, sizeof(*rtm), keepAttr<RTA_MAX>, tb);
   if (!tb[RTA_OIF] || mnl_attr_get_payload_len(tb[RTA_OIF]) != 4)
@@ -126,10 +126,9 @@ Result<NextHop> parseRouteReply(const nlmsghdr* nlh, const IpAddr& dst) {
     // the IPv6 one.
     const auto len = mnl_attr_get_payload_len(tb[RTA_VIA]);
     const auto* via = static_cast<const rtvia*>(mnl_attr_get_payload(tb[RTA_VIA]));
-    auto gw = len >= sizeof(rtvia)
-                  ? addrFrom(static_cast<uint8_t>(via->rtvia_family), via->rtvia_addr,
-                             len - sizeof(rtvia))
-                  : std::nullopt;
+    auto gw = len >= sizeof(rtvia) ? addrFrom(static_cast<uint8_t>(via->rtvia_family),
+                                              via->rtvia_addr, len - sizeof(rtvia))
+                                   : std::nullopt;
     if (!gw) return makeError(what + ": a via address that cannot be read");
     hop.address = *gw;
   }
@@ -192,9 +191,9 @@ Result<Neighbour> NetlinkNeighbours::neighbour(const NextHop& hop) {
   std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE);
   nlmsghdr* nlh = putNeighbourRequest(buf.data(), hop, ++seq_);
   NeighAnswer a;
-  auto r = transact(nlh, buf.data(), neighCallback, &a,
-                    fmt::format("neighbour {} dev {}", hop.address.toString(),
-                                interfaceName(hop.ifindex)));
+  auto r = transact(
+      nlh, buf.data(), neighCallback, &a,
+      fmt::format("neighbour {} dev {}", hop.address.toString(), interfaceName(hop.ifindex)));
   if (!r && r.error().code == std::errc::no_such_file_or_directory) return Neighbour{};
   if (!r) return std::unexpected(r.error());
   if (!a.neigh) return makeError("neighbour " + hop.address.toString() + ": no answer");

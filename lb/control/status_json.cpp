@@ -126,8 +126,8 @@ std::string statusTable(const std::string& text) {
         if (b.contains("egress") && !b["egress"].value("interface", "").empty() &&
             !b["egress"].value("attached", true)) {
           ++detached;
-          which += fmt::format("{}{} via {}", which.empty() ? "" : ", ",
-                               b.value("address", "?"), b["egress"].value("interface", "?"));
+          which += fmt::format("{}{} via {}", which.empty() ? "" : ", ", b.value("address", "?"),
+                               b["egress"].value("interface", "?"));
         }
     if (detached)
       out << fmt::format(
@@ -163,8 +163,8 @@ std::string statusTable(const std::string& text) {
         const auto& eg = b["egress"];
         const std::string error = eg.value("error", "");
         if (!eg.value("interface", "").empty())
-          out << fmt::format("    via {} dev {}{}, neighbour {}{}\n", eg.value("next_hop", "?"),
-                             eg.value("interface", "?"),
+          out << fmt::format("    via {} dev {}{}, neighbour at the last pass {}{}\n",
+                             eg.value("next_hop", "?"), eg.value("interface", "?"),
                              eg.value("attached", false) ? "" : " (NOT ATTACHED)",
                              eg.value("neighbour", "?"), error.empty() ? "" : "; " + error);
         else if (!error.empty())

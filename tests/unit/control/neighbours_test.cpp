@@ -176,8 +176,8 @@ TEST(NeighbourResolver, NudgesEveryNextHopAndSaysWhichRoutesLeaveUnattached) {
   k.routes.emplace(ip("10.8.0.5"), NextHop{ip("10.0.0.254"), 3});  // via a gateway, not attached
   k.neighbours[ip("10.0.0.254")] = {true, NUD_STALE};
   NeighbourResolver r(k);
-  auto out = r.pass({{"web", ip("10.0.0.11")}, {"web", ip("10.8.0.5")}, {"dns", ip("10.0.0.11")}},
-                    {2});
+  auto out =
+      r.pass({{"web", ip("10.0.0.11")}, {"web", ip("10.8.0.5")}, {"dns", ip("10.0.0.11")}}, {2});
   ASSERT_EQ(out.size(), 3u);
   const auto& a = out.at({"web", ip("10.0.0.11")});
   EXPECT_TRUE(a.attached);
@@ -249,7 +249,8 @@ TEST(NeighbourStatus, AnUnattachedEgressIsShownAtTheTopAndOnTheBackend) {
             std::string::npos)
       << table;
   EXPECT_NE(table.find("10.8.0.5 via dummy9"), std::string::npos) << table;
-  EXPECT_NE(table.find("via 10.0.0.11 dev veth0, neighbour reachable"), std::string::npos)
+  EXPECT_NE(table.find("via 10.0.0.11 dev veth0, neighbour at the last pass reachable"),
+            std::string::npos)
       << table;
   EXPECT_NE(table.find("dev dummy9 (NOT ATTACHED)"), std::string::npos) << table;
   s.vips[0].backends = {ok};
