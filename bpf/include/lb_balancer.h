@@ -155,6 +155,13 @@ static __always_inline int lb_balance(struct xdp_md *ctx)
 	cfg = bpf_map_lookup_elem(&lb_config, &zero);
 	if (!cfg)
 		return lb_exit(LB_R_DROP_INTERNAL, bytes, XDP_DROP);
+	/* A tagged frame would leave with its tag whatever VLAN the route to
+	 * the backend names: only when the operator says the backends are on
+	 * that VLAN (LB_CFG_F_VLAN_KEEP). Checked here, where VIP packets only
+	 * arrive: untagged and non-VIP traffic pays nothing. Echo replies and
+	 * too-big answers go back where the request came from, tag and all. */
+	if (p.l2_len != sizeof(struct ethhdr) && !(cfg->flags & LB_CFG_F_VLAN_KEEP))
+		return lb_exit(LB_R_PASS_VLAN, bytes, XDP_PASS);
 
 	/* The flow-table set comes from a hash keyed with the table's own
 	 * secret (lb_config.flow_secret), the ring slot and the IPv6 flow

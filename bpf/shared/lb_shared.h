@@ -13,7 +13,8 @@
 /* 7: lb_vip_value's unused pad0 became mss_clamp (+ LB_VIP_F_PORT_CLAMP),
  * lb_vip_stats gained mss_clamped. A layout-6 entry's pad0 is zero, which
  * would read as "no clamp", but lb_vip_stats grew: pinned maps of layout 6
- * cannot be read as 7 (docs/design.md, "MSS clamp"). */
+ * cannot be read as 7 (docs/design.md, "MSS clamp"). Also new in 7: the
+ * reason LB_R_PASS_VLAN (lb_reason_stats grew) and LB_CFG_F_VLAN_KEEP. */
 #define LB_LAYOUT_VERSION 7
 
 #define LB_FAMILY_V4 4
@@ -218,6 +219,12 @@ struct lb_flow_stats {
 /* ---- lb_config: ARRAY[1] of lb_config ------------------------------------- */
 #define LB_CFG_F_TUNNEL_V4 0x1 /* tunnel_src_v4 is set: IPv4 backends usable */
 #define LB_CFG_F_TUNNEL_V6 0x2 /* tunnel_src_v6 is set: IPv6 backends usable */
+/* daemon.vlan = "keep": VLAN-tagged frames to a VIP are balanced and leave
+ * with their tag (the operator says the backends are on that VLAN behind the
+ * interface the route names). Without it they pass to the kernel untouched
+ * (LB_R_PASS_VLAN): xdplb never emits a frame on a VLAN the route to the
+ * backend does not name (docs/design.md, "VLAN-tagged frames"). Layout 7. */
+#define LB_CFG_F_VLAN_KEEP 0x4
 
 struct lb_config {
 	__u32 layout_version; /* LB_LAYOUT_VERSION of the daemon that wrote it */
@@ -307,6 +314,7 @@ enum lb_reason {
 	LB_R_DROP_ECHO_LIMITED,	  /* echo request over echo_rate */
 	LB_R_DROP_TOO_LONG,	  /* cannot be encapsulated within 65,535 bytes */
 	LB_R_DROP_GSO, /* larger than the ingress MTU: a GRO/GSO aggregate (generic mode) */
+	LB_R_PASS_VLAN, /* VLAN-tagged, to a VIP, daemon.vlan = "pass": to the kernel untouched */
 	LB_REASON_MAX,
 };
 
@@ -316,7 +324,7 @@ enum lb_reason {
 		"not_ip", "not_vip", "other_proto", "no_neigh", "malformed", "no_backend",         \
 		    "fragment", "fib", "encap", "no_tunnel", "internal", "tx", "redirect",         \
 		    "no_txport", "echo_reply", "vip_unhandled", "too_big", "too_big_unsent",       \
-		    "echo_refused", "echo_limited", "too_long", "gso"                              \
+		    "echo_refused", "echo_limited", "too_long", "gso", "vlan"                      \
 	}
 
 struct lb_counter {

@@ -82,6 +82,11 @@ struct Vip {
   Location where;
 };
 
+// What xdp_balancer does with a VLAN-tagged frame to a VIP (docs/design.md
+// "VLAN-tagged frames"): pass it to the kernel untouched (counted `vlan`), or
+// balance it and keep its tag because the backends are on that VLAN.
+enum class VlanMode { Pass, Keep };
+
 struct Daemon {
   std::vector<std::string> interfaces;
   XdpMode xdpMode = XdpMode::Native;
@@ -100,6 +105,7 @@ struct Daemon {
   uint32_t maxVips = 256;
   uint32_t maxBackends = 4096;
   bool watch = false;  // reload when the file is replaced or rewritten (opt-in)
+  VlanMode vlan = VlanMode::Pass;
 };
 
 struct Health {

@@ -26,7 +26,7 @@ const std::map<std::string, std::vector<std::string>>& knownKeys() {
       {"daemon",
        {"interfaces", "xdp_mode", "pin_path", "hash_seed", "flow_table_size", "flow_insert_limit",
         "tunnel_source_v4", "tunnel_source_v6", "max_vips", "max_backends", "watch", "icmp_rate",
-        "echo_rate"}},
+        "echo_rate", "vlan"}},
       {"metrics", {"listen"}},
       {"admin", {"socket", "group", "listen"}},
       {"health", {"source_v4", "source_v6"}},
@@ -357,6 +357,9 @@ class Parser {
             d, "xdp_mode", "daemon.xdp_mode",
             {{"native", XdpMode::Native}, {"generic", XdpMode::Generic}, {"auto", XdpMode::Auto}}))
       out.xdpMode = *m;
+    if (auto m = choice<VlanMode>(d, "vlan", "daemon.vlan",
+                                  {{"pass", VlanMode::Pass}, {"keep", VlanMode::Keep}}))
+      out.vlan = *m;
     if (auto p = str(d, "pin_path", "daemon.pin_path")) {
       if (p->empty() || p->front() != '/')
         error(d.get("pin_path"), "daemon.pin_path",

@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <vector>
 
+#include "lb/control/rtnetlink.h"
+
 namespace xdplb::control {
 
 namespace {
@@ -58,14 +60,9 @@ int routeCallback(const nlmsghdr* nlh, void* data) {
 }  // namespace
 
 Result<std::unique_ptr<NetlinkRouteSink>> NetlinkRouteSink::open(uint32_t table) {
-  mnl_socket* nl = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC);
-  if (!nl) return errnoError(errno, "open rtnetlink socket");
-  if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
-    const int err = errno;
-    mnl_socket_close(nl);
-    return errnoError(err, "bind rtnetlink socket");
-  }
-  return std::unique_ptr<NetlinkRouteSink>(new NetlinkRouteSink(nl, table));
+  auto nl = openRtnetlink();
+  if (!nl) return std::unexpected(nl.error());
+  return std::unique_ptr<NetlinkRouteSink>(new NetlinkRouteSink(*nl, table));
 }
 
 NetlinkRouteSink::~NetlinkRouteSink() { mnl_socket_close(sock(socket_)); }

@@ -2,6 +2,7 @@
 
 #include <grp.h>
 #include <linux/capability.h>
+#include <net/if.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -26,6 +27,7 @@
 #include "lb/control/config_watch.h"
 #include "lb/control/lifecycle.h"
 #include "lb/control/lookup.h"
+#include "lb/control/neighbours.h"
 #include "lb/control/reconciler.h"
 #include "lb/control/reload.h"
 #include "lb/control/status_json.h"
@@ -102,6 +104,12 @@ bool sameSpec(const health::CheckSpec& a, const health::CheckSpec& b) {
 // the watchdog (WatchdogSec=) is the hard limit, this one is for monitoring.
 constexpr auto kTickInterval = 1s;
 constexpr auto kLivenessLimit = 10s;
+
+// Every backend's next-hop neighbour is nudged this often (docs/design.md
+// "Neighbours and egress"): well inside the kernel's gc_stale_time (60 s), so
+// an entry the XDP traffic never confirms is re-probed from STALE and never
+// collected, and a FAILED one is asked again within 5 s.
+constexpr auto kNeighbourInterval = 5s;
 
 double unixNow() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -196,6 +204,7 @@ class Daemon {
       return 1;
     }
     attached_ = true;
+    startNeighbours();
     if (auto r = startAnnounce(); !r) {
       spdlog::error("announce: {}", r.error().message());
       return 1;
@@ -263,6 +272,7 @@ class Daemon {
 
   void publish() {
     StatusSnapshot st = reconciler_->status();
+    addEgress(st);
     announce(st);
     auto s = std::make_shared<const StatusSnapshot>(std::move(st));
     std::lock_guard lock(snapshotMutex_);
@@ -271,7 +281,7 @@ class Daemon {
 
   std::string statusLine() const {
     auto s = snapshot();
-    size_t up = 0, total = 0;
+    size_t up = 0, total = 0, unattached = 0;
     uint64_t generation = 0;
     for (const auto& v : s->vips) {
       generation += v.generation;
@@ -279,10 +289,19 @@ class Daemon {
         if (!b.inConfig) continue;
         ++total;
         up += b.inRing;
+        unattached += b.egressKnown && !b.egressAttached;
       }
     }
-    return fmt::format("{} VIPs, {}/{} backends in rings, ring generations {}{}{}", s->vips.size(),
-                       up, total, generation, announceNote(*s), reloadNote_);
+    // docs/design.md "Neighbours and egress": said where `systemctl status`
+    // shows it too.
+    const std::string egress =
+        unattached
+            ? fmt::format("; {} backend(s) routed through interfaces xdplb is not attached to",
+                          unattached)
+            : "";
+    return fmt::format("{} VIPs, {}/{} backends in rings, ring generations {}{}{}{}",
+                       s->vips.size(), up, total, generation, egress, announceNote(*s),
+                       reloadNote_);
   }
 
   // ---- health ----
@@ -504,6 +523,7 @@ class Daemon {
     syncChecks();
     syncWatch();
     reconfigureAnnounce(previous);
+    resolveNeighbours(/*reconcile=*/true);
     publish();
     telemetry_->configReload(true);
     recordReload("success", {});
@@ -564,6 +584,7 @@ class Daemon {
     watch_.reset();
     announceTimer_.cancel();
     convergeTimer_.cancel();
+    neighbourTimer_.cancel();
     if (checker_) checker_->stop();
     if (pinger_) pinger_.reset();
     io_.stop();
@@ -774,6 +795,85 @@ class Daemon {
     return lookupHttp(*snapshot(), *dp_, req);
   }
 
+  // ---- neighbours and egress (docs/design.md "Neighbours and egress") ----
+  // XDP cannot make the kernel resolve a neighbour, so whatever the health
+  // check type (none included) the daemon keeps every backend's next hop
+  // resolved, and checks that its route leaves through an interface
+  // xdp_balancer runs on. Failures are logged, never fatal.
+  void startNeighbours() {
+    auto k = NetlinkNeighbours::open();
+    if (!k) {
+      spdlog::error("neighbours: {}; backends' neighbours are not resolved by xdplb",
+                    k.error().message());
+      return;
+    }
+    neighbourKernel_ = std::move(*k);
+    resolver_ = std::make_unique<NeighbourResolver>(*neighbourKernel_);
+    resolveNeighbours(/*reconcile=*/true);
+    neighbourTick();
+  }
+
+  void neighbourTick() {
+    neighbourTimer_.expires_after(kNeighbourInterval);
+    neighbourTimer_.async_wait([this](boost::system::error_code ec) {
+      if (ec || stopping_) return;
+      resolveNeighbours(/*reconcile=*/false);
+      neighbourTick();
+    });
+  }
+
+  // One pass over every configured backend. At reconcile time (start-up,
+  // reload) every problem is logged; on the timer only changes are, so a
+  // lasting problem is one warning, not one every 5 s.
+  void resolveNeighbours(bool reconcile) {
+    if (!resolver_) return;
+    std::vector<NeighbourResolver::Key> backends;
+    for (const auto& v : cfg_.vips)
+      for (const auto& b : v.backends) backends.emplace_back(v.name, b.address);
+    std::set<uint32_t> attached;
+    for (const auto& name : cfg_.daemon.interfaces)
+      if (const unsigned idx = if_nametoindex(name.c_str())) attached.insert(idx);
+    auto next = resolver_->pass(backends, attached);
+    bool changed = next.size() != egress_.size();
+    for (const auto& [key, e] : next) {
+      const auto& [vip, addr] = key;
+      auto old = egress_.find(key);
+      const bool fresh = reconcile || old == egress_.end();
+      if (!e.error.empty() && (fresh || old->second.error != e.error))
+        spdlog::warn("neighbours: backend {} of VIP {}{}: {}", addr.toString(), vip,
+                     e.interface.empty() ? "" : " (interface " + e.interface + ")", e.error);
+      if (e.hop && !e.attached &&
+          (fresh || old->second.attached || old->second.interface != e.interface))
+        spdlog::warn(
+            "egress: backend {} of VIP {}: its route leaves through {}, which xdp_balancer is "
+            "not attached to (daemon.interfaces); its packets are dropped (no_txport)",
+            addr.toString(), vip, e.interface);
+      if (e.hop && e.attached && old != egress_.end() && old->second.hop && !old->second.attached)
+        spdlog::info("egress: backend {} of VIP {}: its route leaves through {} (attached) again",
+                     addr.toString(), vip, e.interface);
+      changed |= old == egress_.end() || old->second.attached != e.attached ||
+                 old->second.interface != e.interface || old->second.error != e.error ||
+                 old->second.neighbour != e.neighbour;
+    }
+    egress_ = std::move(next);
+    if (changed && reconciler_) publish();
+  }
+
+  void addEgress(StatusSnapshot& st) const {
+    for (auto& v : st.vips)
+      for (auto& b : v.backends) {
+        auto it = egress_.find({v.name, b.address});
+        if (it == egress_.end()) continue;
+        const BackendEgress& e = it->second;
+        b.egressKnown = e.hop.has_value();
+        b.egressAttached = e.attached;
+        b.egressInterface = e.interface;
+        b.nextHop = e.hop ? e.hop->address.toString() : "";
+        b.neighbour = e.neighbour;
+        b.egressError = e.error;
+      }
+  }
+
   // ---- announcements and maintenance (docs/design.md "Announcing VIPs") ----
   // Maintenance is a directory under pin_path: bpffs holds directories but no
   // files, and this way the state lives and dies with the pinned maps
@@ -958,6 +1058,10 @@ class Daemon {
   std::unique_ptr<NetlinkRouteSink> routeSink_;
   std::unique_ptr<Announcer> announcer_;
   asio::steady_timer announceTimer_{io_};
+  std::unique_ptr<NetlinkNeighbours> neighbourKernel_;
+  std::unique_ptr<NeighbourResolver> resolver_;
+  asio::steady_timer neighbourTimer_{io_};  // neighbourTick
+  std::map<NeighbourResolver::Key, BackendEgress> egress_;
   bool maintenance_ = false;
   bool notifierReady_ = false;
   asio::steady_timer tickTimer_{io_};

@@ -33,7 +33,7 @@ datapath::BackendState desiredState(bool inRing, health::State h) {
 bool sameGlobal(const datapath::GlobalConfig& a, const datapath::GlobalConfig& b) {
   return a.hashSeed == b.hashSeed && a.tunnelSourceV4 == b.tunnelSourceV4 &&
          a.tunnelSourceV6 == b.tunnelSourceV6 && a.flowInsertLimit == b.flowInsertLimit &&
-         a.icmpRate == b.icmpRate && a.echoRate == b.echoRate;
+         a.icmpRate == b.icmpRate && a.echoRate == b.echoRate && a.vlanKeep == b.vlanKeep;
 }
 
 }  // namespace
@@ -273,7 +273,8 @@ std::expected<void, ApplyFailure> Reconciler::transact(const config::Config& cfg
       datapath::defaultFlowInsertLimit(datapath::flowSetsFor(cfg.daemon.flowTableSize)));
   datapath::GlobalConfig global{cfg.daemon.hashSeed,       cfg.daemon.tunnelSourceV4,
                                 cfg.daemon.tunnelSourceV6, insertLimit,
-                                cfg.daemon.icmpRate,       cfg.daemon.echoRate};
+                                cfg.daemon.icmpRate,       cfg.daemon.echoRate,
+                                cfg.daemon.vlan == config::VlanMode::Keep};
   const bool seedChanged = work.hashSeed != cfg.daemon.hashSeed;
   work.hashSeed = cfg.daemon.hashSeed;
 

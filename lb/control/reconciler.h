@@ -36,6 +36,14 @@ struct BackendStatus {
   datapath::BackendState state = datapath::BackendState::Draining;
   bool inRing = false;
   std::string lastResult;  // last probe's reason ("ok", "refused", ...); empty before the first
+  // Filled in by the daemon's neighbour pass (lb/control/neighbours.h), not
+  // the reconciler; egressKnown false before the first pass.
+  bool egressKnown = false;
+  bool egressAttached = false;  // the route leaves through an attached interface
+  std::string egressInterface;  // the route's output interface
+  std::string nextHop;          // the gateway, or the backend itself
+  std::string neighbour;        // neighbour state before the last nudge
+  std::string egressError;      // the last pass's failure, if any
 };
 
 struct VipStatus {

@@ -61,6 +61,15 @@ std::string statusJson(const StatusSnapshot& s, const datapath::CounterSnapshot*
       jb["state"] = datapath::toString(b.state);
       jb["in_ring"] = b.inRing;
       jb["last_result"] = b.lastResult;
+      if (b.egressKnown || !b.egressError.empty()) {
+        json eg;
+        eg["interface"] = b.egressInterface;
+        eg["attached"] = b.egressAttached;
+        eg["next_hop"] = b.nextHop;
+        eg["neighbour"] = b.neighbour;
+        eg["error"] = b.egressError;
+        jb["egress"] = std::move(eg);
+      }
       if (counters && b.id < counters->backends.size()) {
         const auto& c = counters->backends[b.id];
         jb["counters"] = {{"packets", c.packets}, {"bytes", c.bytes}};
@@ -109,6 +118,25 @@ std::string statusTable(const std::string& text) {
         f.value("size", 0), f.value("inserts", 0), f.value("evictions", 0),
         f.value("early_evictions", 0), f.value("inserts_skipped", 0));
   }
+  {
+    // Backends whose packets cannot leave (docs/design.md "Neighbours and
+    // egress"): said once at the top, where an operator looks first.
+    size_t detached = 0;
+    std::string which;
+    for (const auto& v : root["vips"])
+      for (const auto& b : v["backends"])
+        if (b.contains("egress") && !b["egress"].value("interface", "").empty() &&
+            !b["egress"].value("attached", true)) {
+          ++detached;
+          which += fmt::format("{}{} via {}", which.empty() ? "" : ", ", b.value("address", "?"),
+                               b["egress"].value("interface", "?"));
+        }
+    if (detached)
+      out << fmt::format(
+          "egress: {} backend(s) routed through interfaces xdplb is not attached to (dropped, "
+          "no_txport): {}\n",
+          detached, which);
+  }
   for (const auto& v : root["vips"]) {
     const auto& c = v.contains("counters") ? v["counters"] : json::object();
     out << fmt::format(
@@ -133,6 +161,17 @@ std::string statusTable(const std::string& text) {
                          b.value("weight", 0), b.value("health", "?"), b.value("state", "?"),
                          b.value("in_ring", false) ? "yes" : "no", bc.value("packets", 0),
                          bc.value("bytes", 0), b.value("last_result", ""));
+      if (b.contains("egress")) {
+        const auto& eg = b["egress"];
+        const std::string error = eg.value("error", "");
+        if (!eg.value("interface", "").empty())
+          out << fmt::format("    via {} dev {}{}, neighbour at the last pass {}{}\n",
+                             eg.value("next_hop", "?"), eg.value("interface", "?"),
+                             eg.value("attached", false) ? "" : " (NOT ATTACHED)",
+                             eg.value("neighbour", "?"), error.empty() ? "" : "; " + error);
+        else if (!error.empty())
+          out << "    " << error << "\n";
+      }
     }
   }
   return out.str();

@@ -66,6 +66,10 @@ constexpr BackendGauge kBackendGauges[] = {
      [](const BackendStatus& b) { return b.inRing ? 1.0 : 0.0; }},
     {"xdplb_backend_weight", "Configured weight of the backend (0 = draining)",
      [](const BackendStatus& b) { return b.inConfig ? static_cast<double>(b.weight) : 0.0; }},
+    {"xdplb_backend_egress_attached",
+     "1 when the route to the backend leaves through an interface xdplb is attached to; 0 when "
+     "it leaves through another one or has no route (its packets are dropped: no_txport, fib)",
+     [](const BackendStatus& b) { return b.egressKnown && b.egressAttached ? 1.0 : 0.0; }},
 };
 
 // A state set of each backend: {vip, backend, state}, 1 for the current state.
@@ -160,7 +164,7 @@ size_t backendCount(const StatusSnapshot& s) {
 std::string_view reasonAction(std::string_view reason) {
   if (reason == "tx" || reason == "echo_reply" || reason == "too_big") return "tx";
   if (reason == "redirect") return "redirect";
-  if (reason == "not_ip" || reason == "not_vip" || reason == "other_proto" ||
+  if (reason == "not_ip" || reason == "not_vip" || reason == "other_proto" || reason == "vlan" ||
       reason.starts_with("pass"))
     return "pass";
   return "drop";

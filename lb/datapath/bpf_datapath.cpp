@@ -603,6 +603,7 @@ Result<> BpfDatapath::setConfig(const GlobalConfig& c) {
   cfg.flow_secret = flowSecret_;
   cfg.icmp_interval_ns = c.icmpRate ? static_cast<uint32_t>(1000000000u / c.icmpRate) : 0;
   cfg.echo_interval_ns = c.echoRate ? static_cast<uint32_t>(1000000000u / c.echoRate) : 0;
+  if (c.vlanKeep) cfg.flags |= LB_CFG_F_VLAN_KEEP;
   if (c.tunnelSourceV4) {
     cfg.flags |= LB_CFG_F_TUNNEL_V4;
     std::memcpy(cfg.tunnel_src_v4, c.tunnelSourceV4->bytes().data(), 4);

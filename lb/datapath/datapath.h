@@ -60,6 +60,7 @@ struct GlobalConfig {
   uint32_t flowInsertLimit = 0;  // flow entries per second, whole table; 0 = no limit
   uint32_t icmpRate = 1000;      // too-big answers per CPU per second; 0 = none
   uint32_t echoRate = 1000;      // echo replies per CPU per second; 0 = none
+  bool vlanKeep = false;         // tagged VIP frames balanced, tag kept (LB_CFG_F_VLAN_KEEP)
 };
 
 struct BackendEntry {

@@ -232,6 +232,46 @@ TEST_F(BalancerTest, FourInSix) {
              control::flowHash(s.src, s.sport, s.dst, s.dport, 6, kSeed));
 }
 
+// docs/design.md "VLAN-tagged frames": by default a tagged frame to a VIP
+// passes to the kernel untouched (`vlan`), since its tag would leave with it
+// whatever VLAN the route to the backend names; daemon.vlan = "keep" balances
+// it and keeps the tag.
+TEST_F(BalancerTest, VlanTaggedFramesPassUntouchedUnlessKeepIsConfigured) {
+  vip("198.51.100.10", 80, 1);
+  backend(1, "10.99.0.11", 1);
+  ring(1, {{1, 100}});
+  auto s = flow("203.0.113.9", "198.51.100.10", 40000, 80, kTcpSyn);
+  s.vlan = 42;
+  const auto in = build(s);
+  auto r = run(s);
+  EXPECT_EQ(r.action, XDP_PASS) << describe(r.output);
+  EXPECT_EQ(r.output, in) << describe(r.output);
+  EXPECT_EQ(reason(LB_R_PASS_VLAN), 1u);
+  EXPECT_EQ(reason(LB_R_TX), 0u);
+  // Untagged, the same flow is balanced: only the tag made the difference.
+  s.vlan.reset();
+  r = run(s);
+  EXPECT_EQ(r.action, XDP_TX) << describe(r.output);
+  // Tagged traffic to no VIP is not counted as vlan: it was never the
+  // balancer's (not_vip, passed as before).
+  auto other = flow("203.0.113.9", "10.99.0.11", 40000);
+  other.vlan = 42;
+  r = run(other);
+  EXPECT_EQ(r.action, XDP_PASS);
+  EXPECT_EQ(reason(LB_R_PASS_VLAN), 1u);
+  EXPECT_EQ(reason(LB_R_PASS_NOT_VIP), 1u);
+
+  datapath::GlobalConfig keep{kSeed, ip("10.99.0.1"), ip("fd00:99::1")};
+  keep.vlanKeep = true;
+  ASSERT_TRUE(dp->setConfig(keep));
+  s.vlan = 42;
+  r = run(s);
+  EXPECT_EQ(r.action, XDP_TX) << describe(r.output);
+  checkEncap(in, r.output, 18, ip("10.99.0.1"), ip("10.99.0.11"), 0);
+  EXPECT_EQ(be16(r.output, 14) & 0xfff, 42);
+  EXPECT_EQ(reason(LB_R_PASS_VLAN), 1u);
+}
+
 TEST_F(BalancerTest, VlanTaggedAndIpv4OptionsAndUdp) {
   vip("198.51.100.10", 80, 1);
   vip("198.51.100.10", 53, 2, 17);
@@ -239,6 +279,10 @@ TEST_F(BalancerTest, VlanTaggedAndIpv4OptionsAndUdp) {
   backend(2, "10.99.0.12", 2);
   ring(1, {{1, 100}});
   ring(2, {{2, 100}});
+  // Tagged frames are balanced only with daemon.vlan = "keep" (above).
+  datapath::GlobalConfig keep{kSeed, ip("10.99.0.1"), ip("fd00:99::1")};
+  keep.vlanKeep = true;
+  ASSERT_TRUE(dp->setConfig(keep));
   auto s = flow("203.0.113.9", "198.51.100.10", 40000);
   s.vlan = 42;
   s.ipOptions = {0x01, 0x01, 0x01, 0x00};  // NOP NOP NOP EOL
@@ -2164,6 +2208,9 @@ TEST_F(DecapTest, RemovesEachTunnelFamilyAndPassesTheRest) {
   ring(1, {{1, 100}});
   ring(2, {{2, 100}});
   ring(3, {{3, 100}});
+  datapath::GlobalConfig keep{kSeed, ip("10.99.0.1"), ip("fd00:99::1")};
+  keep.vlanKeep = true;  // one flow is tagged: balanced only with daemon.vlan = "keep"
+  ASSERT_TRUE(dp->setConfig(keep));
   for (const char* dst : {"198.51.100.10", "2001:db8:1::10", "198.51.100.20"}) {
     auto s = flow(dst[4] == ':' ? "2001:db8:9::9" : "203.0.113.9", dst, 40000);
     s.vlan = std::string(dst) == "198.51.100.20" ? std::optional<uint16_t>(7) : std::nullopt;

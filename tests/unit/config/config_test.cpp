@@ -125,6 +125,15 @@ address = "2001:db8:2::2"
   EXPECT_TRUE(r->vips[1].backends[0].address.isV6());
 }
 
+TEST(Config, VlanModeDefaultsToPass) {
+  auto r = parse(kBase);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->daemon.vlan, VlanMode::Pass);
+  r = parse(std::string(kBase) + "vlan = \"keep\"\n");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->daemon.vlan, VlanMode::Keep);
+}
+
 TEST(Config, ErrorClassesNameLineColumnKeyAndProblem) {
   const std::string vip = "\n[[vip]]\nname = \"web\"\naddress = \"198.51.100.10\"\nport = 80\n";
   struct Case {
@@ -143,6 +152,8 @@ TEST(Config, ErrorClassesNameLineColumnKeyAndProblem) {
       {std::string(kBase) + "icmp_rate = 2000000\n",
        "5:13 daemon.icmp_rate: 2000000 is outside 0..1000000"},
       {std::string(kBase) + "echo_rate = -5\n", "5:13 daemon.echo_rate: -5 is outside 0..1000000"},
+      {std::string(kBase) + "vlan = \"retag\"\n",
+       "5:8 daemon.vlan: 'retag' is not one of pass | keep"},
       {"[daemon]\ninterfaces = [\"no-such-if0\"]\n",
        "2:15 daemon.interfaces[0]: no interface named 'no-such-if0' on this host"},
       {"[daemon]\ntunnel_source_v4 = \"2001:db8::1\"\ninterfaces = [\"lo\"]\n",

@@ -92,6 +92,17 @@ TEST_F(ReconcilerTest, UnchangedConfigSwapsNothingAndChangedVipSwapsOnlyItself) 
   EXPECT_EQ(dp.rings.at(vipId("dns")).generation, 2u);
 }
 
+// daemon.vlan is reloadable: a change reaches lb_config (LB_CFG_F_VLAN_KEEP).
+TEST_F(ReconcilerTest, AVlanModeChangeRewritesTheGlobalConfig) {
+  auto cfg = makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}})});
+  ASSERT_TRUE(rec.apply(cfg));
+  EXPECT_FALSE(dp.config.vlanKeep);
+  cfg.daemon.vlan = config::VlanMode::Keep;
+  ASSERT_TRUE(rec.apply(cfg));
+  EXPECT_TRUE(dp.config.vlanKeep);
+  EXPECT_EQ(dp.setConfigCalls, 2);
+}
+
 TEST_F(ReconcilerTest, OneApplySwapsEveryChangedRingInOneCall) {
   auto cfg = makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}}),
                          makeVip("dns", "198.51.100.11", {{"10.0.0.3", 100}}),

@@ -203,8 +203,32 @@ TEST(Telemetry, ExportsEveryMetricOfTheMetricsIssue) {
                                                    {"echo_refused", "drop"},
                                                    {"echo_limited", "drop"},
                                                    {"too_long", "drop"},
-                                                   {"gso", "drop"}};
+                                                   {"gso", "drop"},
+                                                   {"vlan", "pass"}};
   EXPECT_EQ(actionOf, want);
+}
+
+// xdplb_backend_egress_attached (docs/design.md "Neighbours and egress"): 1
+// only for a known route through an attached interface.
+TEST(Telemetry, EgressAttachedIsOneOnlyForARouteThroughAnAttachedInterface) {
+  auto snap = std::const_pointer_cast<StatusSnapshot>(smallSnapshot());
+  auto& b = snap->vips[0].backends;
+  b[0].egressKnown = b[0].egressAttached = true;
+  b[1].egressKnown = true;  // routed through an interface xdplb is not on
+  FakeDatapath dp;
+  metrics::Exposition exposition;
+  Telemetry t(exposition, &dp, [&] { return std::shared_ptr<const StatusSnapshot>(snap); });
+  auto value = [](const Scrape& s, const std::string& backend) {
+    for (auto [it, end] = s.samples.equal_range("xdplb_backend_egress_attached"); it != end; ++it)
+      if (it->second.labels.at("backend") == backend) return it->second.value;
+    return -1.0;
+  };
+  Scrape s(exposition.render());
+  EXPECT_EQ(value(s, "10.0.0.1"), 1.0);
+  EXPECT_EQ(value(s, "2001:db8::2"), 0.0);
+  b[0].egressKnown = false;  // no route (or no pass yet): not attached either
+  s = Scrape(exposition.render());
+  EXPECT_EQ(value(s, "10.0.0.1"), 0.0);
 }
 
 TEST(Telemetry, LabelValuesAreEscapedInEveryFamily) {
@@ -381,6 +405,7 @@ TEST(Telemetry, SeriesOfRemovedVipsAndBackendsAreRemoved) {
   const Scrape before(exposition.render());
   const std::set<std::string> perBackend = {"xdplb_backend_up",
                                             "xdplb_backend_weight",
+                                            "xdplb_backend_egress_attached",
                                             "xdplb_backend_health",
                                             "xdplb_backend_datapath_state",
                                             "xdplb_backend_packets_total",
