@@ -9,6 +9,7 @@
 //                [--phase floor|floor-reuse|floor-reuse-poll|floor-halfopen|floors|
 //                         tcp|tcp-tunnel|http|https|both|all]
 //                [--net veth|loopback|all] [--rps on|off] [--lo-farm each|any]
+//                [--decap generic|native]
 //
 // Two topologies:
 //   veth (the headline; root only): the checker's thread and the farm live in
@@ -90,7 +91,8 @@ struct Options {
   std::string phase = "all";
   std::string net = "all";
   bool rps = true;
-  bool loAny = false;  // loopback: one INADDR_ANY listener instead of one per address
+  bool loAny = false;        // loopback: one INADDR_ANY listener instead of one per address
+  bool decapNative = false;  // tcp-tunnel: xdp_decap in native mode (on the checker's CPU)
 };
 
 // Where the checker and the farm run.
@@ -226,8 +228,9 @@ class Farm {
     if (thread_.joinable()) thread_.join();
   }
   Cpu cpu() const { return threadCpu(tid_); }
-  // HTTPS: handshakes the farm completed.
+  // HTTPS: handshakes the farm completed, and what the first negotiated.
   uint64_t handshakes() const { return handshakes_; }
+  const std::string& negotiated() const { return negotiated_; }
 
  private:
   void accept(tcp::acceptor& a) {
@@ -245,7 +248,14 @@ class Farm {
     auto s = std::make_shared<ssl::stream<tcp::socket>>(std::move(sock), *tls_);
     s->async_handshake(ssl::stream_base::server, [this, s](boost::system::error_code ec) {
       if (ec) return;
-      ++handshakes_;
+      if (!handshakes_++) {
+        // What the checker and the farm negotiated, for the phase's notes.
+        SSL* ssl = s->native_handle();
+        const int group = SSL_get_negotiated_group(ssl);
+        negotiated_ = std::string(SSL_get_version(ssl)) + ", " + SSL_get_cipher_name(ssl) + ", " +
+                      (group ? OBJ_nid2sn(group) : "no group") +
+                      (SSL_session_reused(ssl) ? ", resumed" : ", full handshake");
+      }
       serve(s);
     });
   }
@@ -274,7 +284,8 @@ class Farm {
   std::thread thread_;
   std::atomic_flag started_;
   pid_t tid_ = 0;
-  uint64_t handshakes_ = 0;  // read after stop()
+  uint64_t handshakes_ = 0;  // these two: read after stop()
+  std::string negotiated_;
   uint16_t port_ = 0;
 };
 
@@ -539,8 +550,9 @@ class Tunnel {
   static constexpr int kBackends = 250;
 
   // nullptr, with the reason printed, if it cannot be set up.
-  static std::unique_ptr<Tunnel> create(const Net& net, int checks) {
+  static std::unique_ptr<Tunnel> create(const Net& net, int checks, bool native) {
     auto t = std::unique_ptr<Tunnel>(new Tunnel(net));
+    t->native_ = native;
     std::string error;
     inNs(net.checkerNs, [&] {
       auto pe = xdplb::datapath::ProbeEncap::open();
@@ -568,7 +580,9 @@ class Tunnel {
         t->decap_ = std::move(*d);
         for (const auto& a : wanted)
           if (auto r = t->decap_->addAddress(a); !r) return void(error = r.error().message());
-        if (auto r = t->decap_->attach("bh-farm", xdplb::datapath::XdpMode::Generic); !r)
+        if (auto r = t->decap_->attach("bh-farm", native ? xdplb::datapath::XdpMode::Native
+                                                         : xdplb::datapath::XdpMode::Generic);
+            !r)
           return void(error = r.error().message());
         t->decapAttached_ = true;
       });
@@ -605,7 +619,7 @@ class Tunnel {
         if ((*c)[i].packets)
           line += " " + std::string(kProbe[i]) + " " + std::to_string((*c)[i].packets);
     out.push_back(line);
-    line = "xdp_decap on bh-farm:";
+    line = std::string("xdp_decap on bh-farm (") + (native_ ? "native" : "generic") + " mode):";
     if (auto c = decap_->readCounters())
       for (size_t i = 0; i < c->size(); ++i)
         if ((*c)[i].packets)
@@ -624,7 +638,7 @@ class Tunnel {
   Net net_;
   std::unique_ptr<xdplb::datapath::ProbeEncap> encap_;
   std::unique_ptr<xdplb::datapath::Decap> decap_;
-  bool decapAttached_ = false;
+  bool decapAttached_ = false, native_ = false;
   xdplb::health::ProbeSlots slots_{LB_PROBE_SLOTS};
 };
 
@@ -636,7 +650,7 @@ PhaseResult runPhase(const Net& net, const std::string& name, const Mix& m, cons
   res.http = m.http;
   res.https = m.https;
   std::unique_ptr<Tunnel> tunnel;
-  if (m.tunnel && !(tunnel = Tunnel::create(net, m.tcp))) {
+  if (m.tunnel && !(tunnel = Tunnel::create(net, m.tcp, o.decapNative))) {
     res.notes.push_back("not run: the tunnel could not be set up (see above)");
     return res;
   }
@@ -738,8 +752,9 @@ PhaseResult runPhase(const Net& net, const std::string& name, const Mix& m, cons
   t.join();
   farms.stop();
   if (farms.https)
-    res.notes.push_back("TLS handshakes the farm completed: " +
-                        std::to_string(farms.https->handshakes()));
+    res.notes.push_back(
+        "TLS handshakes the farm completed: " + std::to_string(farms.https->handshakes()) +
+        " (the first: " + farms.https->negotiated() + ")");
   if (tunnel)
     for (auto& n : tunnel->notes()) res.notes.push_back(n);
   const double wall = std::chrono::duration<double>(windowEnd - windowStart).count();
@@ -1299,6 +1314,8 @@ int main(int argc, char** argv) {
       o.rps = std::string(v) != "off";
     else if (k == "--lo-farm")
       o.loAny = std::string(v) == "any";
+    else if (k == "--decap")
+      o.decapNative = std::string(v) == "native";
     else {
       std::fprintf(stderr, "bench_health: unknown option %s\n", k.c_str());
       return 2;
