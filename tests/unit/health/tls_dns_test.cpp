@@ -4,9 +4,6 @@
 #include <arpa/nameser.h>
 #include <gtest/gtest.h>
 #include <netinet/tcp.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509v3.h>
 #include <unistd.h>
 
 #include <boost/asio.hpp>
@@ -16,6 +13,7 @@
 #include <functional>
 
 #include "lb/health/checker.h"
+#include "support/tls_cert.h"
 
 namespace xdplb::health {
 namespace {
@@ -25,7 +23,8 @@ using tcp = asio::ip::tcp;
 using udp = asio::ip::udp;
 using namespace std::chrono_literals;
 
-// A self-signed certificate for `name` (its own CA), written as PEM files.
+// A self-signed certificate for `name` (its own CA), written as PEM files
+// (the checker reads its ca_file from disk).
 struct Certificate {
   std::string dir, cert, key;
   explicit Certificate(const std::string& name) {
@@ -33,36 +32,12 @@ struct Certificate {
     dir = ::mkdtemp(tmpl);
     cert = dir + "/cert.pem";
     key = dir + "/key.pem";
-    EVP_PKEY* pkey = EVP_EC_gen("P-256");
-    X509* x = X509_new();
-    X509_set_version(x, 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
-    X509_set_pubkey(x, pkey);
-    X509_NAME* subject = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC,
-                               reinterpret_cast<const unsigned char*>(name.c_str()), -1, -1, 0);
-    X509_set_issuer_name(x, subject);
-    X509V3_CTX ctx;
-    X509V3_set_ctx_nodb(&ctx);
-    X509V3_set_ctx(&ctx, x, x, nullptr, nullptr, 0);
-    const std::string san = "DNS:" + name;
-    for (auto [nid, value] : {std::pair{NID_subject_alt_name, san.c_str()},
-                              std::pair{NID_basic_constraints, "critical,CA:TRUE"}}) {
-      X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value);
-      X509_add_ext(x, ext, -1);
-      X509_EXTENSION_free(ext);
+    const auto pem = testing::selfSignedCertificate(name);
+    for (auto [path, text] : {std::pair{&cert, &pem.cert}, std::pair{&key, &pem.key}}) {
+      FILE* f = std::fopen(path->c_str(), "w");
+      std::fwrite(text->data(), 1, text->size(), f);
+      std::fclose(f);
     }
-    X509_sign(x, pkey, EVP_sha256());
-    FILE* f = std::fopen(cert.c_str(), "w");
-    PEM_write_X509(f, x);
-    std::fclose(f);
-    f = std::fopen(key.c_str(), "w");
-    PEM_write_PrivateKey(f, pkey, nullptr, nullptr, 0, nullptr, nullptr);
-    std::fclose(f);
-    X509_free(x);
-    EVP_PKEY_free(pkey);
   }
   ~Certificate() { std::filesystem::remove_all(dir); }
 };
