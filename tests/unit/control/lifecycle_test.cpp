@@ -90,7 +90,7 @@ TEST_F(LifecycleTest, StopSwapsInHealthChangesDeferredForAGracePeriod) {
                                             config::CheckType::Tcp)})));
   ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.1"), State::Up));
   ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.2"), State::Up));
-  const uint32_t web = dp.vips.begin()->second;
+  const uint32_t web = dp.vips.begin()->second.id;
   dp.graceOpen = {web};
   ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.2"), State::Down, "refused"));
   ASSERT_TRUE(rec.hasDeferred());
@@ -114,7 +114,7 @@ TEST_F(LifecycleTest, AStopWhoseSwapFailsSaysSo) {
                                             config::CheckType::Tcp)})));
   ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.1"), State::Up));
   ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.2"), State::Up));
-  dp.graceOpen = {dp.vips.begin()->second};
+  dp.graceOpen = {dp.vips.begin()->second.id};
   ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.2"), State::Down, "refused"));
   dp.failSwaps = true;
   EXPECT_FALSE(flushBeforeExit(rec));
