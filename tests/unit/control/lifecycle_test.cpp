@@ -31,6 +31,21 @@ class LifecycleTest : public ::testing::Test {
   }
   void TearDown() override { spdlog::set_default_logger(previous_); }
   std::vector<std::string> lines() { return sink_->last_formatted(); }
+  // VIP web with two up backends; 10.0.0.2 goes down moments after the
+  // VIP's last swap, so the change waits for the grace period.
+  void deferOneDown() {
+    ASSERT_TRUE(rec.apply(makeConfig({makeVip("web", "198.51.100.10",
+                                              {{"10.0.0.1", 100}, {"10.0.0.2", 100}},
+                                              config::CheckType::Tcp)})));
+    ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.1"), State::Up));
+    ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.2"), State::Up));
+    dp.graceOpen = {dp.vips.begin()->second.id};
+    ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.2"), State::Down, "refused"));
+    ASSERT_TRUE(rec.hasDeferred());
+  }
+
+  testing::FakeDatapath dp;
+  Reconciler rec{dp, {.maxVips = 4, .maxBackends = 16}};
 
   std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_ =
       std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(64);
@@ -83,17 +98,8 @@ TEST_F(LifecycleTest, ALoopThatRunsOutOfWorkOrIsStoppedReturnsZeroAndLogsNothing
 // for the grace period. Stop must swap it in (the datapath outlives the
 // daemon), not leave the down backend in the ring.
 TEST_F(LifecycleTest, StopSwapsInHealthChangesDeferredForAGracePeriod) {
-  testing::FakeDatapath dp;
-  Reconciler rec(dp, {.maxVips = 4, .maxBackends = 16});
-  ASSERT_TRUE(rec.apply(makeConfig({makeVip("web", "198.51.100.10",
-                                            {{"10.0.0.1", 100}, {"10.0.0.2", 100}},
-                                            config::CheckType::Tcp)})));
-  ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.1"), State::Up));
-  ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.2"), State::Up));
+  ASSERT_NO_FATAL_FAILURE(deferOneDown());
   const uint32_t web = dp.vips.begin()->second.id;
-  dp.graceOpen = {web};
-  ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.2"), State::Down, "refused"));
-  ASSERT_TRUE(rec.hasDeferred());
   const std::set<uint32_t> before(dp.rings.at(web).slots.begin(), dp.rings.at(web).slots.end());
   ASSERT_EQ(before.size(), 2u) << "the live ring still has both backends";
 
@@ -107,15 +113,7 @@ TEST_F(LifecycleTest, StopSwapsInHealthChangesDeferredForAGracePeriod) {
 }
 
 TEST_F(LifecycleTest, AStopWhoseSwapFailsSaysSo) {
-  testing::FakeDatapath dp;
-  Reconciler rec(dp, {.maxVips = 4, .maxBackends = 16});
-  ASSERT_TRUE(rec.apply(makeConfig({makeVip("web", "198.51.100.10",
-                                            {{"10.0.0.1", 100}, {"10.0.0.2", 100}},
-                                            config::CheckType::Tcp)})));
-  ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.1"), State::Up));
-  ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.2"), State::Up));
-  dp.graceOpen = {dp.vips.begin()->second.id};
-  ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.2"), State::Down, "refused"));
+  ASSERT_NO_FATAL_FAILURE(deferOneDown());
   dp.failSwaps = true;
   EXPECT_FALSE(flushBeforeExit(rec));
   ASSERT_FALSE(lines().empty());
@@ -123,8 +121,6 @@ TEST_F(LifecycleTest, AStopWhoseSwapFailsSaysSo) {
 }
 
 TEST_F(LifecycleTest, NothingDeferredNothingLogged) {
-  testing::FakeDatapath dp;
-  Reconciler rec(dp, {.maxVips = 4, .maxBackends = 16});
   EXPECT_TRUE(flushBeforeExit(rec));
   EXPECT_TRUE(lines().empty());
 }
