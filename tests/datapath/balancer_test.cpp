@@ -1542,6 +1542,38 @@ TEST_F(BalancerTest, AnotherEgressInterfaceIsAnXdpRedirectThroughTheDevmap) {
   ASSERT_TRUE(BpfDatapath::detachAll("", {"veth-lb", "veth-b"}));
 }
 
+// A tagged frame whose backend is routed out of another interface: by
+// default it passes untouched (its tag must not leave on an interface the
+// route names without it); with daemon.vlan = "keep" it is redirected
+// through the devmap and keeps its tag, as the operator said.
+TEST_F(BalancerTest, VlanTaggedFramesToABackendBehindAnotherInterface) {
+  vip("198.51.100.10", 80, 1);
+  backend(1, "10.98.0.11", 1);
+  ring(1, {{1, 100}});
+  ASSERT_TRUE(dp->attach({"veth-lb", "veth-b"}, datapath::XdpMode::Native));
+  auto s = flow("203.0.113.9", "198.51.100.10", 40000, 80, kTcpSyn);
+  s.vlan = 42;
+  const auto in = build(s);
+  auto r = run(s);
+  EXPECT_EQ(r.action, XDP_PASS) << describe(r.output);
+  EXPECT_EQ(r.output, in);
+  EXPECT_EQ(reason(LB_R_PASS_VLAN), 1u);
+  EXPECT_EQ(reason(LB_R_REDIRECT), 0u);
+
+  datapath::GlobalConfig keep{kSeed, ip("10.99.0.1"), ip("fd00:99::1")};
+  keep.vlanKeep = true;
+  ASSERT_TRUE(dp->setConfig(keep));
+  r = run(s);
+  EXPECT_EQ(r.action, XDP_REDIRECT) << describe(r.output);
+  EXPECT_EQ(reason(LB_R_REDIRECT), 1u);
+  ASSERT_GE(r.output.size(), 18u);
+  EXPECT_EQ(std::vector<uint8_t>(r.output.begin(), r.output.begin() + 6),
+            (std::vector<uint8_t>{0x02, 0, 0, 0, 0, 0xcc}));
+  EXPECT_EQ(be16(r.output, 12), 0x8100) << "the tag stays";
+  EXPECT_EQ(be16(r.output, 14) & 0xfff, 42);
+  ASSERT_TRUE(BpfDatapath::detachAll("", {"veth-lb", "veth-b"}));
+}
+
 TEST_F(BalancerTest, AFailedAttachTakesOffOnlyWhatItAttached) {
   // Nothing attached before: a failure on the second interface leaves none.
   auto bad = dp->attach({"veth-lb", "no-such-if9"}, datapath::XdpMode::Native);
