@@ -76,6 +76,8 @@ struct lb_pkt {
 			   * LB_ICMP_ECHO; LB_ICMP_ND */
 	__u16 frag_id_hi; /* IPv6 fragment id, high half (IPv4: 0) */
 	__u16 frag_id;	  /* IPv4 id, or the IPv6 fragment id's low half */
+	__u16 mss_clamp;  /* a TCP SYN's VIP clamp (lb_match_vip); 0 = none */
+	__u8 clamped;	  /* the SYN's MSS option was lowered (lb_mss_clamp) */
 };
 
 #ifndef IPPROTO_ICMPV6
