@@ -313,7 +313,7 @@ enum lb_reason {
 	LB_R_DROP_ECHO_REFUSED,	  /* echo request with IPv4 options or from a bad source */
 	LB_R_DROP_ECHO_LIMITED,	  /* echo request over echo_rate */
 	LB_R_DROP_TOO_LONG,	  /* cannot be encapsulated within 65,535 bytes */
-	LB_R_DROP_GSO, /* larger than the ingress MTU: a GRO/GSO aggregate (generic mode) */
+	LB_R_DROP_GSO,	/* larger than the ingress MTU: a GRO/GSO aggregate (generic mode) */
 	LB_R_PASS_VLAN, /* VLAN-tagged, to a VIP, daemon.vlan = "pass": to the kernel untouched */
 	LB_REASON_MAX,
 };

@@ -644,15 +644,15 @@ int main(int argc, char** argv) {
   decapAttach->add_option("--mode", modeName, "XDP attach mode")
       ->check(CLI::IsMember({"native", "generic", "auto"}))
       ->capture_default_str();
-  decapAttach->add_option("--from", decapSources,
-                          "Decapsulate only tunnel packets from these outer sources (the "
-                          "balancers' tunnel_source_v4/v6; repeat --from for each); others are dropped")
+  decapAttach
+      ->add_option("--from", decapSources,
+                   "Decapsulate only tunnel packets from these outer sources (the "
+                   "balancers' tunnel_source_v4/v6; repeat --from for each); others are dropped")
       ->allow_extra_args(false);
   decapAttach->add_flag("--pass-through", passThrough, "Decapsulate nothing");
   decapAttach->callback([&] {
     action = [&] {
-      return cmdDecapAttach(decapIface, decapAddrs, decapSources, decapMode(modeName),
-                            passThrough);
+      return cmdDecapAttach(decapIface, decapAddrs, decapSources, decapMode(modeName), passThrough);
     };
   });
   auto* decapDetach = decap->add_subcommand("detach", "Remove xdp_decap from IFACE");

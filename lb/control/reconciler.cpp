@@ -271,9 +271,12 @@ std::expected<void, ApplyFailure> Reconciler::transact(const config::Config& cfg
 
   const uint32_t insertLimit = cfg.daemon.flowInsertLimit.value_or(
       datapath::defaultFlowInsertLimit(datapath::flowSetsFor(cfg.daemon.flowTableSize)));
-  datapath::GlobalConfig global{cfg.daemon.hashSeed,       cfg.daemon.tunnelSourceV4,
-                                cfg.daemon.tunnelSourceV6, insertLimit,
-                                cfg.daemon.icmpRate,       cfg.daemon.echoRate,
+  datapath::GlobalConfig global{cfg.daemon.hashSeed,
+                                cfg.daemon.tunnelSourceV4,
+                                cfg.daemon.tunnelSourceV6,
+                                insertLimit,
+                                cfg.daemon.icmpRate,
+                                cfg.daemon.echoRate,
                                 cfg.daemon.vlan == config::VlanMode::Keep};
   const bool seedChanged = work.hashSeed != cfg.daemon.hashSeed;
   work.hashSeed = cfg.daemon.hashSeed;

@@ -34,9 +34,8 @@ class LifecycleTest : public ::testing::Test {
   // VIP web with two up backends; 10.0.0.2 goes down moments after the
   // VIP's last swap, so the change waits for the grace period.
   void deferOneDown() {
-    ASSERT_TRUE(rec.apply(makeConfig({makeVip("web", "198.51.100.10",
-                                              {{"10.0.0.1", 100}, {"10.0.0.2", 100}},
-                                              config::CheckType::Tcp)})));
+    ASSERT_TRUE(rec.apply(makeConfig({makeVip(
+        "web", "198.51.100.10", {{"10.0.0.1", 100}, {"10.0.0.2", 100}}, config::CheckType::Tcp)})));
     ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.1"), State::Up));
     ASSERT_TRUE(rec.setHealth("web", ip("10.0.0.2"), State::Up));
     dp.graceOpen = {dp.vips.begin()->second.id};
