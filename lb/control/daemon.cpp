@@ -851,9 +851,7 @@ class Daemon {
       if (e.hop && e.attached && old != egress_.end() && old->second.hop && !old->second.attached)
         spdlog::info("egress: backend {} of VIP {}: its route leaves through {} (attached) again",
                      addr.toString(), vip, e.interface);
-      changed |= old == egress_.end() || old->second.attached != e.attached ||
-                 old->second.interface != e.interface || old->second.error != e.error ||
-                 old->second.neighbour != e.neighbour;
+      changed |= old == egress_.end() || old->second != e;
     }
     egress_ = std::move(next);
     if (changed && reconciler_) publish();

@@ -27,6 +27,7 @@ namespace xdplb::control {
 struct NextHop {
   IpAddr address;        // the gateway, or the backend itself when it is on link
   uint32_t ifindex = 0;  // the route's output interface
+  bool operator==(const NextHop&) const = default;
 };
 
 // The neighbour entry of a next hop as the kernel holds it.
@@ -104,6 +105,7 @@ struct BackendEgress {
   bool attached = false;       // hop's interface is one xdplb is attached to
   std::string neighbour;       // state before this pass's nudge ("none" when absent)
   std::string error;           // last failure of this pass, empty when none
+  bool operator==(const BackendEgress&) const = default;
 };
 
 // The periodic pass: for each backend address, its route, whether the route
