@@ -30,12 +30,6 @@ datapath::BackendState desiredState(bool inRing, health::State h) {
                                     : BackendState::Draining;
 }
 
-bool sameGlobal(const datapath::GlobalConfig& a, const datapath::GlobalConfig& b) {
-  return a.hashSeed == b.hashSeed && a.tunnelSourceV4 == b.tunnelSourceV4 &&
-         a.tunnelSourceV6 == b.tunnelSourceV6 && a.flowInsertLimit == b.flowInsertLimit &&
-         a.icmpRate == b.icmpRate && a.echoRate == b.echoRate && a.vlanKeep == b.vlanKeep;
-}
-
 }  // namespace
 
 Reconciler::Reconciler(datapath::Datapath& dp, Options options) : dp_(dp), options_(options) {
@@ -351,7 +345,7 @@ std::expected<void, ApplyFailure> Reconciler::transact(const config::Config& cfg
 
   auto run = [&]() -> Result<> {
     // 1. Global settings (tunnel sources, insert limit; hash_seed only at start).
-    if (!work.writtenGlobal || !sameGlobal(*work.writtenGlobal, global)) {
+    if (!work.writtenGlobal || *work.writtenGlobal != global) {
       const auto before = m_.writtenGlobal;
       if (auto r = step([&] { return dp_.setConfig(global); },
                         [this, before]() -> Result<> {

@@ -61,6 +61,7 @@ struct GlobalConfig {
   uint32_t icmpRate = 1000;      // too-big answers per CPU per second; 0 = none
   uint32_t echoRate = 1000;      // echo replies per CPU per second; 0 = none
   bool vlanKeep = false;         // tagged VIP frames balanced, tag kept (LB_CFG_F_VLAN_KEEP)
+  bool operator==(const GlobalConfig&) const = default;
 };
 
 struct BackendEntry {
