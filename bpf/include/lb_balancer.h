@@ -46,15 +46,16 @@ static __always_inline void lb_frag_key(const struct lb_pkt *p, struct lb_frag_k
  * kernel would route it back towards the router that sent it
  * (docs/design.md, "No forwarding loops"). p->mss_clamp gets the VIP's
  * clamp for a TCP SYN (docs/design.md, "MSS clamp"), else stays 0. */
-static __always_inline int lb_match_vip(void *data, void *data_end, struct lb_pkt *p, __u32 *vip_id)
+static __always_inline int lb_match_vip(void *data, void *data_end, struct lb_pkt *p,
+					const struct lb_config *cfg, __u32 *vip_id)
 {
 	struct lb_vip_value *v0, *v;
 	int rc;
 
 	/* A VIP address has a port-0 entry for both TCP and UDP (an alias for
 	 * a protocol it has no VIP of), so a miss is a non-VIP address: one
-	 * lookup (docs/design.md, "Hot path"). */
-	v0 = lb_vip_lookup(p, p->key.proto, 0);
+	 * lookup, in the VIP index (docs/design.md, "Hot path", "VIP index"). */
+	v0 = lb_vip_port0(p, p->key.proto, cfg);
 	if (!v0)
 		return LB_R_PASS_NOT_VIP;
 	if (p->later_frag) {
@@ -146,13 +147,12 @@ static __always_inline int lb_balance(struct xdp_md *ctx)
 	}
 	if (p.icmp == LB_ICMP_ECHO)
 		return lb_echo_reply(ctx, &p, bytes);
-	rc = lb_match_vip(data, data_end, &p, &vip_id);
-	if (rc >= 0)
-		return lb_exit(rc, bytes, rc == LB_R_PASS_NOT_VIP ? XDP_PASS : XDP_DROP);
-
 	cfg = bpf_map_lookup_elem(&lb_config, &zero);
 	if (!cfg)
 		return lb_exit(LB_R_DROP_INTERNAL, bytes, XDP_DROP);
+	rc = lb_match_vip(data, data_end, &p, cfg, &vip_id);
+	if (rc >= 0)
+		return lb_exit(rc, bytes, rc == LB_R_PASS_NOT_VIP ? XDP_PASS : XDP_DROP);
 	/* A tagged frame would leave with its tag whatever VLAN the route to
 	 * the backend names: only when the operator says the backends are on
 	 * that VLAN (LB_CFG_F_VLAN_KEEP). Checked here, where VIP packets only

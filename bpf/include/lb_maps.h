@@ -31,6 +31,16 @@ struct lb_ring_inner {
 	__type(value, __u64);
 };
 
+/* The VIP index (lb_shared.h, lb_vip_index): mmapable, which page-aligns
+ * it, so every slot is one cache line and the daemon writes halves directly. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 2 * 1024);
+	__type(key, __u32);
+	__type(value, struct lb_vip_slot);
+} lb_vip_index SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
 	__uint(max_entries, 2 * 257);

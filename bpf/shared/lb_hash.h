@@ -135,4 +135,15 @@ LB_HASH_INLINE __u32 lb_flow_check(const void *key, __u32 backend_id)
 	return (__u32)(h >> 32);
 }
 
+/* The VIP index's slot hash (lb_shared.h, lb_vip_index): a multiply, an
+ * xor and a multiply of the lb_vip_key's three words by the half's odd
+ * multiplier, whose top bits give the slot. The first multiply spreads the
+ * first address word, so IPv6 addresses whose two halves differ in the same
+ * bits do not collide for every multiplier. Two multiplies: a packet pays
+ * ~2 ns (docs/design.md, "VIP index"). */
+LB_HASH_INLINE __u64 lb_vip_index_hash(__u64 w0, __u64 w1, __u64 w2, __u64 mult)
+{
+	return ((w0 * mult) ^ w1 ^ w2) * mult;
+}
+
 #endif

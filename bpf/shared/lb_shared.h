@@ -15,7 +15,9 @@
  * would read as "no clamp", but lb_vip_stats grew: pinned maps of layout 6
  * cannot be read as 7 (docs/design.md, "MSS clamp"). Also new in 7: the
  * reason LB_R_PASS_VLAN (lb_reason_stats grew) and LB_CFG_F_VLAN_KEEP. */
-#define LB_LAYOUT_VERSION 7
+/* 8: the VIP index lb_vip_index (docs/design.md, "VIP index"): lb_config
+ * grew its selector, multipliers and size. */
+#define LB_LAYOUT_VERSION 8
 
 #define LB_FAMILY_V4 4
 #define LB_FAMILY_V6 6
@@ -81,6 +83,7 @@ struct lb_ring_sel {
  * Sizes are set by the daemon at load time (bpf_map__set_max_entries) from its
  * configuration, never fixed here: memory grows with what is configured.
  *   lb_vips          3 * max_vips   (each VIP plus its address's two port-0 entries)
+ *   lb_vip_index     2 * LB_VIP_INDEX_SLOTS(max_vips) (two halves)
  *   lb_rings         2 * (max_vips + 1) (index = LB_RING_INDEX(VIP id, buffer))
  *   lb_ring_sel      max_vips + 1   (index = VIP id; 0 unused)
  *   lb_vip_stats     max_vips + 1
@@ -139,6 +142,44 @@ struct lb_vip_value {
 	 * byte order, VIP id); unused slots have port_vip_ids[i] == 0. */
 	__u16 ports[LB_VIP_INLINE_PORTS];
 	__u32 port_vip_ids[LB_VIP_INLINE_PORTS];
+};
+
+/* ---- lb_vip_index: ARRAY of lb_vip_slot, two halves -----------------------
+ * A copy of lb_vips' port-0 entries in an open-addressed ARRAY, so that the
+ * lookup every packet makes is inlined: one multiply hash and one cache line
+ * instead of the hash map's jhash and bucket walk (docs/design.md, "VIP
+ * index"). lb_vips stays the authority: the exact-port entries, listing and
+ * adoption use it, and so does every packet while lb_config.vip_index is
+ * LB_VIP_INDEX_OFF.
+ *
+ * Two halves of lb_config.vip_index_slots (a power of two) slots each, at
+ * half * vip_index_slots. The daemon writes a whole half that no packet
+ * reads (through mmap), then names it in lb_config.vip_index (half + 1).
+ * A half it stopped naming is rewritten only after an RCU grace period, as
+ * ring buffers are (contract 2). Any change to lb_vips first sets
+ * vip_index to LB_VIP_INDEX_OFF, so the index never serves what lb_vips no
+ * longer says.
+ *
+ * The slot of a key is lb_vip_index_hash (lb_hash.h) of its words and the
+ * half's vip_index_mult, >> vip_index_shift; then the next ones, up to
+ * LB_VIP_INDEX_PROBES in all (wrapping within the half). An empty slot
+ * (key[2] == 0: every key has a family) is a miss; LB_VIP_INDEX_PROBES
+ * taken slots without the key send the packet to lb_vips: the daemon puts
+ * every key in the first free slot of its probes, or leaves it out when they
+ * are all taken. key[] is the lb_vip_key as three words: addr[0..7],
+ * addr[8..15], and port | proto << 16 | family << 24. */
+#define LB_VIP_INDEX_PROBES 4
+/* lb_config.vip_index: 0 = off (use lb_vips; what a zeroed config says),
+ * 1 = half 0, 2 = half 1 */
+#define LB_VIP_INDEX_OFF 0
+/* Slots per half: the power of two at least twice the port-0 entries
+ * max_vips can need (two per address, one address per VIP at most), and at
+ * least LB_VIP_INDEX_MIN_SLOTS. */
+#define LB_VIP_INDEX_MIN_SLOTS 64
+
+struct lb_vip_slot {
+	__u64 key[3];
+	struct lb_vip_value value;
 };
 
 /* ---- lb_backends: ARRAY backend id -> lb_backend --------------------------- */
@@ -248,7 +289,13 @@ struct lb_config {
 	 * sends (1e9 / rate); 0 = never sent. */
 	__u32 icmp_interval_ns;
 	__u32 echo_interval_ns;
-	__u32 pad;
+	/* The VIP index (lb_vip_index above): 1 + the half packets read, or
+	 * LB_VIP_INDEX_OFF; only the low byte ever changes, so a reader never
+	 * sees it torn. Layout 8. */
+	__u32 vip_index;
+	__u32 vip_index_slots; /* slots per half, a power of two */
+	__u32 vip_index_shift; /* 64 - log2(vip_index_slots) */
+	__u64 vip_index_mult[2]; /* each half's hash multiplier (odd) */
 };
 
 /* ---- lb_ratelimit: PERCPU_ARRAY[1] of lb_ratelimit ----------------------

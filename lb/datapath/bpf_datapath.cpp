@@ -33,6 +33,7 @@
 #include "lb/common/caps.h"
 #include "lb/datapath/flow_limits.h"
 #include "lb/datapath/layout.h"
+#include "lb/datapath/vip_index.h"
 #include "lb_hash.h"
 
 namespace xdplb::datapath {
@@ -93,10 +94,10 @@ IpAddr addrOf(const uint8_t* bytes, uint8_t family) {
 // lb_tx_ports is not among them: attach() fills it on every start (and libbpf
 // cannot reuse a pinned DEVMAP_HASH here: "parameter mismatch").
 std::vector<bpf_map*> pinnedMaps(balancer* s) {
-  return {s->maps.lb_vips,          s->maps.lb_rings,        s->maps.lb_ring_sel,
-          s->maps.lb_backends,      s->maps.lb_flows,        s->maps.lb_config,
-          s->maps.lb_nexthops,      s->maps.lb_reason_stats, s->maps.lb_vip_stats,
-          s->maps.lb_backend_stats, s->maps.lb_flow_stats};
+  return {s->maps.lb_vips,          s->maps.lb_vip_index,    s->maps.lb_rings,
+          s->maps.lb_ring_sel,      s->maps.lb_backends,     s->maps.lb_flows,
+          s->maps.lb_config,        s->maps.lb_nexthops,     s->maps.lb_reason_stats,
+          s->maps.lb_vip_stats,     s->maps.lb_backend_stats, s->maps.lb_flow_stats};
 }
 
 Result<> mapUpdate(bpf_map* map, const void* key, const void* value, uint64_t flags = BPF_ANY) {
@@ -451,6 +452,8 @@ Result<std::unique_ptr<BpfDatapath>> BpfDatapath::open(const Options& options) {
   balancer* s = dp->skel_;
   const uint32_t vips = options.maxVips + 1, backends = options.maxBackends + 1;
   bpf_map__set_max_entries(s->maps.lb_vips, 3 * options.maxVips);
+  const uint32_t indexSlots = vipIndexSlotsFor(options.maxVips);
+  bpf_map__set_max_entries(s->maps.lb_vip_index, 2 * indexSlots);
   bpf_map__set_max_entries(s->maps.lb_rings, LB_RING_BUFFERS * vips);
   bpf_map__set_max_entries(s->maps.lb_ring_sel, vips);
   bpf_map__set_max_entries(s->maps.lb_vip_stats, vips);
@@ -500,12 +503,15 @@ Result<std::unique_ptr<BpfDatapath>> BpfDatapath::open(const Options& options) {
   // The flow table's set-index secret (lb_config.flow_secret): kept from the
   // pinned config when the table was adopted with it, else made anew, so it
   // lives as long as the table it indexes (docs/design.md, "Flow table").
+  // The VIP index is adopted with it: the previous daemon's lb_config names
+  // a half that matches the adopted lb_vips (docs/design.md, "VIP index").
   {
     const uint32_t zero = 0;
     lb_config cfg{};
     if (dp->adopted_ && bpf_map_lookup_elem(bpf_map__fd(s->maps.lb_config), &zero, &cfg) == 0 &&
         cfg.layout_version == LB_LAYOUT_VERSION && cfg.flow_secret != 0) {
       dp->flowSecret_ = cfg.flow_secret;
+      if (cfg.vip_index_slots == indexSlots) dp->config_ = cfg;
     } else {
       uint32_t secret = 0;
       while (secret == 0)
@@ -525,6 +531,14 @@ Result<std::unique_ptr<BpfDatapath>> BpfDatapath::open(const Options& options) {
     dp->flows_ = static_cast<lb_flow_set*>(p);
     dp->flowsBytes_ = bytes;
   }
+  {
+    const size_t bytes = size_t{2} * indexSlots * sizeof(lb_vip_slot);
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED,
+                   bpf_map__fd(s->maps.lb_vip_index), 0);
+    if (p == MAP_FAILED) return errnoError(errno, "mmap map lb_vip_index");
+    dp->vipIndex_ = static_cast<lb_vip_slot*>(p);
+    dp->vipIndexBytes_ = bytes;
+  }
   if (auto listed = dp->listVips(); listed)
     dp->vips_ = *listed;
   else
@@ -532,12 +546,25 @@ Result<std::unique_ptr<BpfDatapath>> BpfDatapath::open(const Options& options) {
   auto gp = GracePeriods::create();
   if (!gp) return std::unexpected(gp.error());
   dp->gracePeriods_ = std::move(*gp);
+  // A previous daemon's packets may still read either half (it may have just
+  // flipped, or turned the index off): neither is rewritten before a grace
+  // period that begins now has ended; the live half, if any, stays live.
+  {
+    lb_config& c = dp->config_;
+    if (c.vip_index > 2) c.vip_index = LB_VIP_INDEX_OFF;
+    const uint64_t now = dp->gracePeriods_->flipped();
+    for (int h = 0; h < 2; ++h)
+      if (c.vip_index != static_cast<uint32_t>(h + 1)) dp->vipIndexRetiredAt_[h] = now;
+    c.vip_index_slots = indexSlots;
+    c.vip_index_shift = vipIndexShiftFor(indexSlots);
+  }
   if (dp->adopted_) spdlog::info("adopted pinned maps under {}", options.pinPath);
   return dp;
 }
 
 BpfDatapath::~BpfDatapath() {
   if (flows_) munmap(flows_, flowsBytes_);
+  if (vipIndex_) munmap(vipIndex_, vipIndexBytes_);
   for (auto& [id, v] : rings_)
     for (auto& b : v.buffer) release(b);
   if (skel_) balancer::destroy(skel_);
@@ -612,10 +639,97 @@ Result<> BpfDatapath::setConfig(const GlobalConfig& c) {
     cfg.flags |= LB_CFG_F_TUNNEL_V6;
     std::memcpy(cfg.tunnel_src_v6, c.tunnelSourceV6->bytes().data(), 16);
   }
-  const uint32_t zero = 0;
-  auto r = mapUpdate(skel_->maps.lb_config, &zero, &cfg);
+  // The VIP index's fields are publishVips' (lb_shared.h): kept as they are.
+  cfg.vip_index = config_.vip_index;
+  cfg.vip_index_slots = config_.vip_index_slots;
+  cfg.vip_index_shift = config_.vip_index_shift;
+  std::memcpy(cfg.vip_index_mult, config_.vip_index_mult, sizeof cfg.vip_index_mult);
+  auto r = writeConfig(cfg);
   if (r) hashSeed_ = c.hashSeed;
   return r;
+}
+
+Result<> BpfDatapath::writeConfig(const lb_config& next) {
+  const uint32_t zero = 0;
+  if (auto r = mapUpdate(skel_->maps.lb_config, &zero, &next); !r) return r;
+  config_ = next;
+  return {};
+}
+
+// ---- the VIP index (lb_shared.h, lb_vip_index; docs/design.md, "VIP index")
+//
+// lb_vips is the authority. Before any change to it the index goes off
+// (packets look up lb_vips), and publishVips, at the end of a batch, writes
+// the port-0 entries lb_vips then holds into the half that was retired
+// longest ago, once a grace period covers its retirement, and names it.
+// Two lb_config updates: the half's multiplier while no packet reads the
+// half, then the selector, whose low byte alone changes.
+
+Result<> BpfDatapath::vipIndexOff() {
+  if (config_.vip_index == LB_VIP_INDEX_OFF) return {};
+  const uint32_t was = config_.vip_index - 1;
+  lb_config next = config_;
+  next.vip_index = LB_VIP_INDEX_OFF;
+  if (auto r = writeConfig(next); !r)
+    return std::unexpected(Error{r.error().code, "turn the VIP index off before changing lb_vips (" +
+                                                     r.error().message() + ")"});
+  vipIndexRetiredAt_[was] = gracePeriods_->flipped();
+  return {};
+}
+
+Result<> BpfDatapath::publishVips() {
+  if (config_.vip_index != LB_VIP_INDEX_OFF) return {};
+  // Before the first setConfig there is no lb_config to name a half in.
+  if (config_.layout_version != LB_LAYOUT_VERSION) return {};
+  std::vector<VipIndexEntry> entries;
+  {
+    const int fd = bpf_map__fd(skel_->maps.lb_vips);
+    lb_vip_key key{}, next{};
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+      VipIndexEntry e{next, {}};
+      if (next.port == 0 && bpf_map_lookup_elem(fd, &next, &e.value) == 0) entries.push_back(e);
+      key = next;
+      prev = &key;
+    }
+    if (errno != ENOENT && prev) return errnoError(errno, "iterate map lb_vips");
+  }
+  const uint32_t slots = config_.vip_index_slots;
+  const int half = vipIndexRetiredAt_[0] <= vipIndexRetiredAt_[1] ? 0 : 1;
+  // Entries whose probes are all taken are left out (packets ask lb_vips
+  // for them): the best of a few multipliers, stopping at one that leaves
+  // none out, as at the low loads of most configurations.
+  std::optional<VipIndexHalf> laid;
+  uint64_t mult = 0;
+  for (int attempt = 0; attempt < 8 && (!laid || laid->overflow); ++attempt) {
+    uint64_t m = 0;
+    if (getrandom(&m, sizeof m, 0) != sizeof m)
+      return errnoError(errno, "pick the VIP index's multiplier (getrandom)");
+    m |= 1;
+    auto l = layoutVipIndex(entries, slots, m);
+    if (!l) return makeError("VIP index: lb_vips holds a port-0 key twice");
+    if (!laid || l->overflow < laid->overflow) {
+      laid = std::move(l);
+      mult = m;
+    }
+  }
+  if (laid->overflow)
+    spdlog::info("VIP index: {} of {} port-0 entries beyond its {} probes; packets to them look "
+                 "them up in lb_vips",
+                 laid->overflow, entries.size(), LB_VIP_INDEX_PROBES);
+  if (vipIndexRetiredAt_[half])
+    if (auto r = gracePeriods_->waitFor(vipIndexRetiredAt_[half]); !r) return r;
+  std::memcpy(vipIndex_ + size_t{static_cast<uint32_t>(half)} * slots, laid->slots.data(),
+              size_t{slots} * sizeof(lb_vip_slot));
+  // The slot writes before the selector that names them (as for rings).
+  std::atomic_thread_fence(std::memory_order_release);
+  lb_config next = config_;
+  next.vip_index_mult[half] = mult;
+  if (auto r = writeConfig(next); !r) return r;
+  next.vip_index = static_cast<uint32_t>(half) + 1;
+  if (auto r = writeConfig(next); !r) return r;
+  vipIndexRetiredAt_[half] = 0;
+  return {};
 }
 
 // The port-0 entry of (addr, proto): the every-port VIP if there is one, else
@@ -663,6 +777,7 @@ Result<> BpfDatapath::putVip(const VipKey& key, const VipEntry& entry) {
   if (entry.id == 0 || entry.id > options_.maxVips)
     return makeError("VIP id " + std::to_string(entry.id) + " outside 1.." +
                      std::to_string(options_.maxVips));
+  if (auto r = vipIndexOff(); !r) return r;
   // The mirror changes with the map: a failed write leaves it as it was, so
   // the port-0 entries written later list only what lb_vips holds, and the
   // reconciler's rollback (docs/design.md, "Reconciler") restores both.
@@ -701,6 +816,7 @@ Result<> BpfDatapath::writeAddressEntries(const IpAddr& addr, uint8_t proto) {
 }
 
 Result<> BpfDatapath::removeVip(const VipKey& key) {
+  if (auto r = vipIndexOff(); !r) return r;
   auto it = vips_.find(key);
   const std::optional<VipEntry> previous =
       it == vips_.end() ? std::nullopt : std::optional<VipEntry>(it->second);

@@ -60,6 +60,9 @@ class BpfDatapath : public Datapath {
   Result<> setConfig(const GlobalConfig& config) override;
   Result<> putVip(const VipKey& key, const VipEntry& entry) override;
   Result<> removeVip(const VipKey& key) override;
+  // Writes lb_vips' port-0 entries into the half of lb_vip_index that no
+  // packet reads and names it in lb_config (docs/design.md, "VIP index").
+  Result<> publishVips() override;
   Result<std::map<VipKey, VipEntry>> listVips() override;
   Result<> putBackend(uint32_t id, const BackendEntry& backend) override;
   Result<> removeBackend(uint32_t id) override;
@@ -97,11 +100,16 @@ class BpfDatapath : public Datapath {
   uint32_t flowSets() const { return flowSets_; }
   // The key of the flow-table set index (lb_config.flow_secret), for tests.
   uint32_t flowSecret() const { return flowSecret_; }
+  // lb_config.vip_index as this process last wrote it: LB_VIP_INDEX_OFF or
+  // 1 + the half packets read (tests, benchmarks).
+  uint32_t vipIndexState() const { return config_.vip_index; }
 
  private:
   BpfDatapath() = default;
   Result<> writeVipEntries(const IpAddr& addr, uint8_t proto);
   Result<> writeAddressEntries(const IpAddr& addr, uint8_t proto);
+  Result<> writeConfig(const lb_config& next);
+  Result<> vipIndexOff();
 
   balancer* skel_ = nullptr;
   Options options_;
@@ -113,6 +121,14 @@ class BpfDatapath : public Datapath {
   lb_flow_set* flows_ = nullptr;       // lb_flows, mmapped by open() (which fails without it)
   size_t flowsBytes_ = 0;
   std::map<VipKey, VipEntry> vips_;  // mirror of the non-alias lb_vips entries
+  lb_config config_{};               // lb_config as this process last wrote (or adopted) it
+
+  // The VIP index (lb_vip_index), mmapped by open(): two halves of
+  // config_.vip_index_slots slots. A half is rewritten only once a grace
+  // period covers the flip that retired it (retiredAt, 0: none to wait for).
+  lb_vip_slot* vipIndex_ = nullptr;
+  size_t vipIndexBytes_ = 0;
+  uint64_t vipIndexRetiredAt_[2] = {0, 0};
 
   // One ring buffer (an inner map of lb_rings) that this process created and
   // mmapped. Buffers of a previous daemon are never written: reopening them

@@ -121,6 +121,12 @@ class Datapath {
   // fragment target consistent. entry.id is in 1..max_vips.
   [[nodiscard]] virtual Result<> putVip(const VipKey& key, const VipEntry& entry) = 0;
   [[nodiscard]] virtual Result<> removeVip(const VipKey& key) = 0;
+  // Makes the VIP index (docs/design.md, "VIP index") serve lb_vips' port-0
+  // entries again: putVip and removeVip turn it off, so a batch of VIP
+  // changes ends with this call. Until then packets look up lb_vips itself,
+  // which is as correct and a few ns slower. May wait for an RCU grace
+  // period; a no-op when nothing changed since the last call.
+  [[nodiscard]] virtual Result<> publishVips() { return {}; }
   // Every VIP in lb_vips (aliases excluded): what a restarted daemon adopts.
   [[nodiscard]] virtual Result<std::map<VipKey, VipEntry>> listVips() = 0;
 

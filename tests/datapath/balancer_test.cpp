@@ -84,6 +84,9 @@ class BalancerTest : public ::testing::Test {
 
   void vip(const char* addr, uint16_t port, uint32_t id, uint8_t proto = 6, uint16_t mssClamp = 0) {
     ASSERT_TRUE(dp->putVip({ip(addr), port, proto}, {id, mssClamp}));
+    // Served from the VIP index, as the daemon serves them after a reload.
+    auto r = dp->publishVips();
+    ASSERT_TRUE(r) << r.error().message();
   }
   void backend(uint32_t id, const char* addr, uint32_t vipId, BackendState st = BackendState::Up) {
     ASSERT_TRUE(dp->putBackend(id, {ip(addr), vipId, st}));
@@ -1156,11 +1159,85 @@ TEST_F(BalancerTest, EveryPortVipOfAnAddressMatchesWithMorePortsThanTheEntryList
   EXPECT_EQ(outerDestination(r.output), ip("10.99.0.30"));
   ASSERT_TRUE(dp->removeVip({ip("198.51.100.10"), 0, 6}));
   ASSERT_TRUE(dp->removeVip({ip("198.51.100.10"), portOf(2), 6}));
+  ASSERT_TRUE(dp->publishVips());
   EXPECT_EQ(hits({2}).action, XDP_DROP);
   auto c = dp->readCounters();
   ASSERT_TRUE(c);
   for (uint32_t id = 1; id <= kPorts; ++id)
     EXPECT_EQ(c->vips[id].packets, id == 2 ? 2u : 3u) << "VIP " << id;
+}
+
+// The VIP index (docs/design.md, "VIP index"): every change to lb_vips turns
+// it off before it is made, so packets never see a VIP the index still has
+// and lb_vips no longer does (or miss one it lacks); publishVips writes the
+// other half and names it. Without the turn-off, the removed VIP below would
+// still be forwarded from the stale half.
+TEST_F(BalancerTest, VipIndexIsOffFromAChangeUntilPublishedAndHalvesAlternate) {
+  vip("198.51.100.10", 80, 1);  // published: half 0
+  backend(1, "10.99.0.11", 1);
+  ring(1, {{1, 100}});
+  EXPECT_EQ(dp->vipIndexState(), 1u);
+  EXPECT_EQ(run(flow("203.0.113.9", "198.51.100.10", 40000)).action, XDP_TX);
+
+  // A new VIP, not published yet: served from lb_vips.
+  ASSERT_TRUE(dp->putVip({ip("2001:db8:1::10"), 0, 6}, {2, 0}));
+  EXPECT_EQ(dp->vipIndexState(), unsigned{LB_VIP_INDEX_OFF});
+  backend(2, "fd00:99::12", 2);
+  ring(2, {{2, 100}});
+  auto r = run(flow("2001:db8::9", "2001:db8:1::10", 40000, 443));
+  EXPECT_EQ(r.action, XDP_TX) << "a VIP lb_vips has, before the index is published";
+  EXPECT_EQ(outerDestination(r.output), ip("fd00:99::12"));
+  ASSERT_TRUE(dp->publishVips());
+  EXPECT_EQ(dp->vipIndexState(), 2u) << "the other half";
+  r = run(flow("2001:db8::9", "2001:db8:1::10", 40000, 443));
+  EXPECT_EQ(r.action, XDP_TX);
+  EXPECT_EQ(outerDestination(r.output), ip("fd00:99::12"));
+  ASSERT_TRUE(dp->publishVips()) << "nothing changed: a no-op";
+  EXPECT_EQ(dp->vipIndexState(), 2u);
+
+  // A removed VIP, not published yet: the half that still lists it is not read.
+  ASSERT_TRUE(dp->removeVip({ip("198.51.100.10"), 80, 6}));
+  EXPECT_EQ(dp->vipIndexState(), unsigned{LB_VIP_INDEX_OFF});
+  EXPECT_EQ(run(flow("203.0.113.9", "198.51.100.10", 40000)).action, XDP_PASS)
+      << "a VIP lb_vips no longer has";
+  // Published again into half 0, once a grace period covers its retirement.
+  ASSERT_TRUE(dp->publishVips());
+  EXPECT_EQ(dp->vipIndexState(), 1u);
+  EXPECT_EQ(run(flow("203.0.113.9", "198.51.100.10", 40000)).action, XDP_PASS);
+  EXPECT_EQ(run(flow("2001:db8::9", "2001:db8:1::10", 40000, 443)).action, XDP_TX);
+  EXPECT_EQ(reason(LB_R_PASS_NOT_VIP), 2u);
+}
+
+// A full index: max_vips (16) VIPs on as many addresses, IPv4 and IPv6,
+// every-port and port VIPs, all found; their neighbours are not VIPs.
+TEST_F(BalancerTest, VipIndexFindsEveryVipOfAFullConfig) {
+  std::vector<std::string> addrsOf;
+  for (uint32_t id = 1; id <= 16; ++id) {
+    const std::string a = id % 2 ? "198.51.100." + std::to_string(100 + id)
+                                 : "2001:db8:0:" + std::to_string(id) + "::" + std::to_string(id);
+    addrsOf.push_back(a);
+    ASSERT_TRUE(dp->putVip({ip(a.c_str()), static_cast<uint16_t>(id % 3 ? 0 : 80), 6}, {id, 0}));
+    backend(id, id % 2 ? "10.99.0.11" : "fd00:99::12", id);
+    ring(id, {{id, 100}});
+  }
+  ASSERT_TRUE(dp->publishVips());
+  ASSERT_NE(dp->vipIndexState(), unsigned{LB_VIP_INDEX_OFF});
+  for (uint32_t id = 1; id <= 16; ++id) {
+    const char* a = addrsOf[id - 1].c_str();
+    const char* src = id % 2 ? "203.0.113.9" : "2001:db8::9";
+    EXPECT_EQ(run(flow(src, a, 40000, 80)).action, XDP_TX) << a;
+    // The same address with UDP: its port-0 UDP entry is an alias.
+    auto u = flow(src, a, 40000, 80);
+    u.proto = 17;
+    EXPECT_EQ(run(u).action, XDP_DROP) << a << " UDP";
+  }
+  EXPECT_EQ(run(flow("203.0.113.9", "198.51.100.102", 40000)).action, XDP_PASS);
+  EXPECT_EQ(run(flow("2001:db8::9", "2001:db8:0:2::3", 40000)).action, XDP_PASS);
+  auto c = dp->readCounters();
+  ASSERT_TRUE(c);
+  for (uint32_t id = 1; id <= 16; ++id) EXPECT_EQ(c->vips[id].packets, 1u) << "VIP " << id;
+  EXPECT_EQ(reason(LB_R_DROP_VIP_UNHANDLED), 16u);
+  EXPECT_EQ(reason(LB_R_PASS_NOT_VIP), 2u);
 }
 
 TEST_F(BalancerTest, NotAVipPassesUntouched) {

@@ -214,6 +214,8 @@ TEST_F(ControlTest, RestartAfterKill9AdoptsPinnedMapsAndKeepsFlows) {
   ASSERT_TRUE(dp);
   EXPECT_TRUE(dp->adopted());
   EXPECT_GE(dp->flowCount(), 200u);
+  // The killed daemon's VIP index stays live (docs/design.md, "VIP index").
+  EXPECT_NE(dp->vipIndexState(), unsigned{LB_VIP_INDEX_OFF});
   control::Reconciler rec(*dp, {8, 64});
   ASSERT_TRUE(rec.adopt());
   auto changed = cfg;
