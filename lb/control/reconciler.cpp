@@ -39,6 +39,28 @@ Reconciler::Reconciler(datapath::Datapath& dp, Options options) : dp_(dp), optio
 
 void Reconciler::log(const std::string& line) { spdlog::info("{}", line); }
 
+// The VIP index serves again what lb_vips holds now, whatever a transaction
+// did or undid (docs/design.md, "VIP index").
+void Reconciler::publishVipIndex() {
+  if (auto r = dp_.publishVips(); !r)
+    spdlog::warn("the VIP index was not rebuilt ({}): packets look VIPs up in lb_vips, a few ns "
+                 "slower, until a reload publishes it",
+                 r.error().message());
+}
+
+namespace {
+
+// Runs fn when the scope ends, however it ends.
+template <class F>
+struct AtExit {
+  F fn;
+  ~AtExit() { fn(); }
+};
+template <class F>
+AtExit(F) -> AtExit<F>;
+
+}  // namespace
+
 Result<> Reconciler::adopt() {
   auto vips = dp_.listVips();
   if (!vips) return std::unexpected(vips.error());
@@ -245,6 +267,7 @@ std::expected<void, ApplyFailure> Reconciler::plan(const config::Config& cfg, Mo
 }
 
 std::expected<void, ApplyFailure> Reconciler::transact(const config::Config& cfg) {
+  const AtExit publish{[this] { publishVipIndex(); }};
   auto failed = [](ApplyFailure::Kind kind, Error e) {
     ApplyFailure f;
     f.kind = kind;
@@ -514,6 +537,7 @@ void Reconciler::settleRolledBack() {
 
 Result<> Reconciler::converge() {
   if (converged()) return {};
+  const AtExit publish{[this] { publishVipIndex(); }};
   if (auto r = undoAll(); !r) return r;
   log("the running configuration is wholly live again (" + divergence_ + ")");
   divergence_.clear();

@@ -258,6 +258,8 @@ class Reconciler {
                                        std::vector<datapath::RingUpdate>& rings,
                                        const std::vector<Vip*>& all);
   void log(const std::string& line);
+  // dp_.publishVips(), a failure logged: it costs speed, not correctness.
+  void publishVipIndex();
   bool namedByLiveRing(uint32_t id) const;
 
   datapath::Datapath& dp_;

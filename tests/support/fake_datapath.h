@@ -39,6 +39,14 @@ class FakeDatapath : public datapath::Datapath {
     vips.erase(key);
     return {};
   }
+  // What the VIP index would serve: lb_vips as of the last publish. Not a
+  // mutating call of failFrom's count: a failed publish fails no apply.
+  Result<> publishVips() override {
+    ++publishVipsCalls;
+    if (failPublish) return makeError("publishVips: injected failure");
+    publishedVips = vips;
+    return {};
+  }
   Result<std::map<datapath::VipKey, datapath::VipEntry>> listVips() override { return vips; }
   Result<> putBackend(uint32_t id, const datapath::BackendEntry& b) override {
     if (injected("putBackend")) return makeError("putBackend: injected failure");
@@ -120,6 +128,9 @@ class FakeDatapath : public datapath::Datapath {
   int setConfigCalls = 0;
   std::map<datapath::VipKey, datapath::VipEntry> vips;
   int putVipCalls = 0;
+  int publishVipsCalls = 0;
+  bool failPublish = false;
+  std::map<datapath::VipKey, datapath::VipEntry> publishedVips;
   std::map<uint32_t, datapath::BackendEntry> backends;
   std::map<uint32_t, datapath::Ring> rings;
   std::map<uint32_t, int> swaps;

@@ -182,6 +182,7 @@ TEST(ReconcilerFaults, EveryFailedCallOfAReloadLeavesTheOldConfigLiveAndARetryTh
       const Live afterFailure = liveState(dp, problems);
       EXPECT_TRUE(problems.empty()) << problems[0];
       EXPECT_EQ(dp.vips, oldKeys) << "VIP keys (and their ids) are not the old ones";
+      EXPECT_EQ(dp.publishedVips, dp.vips) << "the VIP index was not published after the rollback";
       EXPECT_EQ(afterFailure, old) << "the old rings are not wholly live";
       EXPECT_TRUE(dp.invariantViolations.empty()) << dp.invariantViolations[0];
 
@@ -196,6 +197,7 @@ TEST(ReconcilerFaults, EveryFailedCallOfAReloadLeavesTheOldConfigLiveAndARetryTh
       const Live afterRetry = liveState(dp, problems);
       EXPECT_TRUE(problems.empty()) << problems[0];
       EXPECT_EQ(afterRetry, ref.live) << "the retry did not make the new config wholly live";
+      EXPECT_EQ(dp.publishedVips, dp.vips) << "the VIP index was not published after the retry";
       EXPECT_TRUE(dp.invariantViolations.empty()) << dp.invariantViolations[0];
       if (::testing::Test::HasFailure()) return;  // one broken k says enough
     }

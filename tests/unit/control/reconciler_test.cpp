@@ -92,6 +92,27 @@ TEST_F(ReconcilerTest, UnchangedConfigSwapsNothingAndChangedVipSwapsOnlyItself) 
   EXPECT_EQ(dp.rings.at(vipId("dns")).generation, 2u);
 }
 
+// Every apply ends with the VIP index published (docs/design.md, "VIP
+// index"): what it serves is what lb_vips holds. A publish that fails costs
+// speed, not the reload.
+TEST_F(ReconcilerTest, EveryApplyPublishesTheVipIndexAndAFailedPublishFailsNothing) {
+  auto cfg = makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}}),
+                         makeVip("dns", "198.51.100.11", {{"10.0.0.3", 100}})});
+  ASSERT_TRUE(rec.apply(cfg));
+  EXPECT_EQ(dp.publishedVips.size(), 2u);
+  EXPECT_EQ(dp.publishedVips, dp.vips);
+  cfg.vips.pop_back();
+  dp.failPublish = true;
+  ASSERT_TRUE(rec.apply(cfg)) << "a failed publish fails the reload";
+  EXPECT_EQ(dp.vips.size(), 1u);
+  EXPECT_EQ(dp.publishedVips.size(), 2u) << "the fake published despite the failure";
+  dp.failPublish = false;
+  const int calls = dp.publishVipsCalls;
+  ASSERT_TRUE(rec.apply(cfg));
+  EXPECT_EQ(dp.publishVipsCalls, calls + 1);
+  EXPECT_EQ(dp.publishedVips, dp.vips);
+}
+
 // daemon.vlan is reloadable: a change reaches lb_config (LB_CFG_F_VLAN_KEEP).
 TEST_F(ReconcilerTest, AVlanModeChangeRewritesTheGlobalConfig) {
   auto cfg = makeConfig({makeVip("web", "198.51.100.10", {{"10.0.0.1", 100}})});
