@@ -158,7 +158,7 @@ int main(int argc, char** argv) {
       !dp->putVip({ip("198.51.100.10"), 53, 17}, {1}) ||
       !dp->putVip({ip("2001:db8:1::10"), 80, 6}, {2}) ||
       !dp->swapRing(1, {1, maglev::build(v4, 65537, seed)}) ||
-      !dp->swapRing(2, {1, maglev::build(v6, 65537, seed)}))
+      !dp->swapRing(2, {1, maglev::build(v6, 65537, seed)}) || !dp->publishVips())
     return die("VIP setup");
 
   bench_wrapper* w = bench_wrapper::open();
@@ -167,6 +167,7 @@ int main(int argc, char** argv) {
     bpf_map* map;
     const char* name;
   } shared[] = {{w->maps.lb_vips, "lb_vips"},
+                {w->maps.lb_vip_index, "lb_vip_index"},
                 {w->maps.lb_rings, "lb_rings"},
                 {w->maps.lb_ring_sel, "lb_ring_sel"},
                 {w->maps.lb_backends, "lb_backends"},

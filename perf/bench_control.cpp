@@ -118,6 +118,7 @@ class TimedDatapath : public datapath::Datapath {
     return dp_.putVip(k, e);
   }
   Result<> removeVip(const datapath::VipKey& k) override { return dp_.removeVip(k); }
+  Result<> publishVips() override { return dp_.publishVips(); }
   Result<std::map<datapath::VipKey, datapath::VipEntry>> listVips() override {
     return dp_.listVips();
   }

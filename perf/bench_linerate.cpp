@@ -88,7 +88,7 @@ int main(int argc, char** argv) {
     std::memcpy(&st.backends[i], a.bytes().data(), 4);
   }
   if (!dp->putVip({ip("198.51.100.10"), 80, 6}, {1}) ||
-      !dp->swapRing(1, {1, maglev::build(members, 65537, seed)}))
+      !dp->swapRing(1, {1, maglev::build(members, 65537, seed)}) || !dp->publishVips())
     return die("VIP setup");
 
   bench_linerate* s = bench_linerate::open_and_load();
