@@ -7,6 +7,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
+#include "lb_clock.h"
 #include "lb_counters.h"
 #include "lb_echo.h"
 #include "lb_encap.h"
@@ -190,17 +191,18 @@ static __always_inline int lb_balance(struct xdp_md *ctx)
 	if (fe && !p.syn) {
 		__u32 id;
 
-		now = bpf_ktime_get_coarse_ns();
+		now = lb_now(lb_percpu());
 		if (lb_flow_read(fe, &p, &id)) {
 			be = bpf_map_lookup_elem(&lb_backends, &id);
 			/* A backend of another VIP (the entry outlived a VIP
 			 * whose address, port or protocol another VIP now has)
-			 * is a miss. */
+			 * is a miss. Ages are signed: the CPU that wrote
+			 * last_seen may be a tick ahead of this one (lb_clock.h). */
 			if (be && be->vip_id == vip_id && lb_usable(be) &&
 			    (p.key.proto != IPPROTO_UDP ||
-			     now - fe->last_seen_ns < LB_UDP_FLOW_TIMEOUT_NS)) {
+			     (__s64)(now - fe->last_seen_ns) < (__s64)LB_UDP_FLOW_TIMEOUT_NS)) {
 				backend_id = id;
-				if (now - fe->last_seen_ns > LB_FLOW_REFRESH_NS)
+				if ((__s64)(now - fe->last_seen_ns) > (__s64)LB_FLOW_REFRESH_NS)
 					fe->last_seen_ns = now;
 			}
 		}
@@ -241,7 +243,7 @@ static __always_inline int lb_balance(struct xdp_md *ctx)
 		if (!be || be->state != LB_BACKEND_UP)
 			return lb_exit(LB_R_DROP_NO_BACKEND, bytes, XDP_DROP);
 		if (!now)
-			now = bpf_ktime_get_coarse_ns();
+			now = lb_now(lb_percpu());
 		/* An ICMP error follows its flow (or the ring) but makes no
 		 * flow. */
 		if (victim && !p.icmp)
@@ -271,7 +273,7 @@ static __always_inline int lb_balance(struct xdp_md *ctx)
 		return lb_exit(LB_R_DROP_TOO_LONG, bytes, XDP_DROP);
 
 	if (!now)
-		now = bpf_ktime_get_coarse_ns();
+		now = lb_now(lb_percpu());
 	rc = lb_nexthop(ctx, backend_id, be, cfg, now, &nh);
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
 		return lb_exit(LB_R_DROP_NO_NEIGH, bytes, XDP_DROP);

@@ -15,6 +15,7 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
+#include "lb_clock.h"
 #include "lb_counters.h"
 #include "lb_csum.h"
 #include "lb_maps.h"
@@ -79,7 +80,7 @@ static __always_inline int lb_echo_reply(struct xdp_md *ctx, const struct lb_pkt
 	rl = bpf_map_lookup_elem(&lb_ratelimit, &zero);
 	if (!cfg || !rl)
 		return lb_exit(LB_R_DROP_INTERNAL, bytes, XDP_DROP);
-	if (!lb_rate_take(&rl->echo_tat, cfg->echo_interval_ns, bpf_ktime_get_coarse_ns()))
+	if (!lb_rate_take(&rl->echo_tat, cfg->echo_interval_ns, lb_now(rl)))
 		return lb_exit(LB_R_DROP_ECHO_LIMITED, bytes, XDP_DROP);
 	if ((void *)(eth + 1) > data_end)
 		return lb_exit(LB_R_DROP_INTERNAL, bytes, XDP_DROP);

@@ -93,7 +93,7 @@ static __always_inline void lb_flow_insert(struct lb_flow_entry *e, int own, con
 		st->inserts++;
 		if (e->key.family && !own) {
 			st->evictions++;
-			if (now - e->last_seen_ns < LB_FLOW_EARLY_NS)
+			if ((__s64)(now - e->last_seen_ns) < (__s64)LB_FLOW_EARLY_NS)
 				st->early_evictions++;
 		}
 	}

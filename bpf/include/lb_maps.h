@@ -109,7 +109,8 @@ struct {
 	__type(value, __u32);
 } lb_frags SEC(".maps");
 
-/* The per-CPU token buckets of the ICMP the balancer sends itself. */
+/* Per CPU: the token buckets of the ICMP the balancer sends itself, and the
+ * clock cache (lb_clock.h). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);

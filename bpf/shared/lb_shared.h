@@ -299,11 +299,16 @@ struct lb_config {
 };
 
 /* ---- lb_ratelimit: PERCPU_ARRAY[1] of lb_ratelimit ----------------------
- * The theoretical arrival time of the next message of each bucket (a
- * generic cell rate algorithm, which is a token bucket). */
+ * Each CPU's own state: the theoretical arrival time of the next message of
+ * each bucket (a generic cell rate algorithm, which is a token bucket), and
+ * the packet path's clock cache: bpf_ktime_get_coarse_ns() as read when
+ * this CPU first saw jiffy clock_jiffies (bpf/include/lb_clock.h; layout
+ * 8). */
 struct lb_ratelimit {
 	__u64 too_big_tat;
 	__u64 echo_tat;
+	__u64 clock_jiffies;
+	__u64 clock_ns;
 };
 
 /* ---- lb_frags: LRU_HASH lb_frag_key -> __u32 ports -------------------------

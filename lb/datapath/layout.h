@@ -14,7 +14,7 @@ static_assert(sizeof(lb_flow_set) == 64 * LB_FLOW_WAYS);
 static_assert(sizeof(lb_config) == 80);
 // A VIP index slot is one cache line (lb_vip_index is page-aligned).
 static_assert(sizeof(lb_vip_slot) == 64);
-static_assert(sizeof(lb_ratelimit) == 16);
+static_assert(sizeof(lb_ratelimit) == 32);
 static_assert(sizeof(lb_frag_key) == 40);
 static_assert(sizeof(lb_flow_stats) == 48);
 static_assert(sizeof(lb_nexthop) == 32);
