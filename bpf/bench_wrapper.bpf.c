@@ -21,6 +21,7 @@
 #include <linux/if_ether.h>
 #include <bpf/bpf_helpers.h>
 
+#include "bench_bound.h"
 #include "lb_balancer.h"
 
 struct bench_input {
@@ -155,5 +156,45 @@ BENCH_PROGS(bench_live, bench_live_restore, 1)
 
 SEC("xdp")
 int bench_floor(struct xdp_md *ctx) { return XDP_TX; }
+
+/* Lower bounds (bpf/bench_bound.h, perf/README.md "Lower bounds"): the
+ * same restore, then the steps every IP-in-IP balancer takes, one at a
+ * time. bench_bound_pass is the non-VIP path's least: the parser's L3 step
+ * and XDP_PASS. */
+#define BENCH_BOUND_PROG(name, step)                                                               \
+	SEC("xdp")                                                                                 \
+	int name(struct xdp_md *ctx)                                                               \
+	{                                                                                          \
+		__u32 zero = 0;                                                                    \
+		struct bench_input *in = bpf_map_lookup_elem(&bench_input, &zero);                 \
+                                                                                                   \
+		if (!in || bench_restore_input(ctx, in, 0))                                        \
+			return XDP_ABORTED;                                                        \
+		return bench_bound(ctx, step, 0);                                                  \
+	}
+
+BENCH_BOUND_PROG(bench_bound_encap, BENCH_BOUND_ENCAP)
+BENCH_BOUND_PROG(bench_bound_parse, BENCH_BOUND_PARSE)
+BENCH_BOUND_PROG(bench_bound_hash, BENCH_BOUND_HASH)
+BENCH_BOUND_PROG(bench_bound_flow, BENCH_BOUND_FLOW)
+BENCH_BOUND_PROG(bench_bound_vip, BENCH_BOUND_VIP)
+BENCH_BOUND_PROG(bench_bound_hop, BENCH_BOUND_HOP)
+BENCH_BOUND_PROG(bench_bound_count, BENCH_BOUND_COUNT)
+
+SEC("xdp")
+int bench_bound_pass(struct xdp_md *ctx)
+{
+	__u32 zero = 0;
+	struct bench_input *in = bpf_map_lookup_elem(&bench_input, &zero);
+	void *data, *data_end;
+	struct lb_pkt p = {};
+
+	if (!in || bench_restore_input(ctx, in, 0))
+		return XDP_ABORTED;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	p.frame_len = data_end - data;
+	return lb_parse_l3(data, data_end, &p) < 0 ? XDP_PASS : XDP_ABORTED;
+}
 
 char LICENSE[] SEC("license") = "GPL";

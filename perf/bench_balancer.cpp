@@ -407,6 +407,77 @@ int main(int argc, char** argv) {
       std::printf("    SYNs %llu, misses %llu\n", static_cast<unsigned long long>(done.syns),
                   static_cast<unsigned long long>(misses));
   }
+  // Lower bounds (bpf/bench_wrapper.bpf.c, bench_bound): the steps every
+  // IP-in-IP balancer takes for an established packet, added one at a time,
+  // next to xdp_balancer on the same packet and flow entry, each net of the
+  // same restore. What a step adds is what it costs on this kernel; what
+  // xdp_balancer adds to the last is its own work (perf/README.md).
+  struct Bound {
+    const char* name;
+    PacketSpec spec;
+    uint32_t shift;
+    std::vector<std::pair<const char*, bpf_program*>> steps;
+  };
+  const std::vector<Bound> bounds = {
+      {"IPv4 established",
+       tcp("203.0.113.9", "198.51.100.10", testing::kTcpAck),
+       20,
+       {{"tunnel only (adjust_head, outer header)", w->progs.bench_bound_encap},
+        {"+ parser", w->progs.bench_bound_parse},
+        {"+ flow hash, backend by hash", w->progs.bench_bound_hash},
+        {"+ flow-table hit", w->progs.bench_bound_flow},
+        {"+ VIP match", w->progs.bench_bound_vip},
+        {"+ clock, next hop, MACs", w->progs.bench_bound_hop},
+        {"+ three counters", w->progs.bench_bound_count}}},
+      {"IPv6 established",
+       tcp("2001:db8:9::9", "2001:db8:1::10", testing::kTcpAck),
+       40,
+       {{"tunnel only (adjust_head, outer header)", w->progs.bench_bound_encap},
+        {"+ parser", w->progs.bench_bound_parse},
+        {"+ flow hash, backend by hash", w->progs.bench_bound_hash},
+        {"+ flow-table hit", w->progs.bench_bound_flow},
+        {"+ VIP match", w->progs.bench_bound_vip},
+        {"+ clock, next hop, MACs", w->progs.bench_bound_hop},
+        {"+ three counters", w->progs.bench_bound_count}}},
+      {"non-VIP",
+       tcp("203.0.113.9", "198.51.100.99", testing::kTcpAck),
+       0,
+       {{"parser's L3 step, XDP_PASS", w->progs.bench_bound_pass}}},
+  };
+  if (only.empty() || std::string("lower bounds").find(only) != std::string::npos) {
+    std::printf("lower bounds (net ns, same restore; each step adds to the one above):\n");
+    for (const auto& b : bounds) {
+      const auto pkt = build(b.spec);
+      BenchInput in{};
+      in.len = static_cast<uint32_t>(pkt.size());
+      in.shift = b.shift;
+      std::memcpy(in.eth, pkt.data(), 14);
+      const uint32_t zero = 0;
+      if (bpf_map_update_elem(inputFd, &zero, &in, BPF_ANY) != 0) return die("bench_input");
+      dp->clearFlows();
+      auto warm = b.spec;
+      warm.tcpFlags = testing::kTcpSyn;
+      if (!dp->testRun(build(warm), net->ifindex)) return die("warm-up");
+      const double restore = measure(restoreFd, pkt, net->ifindex).ns;
+      const bool forwarded = b.shift != 0;
+      auto report = [&](const char* name, int fd) {
+        const Measured m = measure(fd, pkt, net->ifindex);
+        bool ok = m.ns >= 0 && m.sameAction && m.action == (forwarded ? XDP_TX : XDP_PASS);
+        if (ok && forwarded) {
+          const auto dst = testing::outerDestination(m.out);
+          ok = dst && std::find(backends.begin(), backends.end(), *dst) != backends.end();
+        } else if (ok) {
+          ok = m.out == pkt;
+        }
+        allOk = allOk && ok;
+        const double n = m.ns - restore + floor;
+        std::printf("  %-17s %-42s %8.1f %8.2f%s\n", b.name, name, n, n / floor,
+                    ok ? "" : "  PATH CHECK FAILED");
+      };
+      for (const auto& [name, prog] : b.steps) report(name, bpf_program__fd(prog));
+      report("xdp_balancer", benchFd);
+    }
+  }
   std::printf(
       "net ns = ns/pkt - restore + floor: the balancer's own cost including the test-run loop.\n");
   bench_wrapper::destroy(w);

@@ -6,8 +6,11 @@
 // back to lr_count on veth-peer, which counts them (tunnel packets to a
 // configured backend, or anything else) and drops them. In the same run the
 // do-nothing lr_reflect takes xdp_balancer's place: the ceiling of this
-// path. Both ends live in a private network namespace of this process
-// (tests/support/netns), so nothing is left behind on any exit. Needs root.
+// path, and three lower bounds: lr_encap (the tunnel alone), lr_bound (the
+// tunnel and one cache line of the flow's set in the balancer's own flow
+// table) and lr_bound4 (all four lines of the set). Both ends live in a
+// private network namespace of this process (tests/support/netns), so
+// nothing is left behind on any exit. Needs root.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
@@ -91,12 +94,22 @@ int main(int argc, char** argv) {
       !dp->swapRing(1, {1, maglev::build(members, 65537, seed)}) || !dp->publishVips())
     return die("VIP setup");
 
-  bench_linerate* s = bench_linerate::open_and_load();
-  if (!s) return die("load bench_linerate");
+  bench_linerate* s = bench_linerate::open();
+  if (!s) return die("open bench_linerate");
   struct Cleanup {
     bench_linerate* s;
     ~Cleanup() { bench_linerate::destroy(s); }
   } cleanup{s};
+  // The lower bounds run on the balancer's own maps.
+  {
+    bpf_map* m;
+    bpf_object__for_each_map(m, s->obj) {
+      const std::string name = bpf_map__name(m);
+      const int fd = name.starts_with("lb_") ? dp->mapFd(name) : -1;
+      if (fd >= 0 && bpf_map__reuse_fd(m, fd) != 0) return die("reuse " + name);
+    }
+  }
+  if (bench_linerate::load(s) != 0) return die("load bench_linerate");
   const int stateFd = bpf_map__fd(s->maps.lr_state);
   const int countsFd = bpf_map__fd(s->maps.lr_counts);
   const int genFd = bpf_program__fd(s->progs.lr_gen);
@@ -170,7 +183,20 @@ int main(int argc, char** argv) {
       "xdp_balancer native on veth, generator BPF_F_TEST_XDP_LIVE_FRAMES, CPU %d, %u frames x %d "
       "runs (median), 8 backends, M=65537, flow table 1048576\n",
       cpu, kFrames, kRuns);
-  std::printf("%-32s %12s %12s %8s %10s\n", "case", "balancer", "reflector", "ratio", "check");
+  std::printf("%-32s %9s %9s %9s %9s %9s %6s %6s %6s\n", "case (Mpps)", "balancer", "tunnel",
+              "+1 line", "+4 lines", "reflector", "ratio", "bound", "check");
+  auto median = [](std::vector<double>& v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  // The ladder of bpf/bench_bound.h, at line rate, and the balancer's
+  // median from the table above.
+  const std::pair<const char*, bpf_program*> steps[] = {
+      {"tunnel", s->progs.lr_step_encap}, {"+parser", s->progs.lr_step_parse},
+      {"+hash", s->progs.lr_step_hash},   {"+flow", s->progs.lr_step_flow},
+      {"+VIP", s->progs.lr_step_vip},     {"+hop", s->progs.lr_step_hop},
+      {"+count", s->progs.lr_step_count}};
+  std::vector<std::vector<double>> ladder;
   bool allOk = true;
   for (const auto& c : cases) {
     // The table holds the case's flows first: SYNs of each, in order.
@@ -179,9 +205,9 @@ int main(int argc, char** argv) {
     double secs = 0;
     if (!attachLb(dp->progFd()) || !setState(c.pool, 1, 0) || !generate(c.pool, got, secs))
       return die(std::string("filling the flow table for ") + c.name);
-    std::vector<double> lb, refl;
+    std::vector<double> lb, refl, encap, bound, bound4;
     bool ok = true;
-    uint64_t tunnel = 0, other = 0, sent = 0;
+    uint64_t tunnel = 0, other = 0, sent = 0, boundOther = 0, boundTunnel = 0;
     const auto countersBefore = dp->readCounters();
     for (int r = 0; r < kRuns; ++r) {
       // Interleaved: the balancer, then the reflector in its place.
@@ -195,6 +221,17 @@ int main(int argc, char** argv) {
       if (!attachLb(bpf_program__fd(s->progs.lr_reflect)) || !generate(kFrames, got, secs))
         return die("reflector run");
       refl.push_back(static_cast<double>(got.tunnel + got.other) / secs / 1e6);
+      // The lower bounds, on the same frames (their generator state too).
+      for (auto [prog, into] : {std::pair{s->progs.lr_encap, &encap},
+                                {s->progs.lr_bound, &bound},
+                                {s->progs.lr_bound4, &bound4}}) {
+        if (!attachLb(bpf_program__fd(prog)) || !setState(c.pool, 0, c.synPer64k) ||
+            !generate(kFrames, got, secs))
+          return die("lower-bound run");
+        into->push_back(static_cast<double>(got.tunnel) / secs / 1e6);
+        boundTunnel += got.tunnel;
+        boundOther += got.other;
+      }
     }
     const auto countersAfter = dp->readCounters();
     const uint64_t ring = countersBefore && countersAfter
@@ -202,21 +239,61 @@ int main(int argc, char** argv) {
                               : 0;
     // Every frame the counter saw from the balancer was a tunnel packet to
     // a configured backend, and nearly all frames sent came back.
-    ok = other == 0 && tunnel * 100 >= sent * 95;
+    // The bounds' frames likewise.
+    ok = other == 0 && tunnel * 100 >= sent * 95 && boundOther == 0 &&
+         boundTunnel * 100 >= 3 * sent * 95;
     allOk = allOk && ok;
-    std::sort(lb.begin(), lb.end());
-    std::sort(refl.begin(), refl.end());
-    const double m = lb[kRuns / 2], mr = refl[kRuns / 2];
-    std::printf("%-32s %8.2f Mpps %8.2f Mpps %8.2f %10s\n", c.name, m, mr, m / mr,
-                ok ? "ok" : "FAILED");
+    const double m = median(lb), mr = median(refl), me = median(encap), mb = median(bound),
+                 mb4 = median(bound4);
+    std::printf("%-32s %9.2f %9.2f %9.2f %9.2f %9.2f %6.2f %6.2f %6s\n", c.name, m, me, mb, mb4,
+                mr, m / mr, mb / mr, ok ? "ok" : "FAILED");
     if (!ok)
-      std::printf("    sent %llu, tunnel packets to backends %llu, other frames %llu\n",
-                  static_cast<unsigned long long>(sent), static_cast<unsigned long long>(tunnel),
-                  static_cast<unsigned long long>(other));
+      std::printf(
+          "    sent %llu, tunnel packets to backends %llu, other frames %llu; lower bounds: "
+          "tunnel %llu, other %llu (of %llu)\n",
+          static_cast<unsigned long long>(sent), static_cast<unsigned long long>(tunnel),
+          static_cast<unsigned long long>(other), static_cast<unsigned long long>(boundTunnel),
+          static_cast<unsigned long long>(boundOther), static_cast<unsigned long long>(3 * sent));
     std::printf("    (flow table: %zu entries; %.1f%% of the balancer's packets took the ring)\n",
                 dp->flowCount(),
                 tunnel ? 100.0 * static_cast<double>(ring) / static_cast<double>(tunnel) : 0.0);
+    std::vector<double> row;
+    for (const auto& [name, prog] : steps) {
+      std::vector<double> mpps;
+      for (int r = 0; r < kRuns; ++r) {
+        if (!attachLb(bpf_program__fd(prog)) || !setState(c.pool, 0, c.synPer64k) ||
+            !generate(kFrames, got, secs))
+          return die(std::string("ladder run ") + name);
+        mpps.push_back(static_cast<double>(got.tunnel) / secs / 1e6);
+        if (got.other != 0 || got.tunnel * 100 < uint64_t{kFrames} * 95) {
+          std::printf("    ladder step %s: %llu tunnel packets to backends, %llu other frames\n",
+                      name, static_cast<unsigned long long>(got.tunnel),
+                      static_cast<unsigned long long>(got.other));
+          allOk = false;
+        }
+      }
+      row.push_back(median(mpps));
+    }
+    row.push_back(m);
+    row.push_back(mr);
+    ladder.push_back(row);
   }
+  std::printf("the same frames through bpf/bench_bound.h's steps (Mpps; each adds to the one "
+              "before):\n%-32s",
+              "case");
+  for (const auto& [name, prog] : steps) std::printf(" %7s", name);
+  std::printf(" %8s %9s\n", "balancer", "reflector");
+  for (size_t i = 0; i < ladder.size(); ++i) {
+    std::printf("%-32s", cases[i].name);
+    for (size_t k = 0; k < ladder[i].size(); ++k)
+      std::printf(k + 2 < ladder[i].size() ? " %7.2f" : k + 1 < ladder[i].size() ? " %8.2f" : " %9.2f",
+                  ladder[i][k]);
+    std::printf("\n");
+  }
+  std::printf(
+      "tunnel: encapsulation alone; +1 line: and a read of the flow's set (one cache line); +4 "
+      "lines: of all its ways.\nratio: balancer / reflector; bound: +1 line / reflector, the "
+      "ratio no balancer that reads this flow table can pass on this path.\n");
   bpf_xdp_detach(lbIf, XDP_FLAGS_DRV_MODE, nullptr);
   bpf_xdp_detach(genIf, XDP_FLAGS_DRV_MODE, nullptr);
   return allOk ? 0 : 1;
