@@ -11,10 +11,13 @@
 
 #include "lb_balancer.h"
 
-/* Lower bounds (perf/README.md, "Lower bounds"): only the steps every IP-in-IP balancer must take
- * for an established packet, from xdp_balancer's own code, added one at a time: BENCH_BOUND_ENCAP
- * grow the front, move the Ethernet header, write the outer header (lb_encap_v4/v6) to one backend:
- * the least a tunnel costs; BENCH_BOUND_PARSE  + the parser (lb_parse_l3, lb_parse_l4);
+/* Lower bounds (perf/README.md, "Lower bounds"): only the steps every
+ * IP-in-IP balancer must take for an established packet, from
+ * xdp_balancer's own code, added one at a time:
+ *   BENCH_BOUND_ENCAP  grow the front, move the Ethernet header, write the
+ *                      outer header (lb_encap_v4/v6) to one backend: the
+ *                      least a tunnel costs;
+ *   BENCH_BOUND_PARSE  + the parser (lb_parse_l3, lb_parse_l4);
  *   BENCH_BOUND_HASH   + the flow hash, backend 1 + hash % 8 of one family;
  *   BENCH_BOUND_FLOW   + the flow table: the set of the keyed hash, the
  *                      scan, the check word, the entry's backend (a miss
