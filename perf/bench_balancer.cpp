@@ -418,27 +418,18 @@ int main(int argc, char** argv) {
     uint32_t shift;
     std::vector<std::pair<const char*, bpf_program*>> steps;
   };
+  const std::vector<std::pair<const char*, bpf_program*>> established = {
+      {"tunnel only (adjust_head, outer header)", w->progs.bench_bound_encap},
+      {"+ parser", w->progs.bench_bound_parse},
+      {"+ flow hash, backend by hash", w->progs.bench_bound_hash},
+      {"+ flow-table hit", w->progs.bench_bound_flow},
+      {"+ VIP match", w->progs.bench_bound_vip},
+      {"+ clock, next hop, MACs", w->progs.bench_bound_hop},
+      {"+ three counters", w->progs.bench_bound_count}};
   const std::vector<Bound> bounds = {
-      {"IPv4 established",
-       tcp("203.0.113.9", "198.51.100.10", testing::kTcpAck),
-       20,
-       {{"tunnel only (adjust_head, outer header)", w->progs.bench_bound_encap},
-        {"+ parser", w->progs.bench_bound_parse},
-        {"+ flow hash, backend by hash", w->progs.bench_bound_hash},
-        {"+ flow-table hit", w->progs.bench_bound_flow},
-        {"+ VIP match", w->progs.bench_bound_vip},
-        {"+ clock, next hop, MACs", w->progs.bench_bound_hop},
-        {"+ three counters", w->progs.bench_bound_count}}},
-      {"IPv6 established",
-       tcp("2001:db8:9::9", "2001:db8:1::10", testing::kTcpAck),
-       40,
-       {{"tunnel only (adjust_head, outer header)", w->progs.bench_bound_encap},
-        {"+ parser", w->progs.bench_bound_parse},
-        {"+ flow hash, backend by hash", w->progs.bench_bound_hash},
-        {"+ flow-table hit", w->progs.bench_bound_flow},
-        {"+ VIP match", w->progs.bench_bound_vip},
-        {"+ clock, next hop, MACs", w->progs.bench_bound_hop},
-        {"+ three counters", w->progs.bench_bound_count}}},
+      {"IPv4 established", tcp("203.0.113.9", "198.51.100.10", testing::kTcpAck), 20, established},
+      {"IPv6 established", tcp("2001:db8:9::9", "2001:db8:1::10", testing::kTcpAck), 40,
+       established},
       {"non-VIP",
        tcp("203.0.113.9", "198.51.100.99", testing::kTcpAck),
        0,
