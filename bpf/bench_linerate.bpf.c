@@ -13,17 +13,14 @@
  * sends back); frames of other types (the kernel's own IPv6 neighbour
  * discovery on the veth) are not counted.
  *
- * lr_encap and lr_bound are lower bounds in xdp_balancer's place
- * (perf/README.md, "bench_linerate"): lr_encap only encapsulates (grows the
- * front, moves the Ethernet header, writes an outer IPv4 header with its
- * checksum, to a backend the tuple picks); lr_bound also reads the flow's
- * set in the balancer's own flow table (lb_flows and lb_config, shared by
- * fd), the one memory access a flow table costs every packet, and takes
- * the backend from that line, so the load cannot be left out; lr_bound4
- * reads every way of the set (its four cache lines), as a scan that misses
- * does. lr_step_* are bench_bound.h's steps, from the tunnel alone to all
- * of xdp_balancer's but its last checks, on the balancer's maps (every
- * map of lb_maps.h is the balancer's, by fd). */
+ * Lower bounds in xdp_balancer's place (perf/README.md, "bench_linerate"),
+ * on the balancer's maps (every map of lb_maps.h is the balancer's, by fd):
+ * lr_step_* are bench_bound.h's steps, from the tunnel alone
+ * (lr_step_encap) to all of xdp_balancer's but its last checks; lr_bound is
+ * that tunnel plus one read of the flow's set in the balancer's flow table,
+ * the one memory access a flow table costs every packet, with the backend
+ * taken from that line so the load cannot be left out; lr_bound4 reads
+ * every way of the set (its four cache lines), as a scan that misses does. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -112,68 +109,47 @@ int lr_gen(struct xdp_md *ctx)
 SEC("xdp")
 int lr_reflect(struct xdp_md *ctx) { return XDP_TX; }
 
-static __always_inline int lr_tunnel(struct xdp_md *ctx, const int read_flow)
+/* The tunnel of BENCH_BOUND_ENCAP (lb_encap_v4 to a backend of lb_backends,
+ * ids 1..8) with no parser: the tuple is read at fixed offsets (IPv4, no
+ * options), for the flow's set. ways: 1 reads way 0's backend id, 4 every
+ * way's, and the backend is picked from them. */
+static __always_inline int lr_tunnel(struct xdp_md *ctx, const int ways)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	__u32 zero = 0, pick;
-	struct lr_state *st = bpf_map_lookup_elem(&lr_state, &zero);
+	__u32 zero = 0, id, idx;
 	struct lb_config *cfg = bpf_map_lookup_elem(&lb_config, &zero);
-	struct iphdr *ih = data + sizeof(struct ethhdr), *oh;
-	__u64 key[5] = {};
-	__u32 ports, hash;
-	__u16 len;
+	struct iphdr *ih = data + sizeof(struct ethhdr);
+	struct lb_pkt p = {};
+	struct lb_flow_set *set;
+	struct lb_backend *be;
 
-	if (!st || !cfg || data + sizeof(struct ethhdr) + sizeof(*ih) + 4 > data_end ||
-	    ih->ihl != 5)
+	if (!cfg || (void *)(ih + 1) + 4 > data_end || ih->ihl != 5)
 		return XDP_DROP;
-	ports = *(__u32 *)(ih + 1);
-	len = bpf_ntohs(ih->tot_len);
-	key[0] = ih->saddr;
-	key[2] = ih->daddr;
-	key[4] = (__u64)ports | (__u64)ih->protocol << 32 | (__u64)LB_FAMILY_V4 << 40;
-	hash = lb_flow_hash(key, cfg->flow_secret);
-	pick = hash;
-	if (read_flow) {
-		__u32 idx = lb_flow_set_index(hash, cfg->flow_sets);
-		struct lb_flow_set *set = bpf_map_lookup_elem(&lb_flows, &idx);
-
-		if (!set)
-			return XDP_DROP;
-		pick = set->way[0].backend_id - 1; /* ids 1..8 */
-		if (read_flow > 1)
-			pick += set->way[1].backend_id + set->way[2].backend_id +
-				set->way[3].backend_id;
-	}
-	if (bpf_xdp_adjust_head(ctx, -(int)sizeof(struct iphdr)))
+	p.key_words[0] = ih->saddr;
+	p.key_words[2] = ih->daddr;
+	p.key_words[4] = LB_KEY_TAIL(*(__u32 *)(ih + 1), ih->protocol, LB_FAMILY_V4);
+	p.l2_len = sizeof(struct ethhdr);
+	p.ip_len = bpf_ntohs(ih->tot_len);
+	idx = lb_flow_set_index(lb_flow_hash(&p.key, cfg->flow_secret), cfg->flow_sets);
+	set = bpf_map_lookup_elem(&lb_flows, &idx);
+	if (!set)
 		return XDP_DROP;
-	data = (void *)(long)ctx->data;
-	data_end = (void *)(long)ctx->data_end;
-	oh = data + sizeof(struct ethhdr);
-	if ((void *)(oh + 1) > data_end)
+	id = set->way[0].backend_id;
+	if (ways > 1)
+		id += set->way[1].backend_id + set->way[2].backend_id + set->way[3].backend_id;
+	id = 1 + ((id - 1) & (LR_BACKENDS - 1));
+	be = bpf_map_lookup_elem(&lb_backends, &id);
+	if (!be || lb_encap_v4(ctx, &p, be, cfg))
 		return XDP_DROP;
-	__builtin_memcpy(data, data + sizeof(struct iphdr), sizeof(struct ethhdr));
-	__u64 w0 = 0x45 | (__u64)bpf_htons(len + sizeof(struct iphdr)) << 16;
-	__u32 w2 = 64 | IPPROTO_IPIP << 8;
-	__u32 saddr = st->tunnel_src, daddr = st->backends[pick & (LR_BACKENDS - 1)];
-
-	*(__u64 *)oh = w0;
-	((__u32 *)oh)[3] = saddr;
-	((__u32 *)oh)[4] = daddr;
-	((__u32 *)oh)[2] = w2 | (__u32)lb_csum_fold(lb_csum_words64(w0) + w2 +
-						    lb_csum_words32(saddr) + lb_csum_words32(daddr))
-				    << 16;
 	return XDP_TX;
 }
-
-SEC("xdp")
-int lr_encap(struct xdp_md *ctx) { return lr_tunnel(ctx, 0); }
 
 SEC("xdp")
 int lr_bound(struct xdp_md *ctx) { return lr_tunnel(ctx, 1); }
 
 SEC("xdp")
-int lr_bound4(struct xdp_md *ctx) { return lr_tunnel(ctx, 2); }
+int lr_bound4(struct xdp_md *ctx) { return lr_tunnel(ctx, 4); }
 
 #define LR_STEP(name, step)                                                                        \
 	SEC("xdp")                                                                                 \
